@@ -1,0 +1,103 @@
+"""What each study design asks of a scene, and which pairs it compares. Pure functions."""
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Generic, Protocol, TypeVar
+
+from annotation.errors import StudyImportError
+from annotation.models import Design
+
+
+class SceneImage(Protocol):
+    name: str
+    role: str
+
+
+T = TypeVar("T", bound="SceneImage")
+
+
+@dataclass(frozen=True)
+class PlannedPair(Generic[T]):
+    a: T
+    b: T
+    shown_reference: T | None
+
+
+def needs_reference(design: str, *, show_reference: bool) -> bool:
+    """ref-vs-test always compares against the reference; pairwise does when it shows it."""
+    return design == Design.REF_VS_TEST or (design == Design.PAIRWISE and show_reference)
+
+
+def is_full_reference(design: str) -> bool:
+    """Designs whose scenes carry a reference that FR metrics score every image against."""
+    return design in (Design.REF_VS_TEST, Design.PAIRWISE)
+
+
+def check_scene_roles(
+    design: str,
+    scene: str,
+    roles: Sequence[tuple[str, str]],
+    *,
+    show_reference: bool,
+    reference_is_candidate: bool = True,
+) -> None:
+    """Refuse a scene whose roles do not fit the design. ``roles`` is (origin, role) per image."""
+    references = [origin for origin, role in roles if role == "reference"]
+    if len(references) > 1:
+        raise StudyImportError(
+            f"{references[1]}: scene {scene!r} has two references ({references[0]} and "
+            f"{references[1]})"
+        )
+    if needs_reference(design, show_reference=show_reference) and not references:
+        raise StudyImportError(
+            f"scene {scene!r}: no reference image, which the {design} design needs "
+            "(name the file 'reference.<ext>', pass --reference-name, or set role=reference)"
+        )
+    tests = len(roles) - len(references)
+    if design == Design.REF_VS_TEST and tests == 0:
+        raise StudyImportError(f"scene {scene!r}: empty scene (a reference but no test images)")
+    candidates = len(roles) if design != Design.PAIRWISE or reference_is_candidate else tests
+    if design != Design.REF_VS_TEST and candidates < 2:
+        raise StudyImportError(f"scene {scene!r}: empty scene (fewer than two images to compare)")
+
+
+def plan_pairs(
+    design: str,
+    images: Sequence[T],
+    *,
+    show_reference: bool = False,
+    reference_is_candidate: bool = True,
+) -> Iterator[PlannedPair[T]]:
+    """The pairs of one scene, in a stable order (by image name).
+
+    - ref-vs-test: (test, reference) for each test image; both are shown.
+    - pairwise: every couple of candidates (the reference too, unless
+      ``reference_is_candidate`` is false); the reference is shown between them when
+      ``show_reference``.
+    - nr-pairwise: every couple of images; nothing is shown as reference.
+    """
+    ordered = sorted(images, key=lambda image: image.name)
+    reference = next((image for image in ordered if image.role == "reference"), None)
+    if design == Design.REF_VS_TEST:
+        if reference is None:
+            raise StudyImportError("ref-vs-test needs a reference in every scene")
+        for image in ordered:
+            if image is not reference:
+                yield PlannedPair(image, reference, None)
+        return
+    if design == Design.PAIRWISE:
+        shown = reference if show_reference else None
+        candidates = [
+            image for image in ordered if reference_is_candidate or image is not reference
+        ]
+        for a, b in combinations(candidates, 2):
+            yield PlannedPair(a, b, shown)
+        return
+    if design == Design.NR_PAIRWISE:
+        for a, b in combinations(ordered, 2):
+            yield PlannedPair(a, b, None)
+        return
+    raise StudyImportError(
+        f"unknown design {design!r} (expected one of {', '.join(Design.values)})"
+    )

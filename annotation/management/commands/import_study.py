@@ -1,0 +1,85 @@
+"""``python manage.py import_study SOURCE --slug SLUG --design DESIGN [...]``."""
+
+import sys
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from annotation.errors import StudyImportError
+from annotation.models import Design
+from annotation.services import study_import
+
+
+class Command(BaseCommand):
+    help = (
+        "Import a study, all or nothing, from a folder with one sub-folder per scene or "
+        "from a manifest CSV with columns scene,path,role,condition."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("source", type=Path, help="scene folders, or a manifest .csv")
+        parser.add_argument("--slug", required=True)
+        parser.add_argument("--design", required=True, help=", ".join(Design.values))
+        parser.add_argument("--title", default="")
+        parser.add_argument("--votes-per-pair", type=int, default=3)
+        parser.add_argument(
+            "--show-reference",
+            action="store_true",
+            help="pairwise: show the scene's reference between A and B",
+        )
+        parser.add_argument(
+            "--reference-not-candidate",
+            action="store_true",
+            help="pairwise: do not compare the reference with the other images",
+        )
+        parser.add_argument("--gold-rate", type=float, default=0.0)
+        parser.add_argument(
+            "--reference-name",
+            default="reference",
+            help="folder sources: the reference file's stem (default: reference)",
+        )
+        parser.add_argument("--instructions", default="")
+
+    def handle(self, *args: object, **options: object) -> None:
+        bar: tqdm | None = None
+
+        def on_total(total: int) -> None:
+            nonlocal bar
+            bar = tqdm(
+                total=total,
+                unit="img",
+                desc="importing",
+                file=sys.stderr,
+                disable=total < settings.IQA_IMPORT_PROGRESS_MIN,
+            )
+
+        try:
+            result = study_import(
+                source=options["source"],
+                slug=options["slug"],
+                design=options["design"],
+                title=options["title"],
+                votes_per_pair=options["votes_per_pair"],
+                gold_rate=options["gold_rate"],
+                show_reference=options["show_reference"],
+                reference_is_candidate=not options["reference_not_candidate"],
+                reference_name=options["reference_name"],
+                instructions=options["instructions"],
+                on_total=on_total,
+                on_image=lambda: bar.update(1) if bar else None,
+            )
+        except StudyImportError as exc:
+            raise CommandError(f"import refused, nothing written: {exc}") from exc
+        finally:
+            if bar is not None:
+                bar.close()
+        study = result.study
+        self.stdout.write(
+            f"Created study {study.slug!r} ({study.design}): {len(result.scenes)} scenes, "
+            f"{result.images} images ({result.files_stored} new files stored), "
+            f"{result.pairs} pairs, {study.votes_per_pair} votes per pair"
+        )
+        for scene in result.scenes:
+            self.stdout.write(f"  scene {scene.name}: {scene.images} images, {scene.pairs} pairs")

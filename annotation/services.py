@@ -1,0 +1,263 @@
+"""Workflows of the annotation app. Each is atomic and takes keyword-only arguments."""
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from annotation import designs, storage
+from annotation.errors import NotFound, StudyImportError
+from annotation.images import inspect_image
+from annotation.models import Design, Image, Pair, Scene, Study
+from annotation.sources import Entry, read_source
+
+SLUG_RE = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
+BATCH = 1000
+
+
+@dataclass
+class SceneSummary:
+    name: str
+    images: int
+    pairs: int
+    files_stored: int
+
+
+@dataclass
+class ImportResult:
+    study: Study
+    scenes: list[SceneSummary] = field(default_factory=list)
+
+    @property
+    def files_stored(self) -> int:
+        return sum(scene.files_stored for scene in self.scenes)
+
+    @property
+    def images(self) -> int:
+        return sum(scene.images for scene in self.scenes)
+
+    @property
+    def pairs(self) -> int:
+        return sum(scene.pairs for scene in self.scenes)
+
+
+def _check_import_options(
+    *, slug: str, design: str, votes_per_pair: int, gold_rate: float, show_reference: bool
+) -> None:
+    if design not in Design.values:
+        raise StudyImportError(
+            f"unknown design {design!r} (expected one of {', '.join(Design.values)})"
+        )
+    if not SLUG_RE.match(slug) or len(slug) > 64:
+        raise StudyImportError(
+            f"slug {slug!r} is not valid (lower-case letters, digits, '-' and '_'; at most 64)"
+        )
+    if votes_per_pair < 1:
+        raise StudyImportError(f"--votes-per-pair must be at least 1, not {votes_per_pair}")
+    if not 0.0 <= gold_rate < 1.0:
+        raise StudyImportError(f"--gold-rate must be in [0, 1), not {gold_rate}")
+    if show_reference and design != Design.PAIRWISE:
+        raise StudyImportError(
+            f"--show-reference applies to the pairwise design only, not {design} "
+            "(ref-vs-test always shows the reference; nr-pairwise never does)"
+        )
+    if Study.objects.filter(slug=slug).exists():
+        raise StudyImportError(f"a study with slug {slug!r} already exists")
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def study_import(
+    *,
+    source: Path,
+    slug: str,
+    design: str,
+    title: str = "",
+    votes_per_pair: int = 3,
+    gold_rate: float = 0.0,
+    show_reference: bool = False,
+    reference_is_candidate: bool = True,
+    reference_name: str = "reference",
+    instructions: str = "",
+    on_total: Callable[[int], None] | None = None,
+    on_image: Callable[[], None] | None = None,
+) -> ImportResult:
+    """Import a study from a folder of scene sub-folders or a manifest CSV, all or nothing.
+
+    Every problem raises ``StudyImportError`` naming the file (and manifest line); the
+    database and the media folder are then exactly as before. Images are read one at a
+    time (decoded to check them, then streamed into the content-addressed store), so
+    memory does not grow with the number of images.
+    """
+    _check_import_options(
+        slug=slug,
+        design=design,
+        votes_per_pair=votes_per_pair,
+        gold_rate=gold_rate,
+        show_reference=show_reference,
+    )
+    scenes = read_source(Path(source), reference_name=reference_name)
+    for scene_name, entries in scenes.items():
+        designs.check_scene_roles(
+            design,
+            scene_name,
+            [(entry.origin, entry.role) for entry in entries],
+            show_reference=show_reference,
+            reference_is_candidate=reference_is_candidate,
+        )
+    if on_total:
+        on_total(sum(len(entries) for entries in scenes.values()))
+
+    created_paths: list[str] = []
+    try:
+        with transaction.atomic():
+            study = Study.objects.create(
+                slug=slug,
+                title=title or slug,
+                design=design,
+                votes_per_pair=votes_per_pair,
+                gold_rate=gold_rate,
+                show_reference=show_reference,
+                reference_is_candidate=reference_is_candidate,
+                instructions=instructions,
+            )
+            result = ImportResult(study=study)
+            for scene_name, entries in scenes.items():
+                summary = _import_scene(
+                    study=study,
+                    scene_name=scene_name,
+                    entries=entries,
+                    created_paths=created_paths,
+                    on_image=on_image,
+                )
+                result.scenes.append(summary)
+    except IntegrityError as exc:
+        _discard_files(created_paths)
+        if Study.objects.filter(slug=slug).exists():
+            raise StudyImportError(f"a study with slug {slug!r} already exists") from exc
+        raise
+    except BaseException:
+        _discard_files(created_paths)
+        raise
+    return result
+
+
+def _import_scene(
+    *,
+    study: Study,
+    scene_name: str,
+    entries: list[Entry],
+    created_paths: list[str],
+    on_image: Callable[[], None] | None,
+) -> SceneSummary:
+    max_pixels = settings.IQA_MAX_IMAGE_PIXELS
+    scene = Scene.objects.create(study=study, name=scene_name)
+    # The reference first, so each test image's size is checked as it is read.
+    ordered = sorted(entries, key=lambda entry: entry.role != "reference")
+    reference: Image | None = None
+    images: list[Image] = []
+    files_stored = 0
+    for entry in ordered:
+        info = inspect_image(entry.path, origin=entry.origin, max_pixels=max_pixels)
+        if (
+            reference is not None
+            and designs.is_full_reference(study.design)
+            and (info.width, info.height) != (reference.width, reference.height)
+        ):
+            raise StudyImportError(
+                f"{entry.origin}: {info.width}x{info.height} differs from its reference "
+                f"{reference.name} ({reference.width}x{reference.height}); full-reference "
+                "metrics need test and reference of the same size"
+            )
+        stored = storage.store_file(entry.path, info.format)
+        created_paths.extend(stored.created_dirs)
+        if stored.created:
+            created_paths.append(stored.relative_path)
+            files_stored += 1
+        image = Image(
+            scene=scene,
+            name=entry.name,
+            role=entry.role,
+            condition=entry.condition,
+            sha256=stored.sha256,
+            file=stored.relative_path,
+            width=info.width,
+            height=info.height,
+            format=info.format,
+            size_bytes=stored.size_bytes,
+        )
+        if entry.role == "reference":
+            reference = image
+        images.append(image)
+        if on_image:
+            on_image()
+    Image.objects.bulk_create(images, batch_size=BATCH)
+    planned = designs.plan_pairs(
+        study.design,
+        images,
+        show_reference=study.show_reference,
+        reference_is_candidate=study.reference_is_candidate,
+    )
+    pairs = 0
+    for batch in _batches(planned, BATCH):
+        Pair.objects.bulk_create(
+            [
+                Pair(
+                    study=study,
+                    scene=scene,
+                    image_a=p.a,
+                    image_b=p.b,
+                    shown_reference=p.shown_reference,
+                    target_votes=study.votes_per_pair,
+                )
+                for p in batch
+            ]
+        )
+        pairs += len(batch)
+    return SceneSummary(name=scene_name, images=len(images), pairs=pairs, files_stored=files_stored)
+
+
+def _discard_files(relative_paths: list[str]) -> None:
+    # Another import may have committed a row for the same content meanwhile; keep those.
+    still_used = set(Image.objects.filter(file__in=relative_paths).values_list("file", flat=True))
+    storage.remove_paths([path for path in relative_paths if path not in still_used])
+
+
+def image_verify(*, image_id: int) -> Image:
+    """Re-hash an image's stored file and record whether it still matches its address."""
+    image = Image.objects.filter(pk=image_id).first()
+    if image is None:
+        raise NotFound(f"image {image_id} does not exist")
+    path = storage.media_root() / image.file
+    if not path.exists():
+        integrity = Image.Integrity.MISSING
+    elif storage.file_sha256(path) == image.sha256:
+        integrity = Image.Integrity.OK
+    else:
+        integrity = Image.Integrity.MISMATCH
+    image.integrity = integrity
+    image.integrity_checked_at = timezone.now()
+    image.save(update_fields=["integrity", "integrity_checked_at"])
+    return image
+
+
+def study_verify_enqueue(*, study: Study) -> int:
+    """Mark every image of a study pending and queue one check per image (after commit)."""
+    from annotation.tasks import image_verify as image_verify_task
+
+    with transaction.atomic():
+        images = Image.objects.select_for_update().filter(scene__study=study)
+        ids = list(images.values_list("pk", flat=True))
+        images.update(integrity=Image.Integrity.PENDING)
+        for image_id in ids:
+            image_verify_task.delay_on_commit(image_id)
+    return len(ids)

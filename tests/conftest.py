@@ -1,0 +1,179 @@
+"""Shared fixtures: an isolated media folder, snapshots of what is stored, real workers."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+from annotation.models import Image, Pair, Scene, Study
+from config.celery import app as celery_app
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def media_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test stores images under one temporary media root, never the developer's."""
+    root = tmp_path_factory.mktemp("media")
+    with override_settings(MEDIA_ROOT=root):
+        yield root
+
+
+@pytest.fixture(autouse=True)
+def _empty_media_root(media_root: Path) -> Iterator[None]:
+    """Each test starts with an empty media folder, as its database starts empty."""
+    yield
+    for child in media_root.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    rows: dict[str, int]
+    files: frozenset[str]
+
+
+@pytest.fixture
+def snapshot(media_root: Path):
+    """``snapshot()`` records row counts of every model and every path under the media root."""
+
+    def take() -> Snapshot:
+        rows = {model.__name__: model.objects.count() for model in (Study, Scene, Image, Pair)}
+        files = frozenset(str(p.relative_to(media_root)) for p in media_root.rglob("*"))
+        return Snapshot(rows=rows, files=files)
+
+    return take
+
+
+def database_url() -> str:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        pytest.fail(
+            "worker tests need PostgreSQL (the test database is shared with the worker "
+            "process); run them with `make test`"
+        )
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host, port = db.get("HOST") or "127.0.0.1", db.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen
+    queue: str
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_worker(
+    *, name: str, broker_url: str, media: Path, extra_env: dict[str, str] | None = None
+) -> Worker:
+    """A real ``celery worker`` process on its own queue, sharing the test database."""
+    queue = f"test-{name}-{uuid.uuid4().hex[:8]}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = ARTIFACTS / f"worker-{queue}.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": broker_url,
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "IQA_MEDIA_ROOT": str(media),
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
+    command = [
+        sys.executable, "-m", "celery", "-A", "config", "worker",
+        "--pool", "solo", "--queues", queue, "--hostname", f"{queue}@%h",
+        "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+    ]  # fmt: skip
+    with open(log, "wb") as handle:
+        # The child keeps its own copy of the file descriptor.
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT
+        )
+    worker = Worker(process=process, queue=queue, log=log)
+    deadline = time.monotonic() + 60
+    while "ready." not in worker.log_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_worker(worker)
+            raise RuntimeError(f"the worker did not start:\n{worker.log_text()[-3000:]}")
+        time.sleep(0.2)
+    return worker
+
+
+def stop_worker(worker: Worker) -> None:
+    worker.process.terminate()
+    try:
+        worker.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.process.kill()
+        worker.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, media_root: Path) -> Iterator[Worker]:
+    """One real worker on the real broker (Redis under `make test`) for the whole session.
+
+    It depends on ``django_db_setup`` so it stops before the test database is dropped.
+    The test process publishes to the worker's own queue.
+    """
+    worker = start_worker(name="redis", broker_url=settings.CELERY_BROKER_URL, media=media_root)
+    previous = celery_app.conf.task_default_queue
+    celery_app.conf.task_default_queue = worker.queue
+    try:
+        yield worker
+    finally:
+        celery_app.conf.task_default_queue = previous
+        stop_worker(worker)
+
+
+def wait_until(predicate, *, timeout: float = 60.0, interval: float = 0.2, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def manage(media_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Run ``python manage.py ...`` as a real process against the test database.
+
+    Its writes must be visible across processes, so tests using it are
+    ``django_db(transaction=True)``.
+    """
+    data_dir = tmp_path_factory.mktemp("data")
+
+    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "IQA_MEDIA_ROOT": str(media_root),
+            "IQA_DATA_DIR": str(data_dir),
+        }
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
