@@ -18,7 +18,7 @@ def _database() -> dict:
 
 
 def _broker() -> dict:
-    url = celery_app.conf.broker_url
+    url = celery_app.conf.broker_write_url or celery_app.conf.broker_url
     try:
         with celery_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)

@@ -24,7 +24,8 @@ trap stop INT TERM EXIT
 # The embedded broker (kombu's file-system transport) is served by one solo-pool worker.
 .venv/bin/celery -A config worker --pool solo --loglevel INFO --without-gossip --without-mingle &
 pids+=($!)
-.venv/bin/gunicorn config.wsgi --bind "$HOST:$PORT" --workers 2 --threads 4 --access-logfile - &
+.venv/bin/gunicorn config.wsgi --bind "$HOST:$PORT" --workers 2 --threads 4 \
+  --no-control-socket --access-logfile - &
 pids+=($!)
 
 sleep 2

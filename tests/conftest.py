@@ -160,12 +160,15 @@ def manage(media_root: Path, tmp_path_factory: pytest.TempPathFactory):
     """
     data_dir = tmp_path_factory.mktemp("data")
 
-    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    def run(
+        *args: str, timeout: float = 120, env_extra: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         env = {
             **os.environ,
             "DATABASE_URL": database_url(),
             "IQA_MEDIA_ROOT": str(media_root),
             "IQA_DATA_DIR": str(data_dir),
+            **(env_extra or {}),
         }
         return subprocess.run(
             [sys.executable, "manage.py", *args],

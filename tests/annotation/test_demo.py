@@ -1,0 +1,40 @@
+"""The demo studies: built from scikit-image's photographs, once."""
+
+import pytest
+from django.core.management import call_command
+
+from annotation.models import Image, Pair, Study
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+
+def test_build_demo_creates_both_studies_once(capsys):
+    call_command("build_demo")
+    call_command("build_demo")
+    out = capsys.readouterr().out
+    assert "Created demo study 'demo' (ref-vs-test): 4 scenes, 48 images, 44 pairs" in out
+    assert "Created demo study 'demo-pairwise' (pairwise): 2 scenes, 22 images, 110 pairs" in out
+    assert "Demo studies already present" in out
+    assert Study.objects.count() == 2
+
+    pairwise = Study.objects.get(slug="demo-pairwise")
+    assert pairwise.show_reference
+    for scene in pairwise.scenes.all():
+        assert scene.pairs.count() == 55
+        assert scene.pairs.filter(shown_reference__role="reference").count() == 55
+    demo = Study.objects.get(slug="demo")
+    conditions = set(
+        Image.objects.filter(scene__study=demo, role="test").values_list("condition", flat=True)
+    )
+    # Degradations that make the test worse and enhancements that can make it better.
+    assert {"blur-s2.5", "jpeg-q8", "noise-s20", "contrast-0.6"} <= conditions
+    assert {"sharpen-a0.8", "contrast-1.2", "original"} <= conditions
+    assert Pair.objects.filter(study=demo).count() == 44
+
+
+def test_demo_test_images_differ_from_their_reference(media_root):
+    call_command("build_demo")
+    for scene_reference in Image.objects.filter(role="reference"):
+        tests = Image.objects.filter(scene=scene_reference.scene, role="test")
+        assert scene_reference.sha256 not in set(tests.values_list("sha256", flat=True))
+        assert {(t.width, t.height) for t in tests} == {(384, 288)}

@@ -1,0 +1,69 @@
+"""Settings come from the environment, with laptop defaults when nothing is set."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+PROBE = """
+import json, django
+from django.conf import settings
+django.setup()
+from config.celery import app
+print(json.dumps({
+    "engine": settings.DATABASES["default"]["ENGINE"],
+    "name": str(settings.DATABASES["default"]["NAME"]),
+    "broker": app.conf.broker_url,
+    "options": app.conf.broker_transport_options,
+    "media": str(settings.MEDIA_ROOT),
+    "debug": settings.DEBUG,
+}))
+"""
+
+
+def probe(tmp_path, **env) -> dict:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "IQA_MEDIA_ROOT", "DJANGO_DEBUG"}
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=REPO,
+        env={
+            **base,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "IQA_DATA_DIR": str(tmp_path),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_with_nothing_configured_the_platform_uses_sqlite_and_the_file_system_broker(tmp_path):
+    found = probe(tmp_path)
+    assert found["engine"] == "django.db.backends.sqlite3"
+    assert found["name"] == str(tmp_path / "db.sqlite3")
+    assert found["broker"] == "filesystem://"
+    assert found["options"]["data_folder_in"] == str(tmp_path / "broker" / "queue")
+    assert found["media"] == str(tmp_path / "media")
+    assert found["debug"] is False
+    # A laptop gets a random secret key kept out of the code, in the data folder.
+    assert len((tmp_path / "secret_key").read_text()) >= 50
+
+
+def test_database_and_broker_urls_select_postgresql_and_redis(tmp_path):
+    found = probe(
+        tmp_path,
+        DATABASE_URL="postgres://someone@db.example:5433/iqa",
+        CELERY_BROKER_URL="redis://cache.example:6379/2",
+    )
+    assert found["engine"] == "django.db.backends.postgresql"
+    assert found["name"] == "iqa"
+    assert found["broker"] == "redis://cache.example:6379/2"
+    assert found["options"]["visibility_timeout"] >= 3600

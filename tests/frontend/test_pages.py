@@ -1,0 +1,43 @@
+"""The study index and the admin pages for every model."""
+
+import pytest
+from django.urls import reverse
+
+from annotation.models import Image, Pair, Scene, Study
+from tests.factories import PairFactory, StudyFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_study_index_lists_studies_with_counts_in_one_query(client, django_assert_num_queries):
+    for _ in range(3):
+        PairFactory()
+    StudyFactory(slug="empty")
+    with django_assert_num_queries(1):
+        response = client.get("/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "empty" in html
+    studies = list(response.context["studies"])
+    assert [(s.n_scenes, s.n_images, s.n_pairs) for s in studies if s.slug != "empty"] == [
+        (1, 2, 1)
+    ] * 3
+
+
+@pytest.mark.parametrize("model", [Study, Scene, Image, Pair])
+def test_every_model_has_an_admin_list_and_change_page(admin_client, model):
+    PairFactory()
+    meta = model._meta
+    listing = admin_client.get(reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist"))
+    assert listing.status_code == 200
+    obj = model.objects.first()
+    change = admin_client.get(
+        reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])
+    )
+    assert change.status_code == 200
+
+
+def test_the_openapi_schema_is_published(client):
+    response = client.get("/api/schema/")
+    assert response.status_code == 200
+    assert b"openapi" in response.content

@@ -1,0 +1,114 @@
+"""`make run`'s script on embedded defaults: SQLite, the file-system broker, a real worker."""
+
+import http.cookiejar
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from tests.conftest import ARTIFACTS, REPO
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fetch(opener, url: str, data: dict | None = None) -> tuple[int, str]:
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    try:
+        with opener.open(url, data=body, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(tmp_path):
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "IQA_MEDIA_ROOT", "DJANGO_ADMIN_PASSWORD"}
+    }
+    env |= {"IQA_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / "make-run.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            ["bash", "scripts/run.sh", "127.0.0.1", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while "The platform is running" not in log_path.read_text():
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.5)
+        output = log_path.read_text()
+        assert f"Studies:  {base}/" in output
+        assert f"Admin:    {base}/admin/" in output
+
+        status, body = fetch(opener, f"{base}/healthz")
+        assert status == 200, body
+        assert '"vendor": "sqlite"' in body
+        assert "filesystem://" in body
+
+        status, index = fetch(opener, f"{base}/")
+        assert status == 200
+        assert "demo-pairwise" in index
+        assert "<td>110</td>" in index  # the pairwise demo's pairs
+        assert "<td>44</td>" in index  # the ref-vs-test demo's pairs
+
+        password = re.search(r"password: (\S+)", output).group(1)
+        _, login_page = fetch(opener, f"{base}/admin/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page).group(1)
+        status, admin = fetch(
+            opener,
+            f"{base}/admin/login/?next=/admin/annotation/pair/",
+            {"csrfmiddlewaretoken": token, "username": "admin", "password": password},
+        )
+        assert status == 200
+        assert "110 pairs" not in admin  # paginated admin: check the total instead
+        assert re.search(r"154 pairs", admin), admin[-2000:]
+
+        # The worker beside the web server runs tasks from the file-system broker.
+        check = subprocess.run(
+            [".venv/bin/python", "manage.py", "verify_study", "demo", "--wait", "--timeout", "60"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert check.returncode == 0, check.stderr
+        assert "Checked: ok: 48" in check.stdout
+    finally:
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    time.sleep(0.5)
+    leftovers = subprocess.run(
+        ["pgrep", "-g", str(process.pid)], capture_output=True, text=True
+    ).stdout.split()
+    assert leftovers == [], "processes survived Ctrl-C"
+    assert "Stopping web server and worker" in log_path.read_text()
