@@ -215,13 +215,18 @@ def case_missing_columns(tmp: Path):
     )
 
 
+def case_manifest_not_utf8(tmp: Path):
+    (tmp / "study.csv").write_bytes(b"scene,path,role,condition\ns,caf\xe9.png,test,\n")
+    return tmp / "study.csv", "pairwise", ["study.csv", "not UTF-8"]
+
+
 CASES = [
     case_missing_file, case_folder_instead_of_file, case_dangling_symlink, case_truncated,
     case_not_an_image, case_bomb_over_configured_maximum, case_bomb_over_pillow_limit,
     case_dotdot, case_absolute, case_symlink_out_of_manifest_folder,
     case_symlink_out_of_source_folder, case_two_references, case_no_reference,
     case_size_differs, case_duplicate_rows, case_empty_scene, case_unknown_design,
-    case_bad_role, case_missing_columns,
+    case_bad_role, case_missing_columns, case_manifest_not_utf8,
 ]  # fmt: skip
 
 
