@@ -19,7 +19,8 @@ stop() {
   kill "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
 }
-trap stop INT TERM EXIT
+trap 'stop; exit 0' INT TERM
+trap stop EXIT
 
 # The embedded broker (kombu's file-system transport) is served by one solo-pool worker.
 .venv/bin/celery -A config worker --pool solo --loglevel INFO --without-gossip --without-mingle &
@@ -28,7 +29,17 @@ pids+=($!)
   --no-control-socket --access-logfile - &
 pids+=($!)
 
-sleep 2
+# Print the URLs once the web server answers.
+$PY - "$HOST" "$PORT" <<'PYEOF'
+import sys, time, urllib.request
+host = "127.0.0.1" if sys.argv[1] in ("0.0.0.0", "::") else sys.argv[1]
+for _ in range(120):
+    try:
+        urllib.request.urlopen(f"http://{host}:{sys.argv[2]}/healthz", timeout=2)
+        break
+    except Exception:
+        time.sleep(0.25)
+PYEOF
 cat <<MSG
 
   The platform is running (Ctrl-C stops the web server and the worker):
@@ -38,4 +49,8 @@ cat <<MSG
     API spec: http://$HOST:$PORT/api/schema/
 
 MSG
-wait -n "${pids[@]}"
+# Ctrl-C ends here through the trap; reaching the next line means a process died.
+status=0
+wait -n "${pids[@]}" || status=$?
+echo "A process exited (status $status); stopping the other." >&2
+exit $(( status == 0 ? 1 : status ))

@@ -102,10 +102,11 @@ def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(t
     finally:
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
         try:
-            process.wait(timeout=30)
+            returncode = process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             raise
+    assert returncode == 0
     time.sleep(0.5)
     leftovers = subprocess.run(
         ["pgrep", "-g", str(process.pid)], capture_output=True, text=True
