@@ -16,6 +16,11 @@ class StudyAdmin(admin.ModelAdmin):
     ]
     list_filter = ["design", "status"]
     search_fields = ["slug", "title"]
+    # Fixed by the import: the pairs were generated from them.
+    imported_fields = ["slug", "design", "show_reference", "reference_is_candidate"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.imported_fields if obj is not None else []
 
 
 @admin.register(Scene)

@@ -22,3 +22,10 @@ class StudyImportError(DomainError):
     """An import refused; the message names the file (and manifest line) at fault."""
 
     code = "import_refused"
+
+
+class BrokerUnavailable(DomainError):
+    """Work could not be queued: the Celery broker did not answer. Nothing runs inline."""
+
+    status_code = 503
+    code = "broker_unavailable"

@@ -9,9 +9,10 @@ from pathlib import Path
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from annotation import designs, storage
-from annotation.errors import NotFound, StudyImportError
+from annotation.errors import BrokerUnavailable, NotFound, StudyImportError
 from annotation.images import inspect_image
 from annotation.models import Design, Image, Pair, Scene, Study
 from annotation.sources import Entry, read_source
@@ -251,13 +252,32 @@ def image_verify(*, image_id: int) -> Image:
 
 
 def study_verify_enqueue(*, study: Study) -> int:
-    """Mark every image of a study pending and queue one check per image (after commit)."""
+    """Mark every image of a study pending and queue one check per image (after commit).
+
+    If the broker does not answer, raises ``BrokerUnavailable`` and marks the images
+    that were not queued unchecked again, rather than leaving them pending forever.
+    """
     from annotation.tasks import image_verify as image_verify_task
 
-    with transaction.atomic():
-        images = Image.objects.select_for_update().filter(scene__study=study)
-        ids = list(images.values_list("pk", flat=True))
-        images.update(integrity=Image.Integrity.PENDING)
-        for image_id in ids:
-            image_verify_task.delay_on_commit(image_id)
+    queued: set[int] = set()
+
+    def publish(image_id: int) -> None:
+        image_verify_task.delay(image_id)
+        queued.add(image_id)
+
+    try:
+        with transaction.atomic():
+            images = Image.objects.select_for_update().filter(scene__study=study)
+            ids = list(images.values_list("pk", flat=True))
+            images.update(integrity=Image.Integrity.PENDING)
+            for image_id in ids:
+                transaction.on_commit(lambda image_id=image_id: publish(image_id))
+    except OperationalError as exc:
+        Image.objects.filter(scene__study=study, integrity=Image.Integrity.PENDING).exclude(
+            pk__in=queued
+        ).update(integrity=Image.Integrity.UNCHECKED)
+        raise BrokerUnavailable(
+            f"the Celery broker did not answer ({exc}); {len(queued)} of {len(ids)} "
+            "checks were queued"
+        ) from exc
     return len(ids)

@@ -70,23 +70,22 @@ def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(t
         assert '"vendor": "sqlite"' in body
         assert "filesystem://" in body
 
-        status, index = fetch(opener, f"{base}/")
+        password = re.search(r"password: (\S+)", output).group(1)
+        _, login_page = fetch(opener, f"{base}/admin/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page).group(1)
+        status, index = fetch(
+            opener,
+            f"{base}/admin/login/?next=/",
+            {"csrfmiddlewaretoken": token, "username": "admin", "password": password},
+        )
         assert status == 200
         assert "demo-pairwise" in index
         assert "<td>110</td>" in index  # the pairwise demo's pairs
         assert "<td>44</td>" in index  # the ref-vs-test demo's pairs
 
-        password = re.search(r"password: (\S+)", output).group(1)
-        _, login_page = fetch(opener, f"{base}/admin/login/")
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page).group(1)
-        status, admin = fetch(
-            opener,
-            f"{base}/admin/login/?next=/admin/annotation/pair/",
-            {"csrfmiddlewaretoken": token, "username": "admin", "password": password},
-        )
+        status, admin = fetch(opener, f"{base}/admin/annotation/pair/")
         assert status == 200
-        assert "110 pairs" not in admin  # paginated admin: check the total instead
-        assert re.search(r"154 pairs", admin), admin[-2000:]
+        assert "154 pairs" in admin  # both demo studies
 
         # The worker beside the web server runs tasks from the file-system broker.
         check = subprocess.run(

@@ -75,3 +75,14 @@ def test_the_embedded_file_system_broker_carries_tasks_to_a_worker(tmp_path, med
     assert set(Image.objects.filter(scene__study=study).values_list("integrity", flat=True)) == {
         "ok"
     }
+
+
+def test_with_the_broker_down_verify_fails_loudly_and_leaves_nothing_pending(tmp_path, manage):
+    study = _study(tmp_path, slug="down")
+    done = manage("verify_study", "down", env_extra={"CELERY_BROKER_URL": "redis://127.0.0.1:1/0"})
+    assert done.returncode == 1
+    assert done.stderr.startswith("CommandError: the Celery broker did not answer")
+    assert "0 of 4 checks were queued" in done.stderr
+    assert set(Image.objects.filter(scene__study=study).values_list("integrity", flat=True)) == {
+        "unchecked"
+    }

@@ -9,12 +9,16 @@ from tests.factories import PairFactory, StudyFactory
 pytestmark = pytest.mark.django_db
 
 
-def test_study_index_lists_studies_with_counts_in_one_query(client, django_assert_num_queries):
+def test_study_index_lists_studies_with_counts_in_one_query(
+    admin_client, django_assert_num_queries
+):
     for _ in range(3):
         PairFactory()
     StudyFactory(slug="empty")
-    with django_assert_num_queries(1):
-        response = client.get("/")
+    admin_client.get("/")  # warm the session
+    # The session and the user, then one query for the studies with their counts.
+    with django_assert_num_queries(3):
+        response = admin_client.get("/")
     assert response.status_code == 200
     html = response.content.decode()
     assert "empty" in html
@@ -22,6 +26,30 @@ def test_study_index_lists_studies_with_counts_in_one_query(client, django_asser
     assert [(s.n_scenes, s.n_images, s.n_pairs) for s in studies if s.slug != "empty"] == [
         (1, 2, 1)
     ] * 3
+
+
+def test_the_study_index_is_for_researchers_only(client):
+    StudyFactory(slug="secret-study")
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+def test_imported_study_settings_are_read_only_in_the_admin(admin_client):
+    study = StudyFactory(slug="fixed", design="pairwise")
+    response = admin_client.post(
+        reverse("admin:annotation_study_change", args=[study.pk]),
+        {"slug": "changed", "design": "ref-vs-test", "title": "New title", "votes_per_pair": 5,
+         "gold_rate": 0.1, "status": "live", "completion_code": "ABC", "instructions": ""},
+    )  # fmt: skip
+    assert response.status_code == 302
+    study.refresh_from_db()
+    assert (study.slug, study.design, study.title, study.votes_per_pair) == (
+        "fixed",
+        "pairwise",
+        "New title",
+        5,
+    )
 
 
 @pytest.mark.parametrize("model", [Study, Scene, Image, Pair])

@@ -20,9 +20,9 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         try:
             study = selectors.study_get(slug=options["slug"])
+            queued = services.study_verify_enqueue(study=study)
         except DomainError as exc:
             raise CommandError(str(exc)) from exc
-        queued = services.study_verify_enqueue(study=study)
         self.stdout.write(f"Queued {queued} image checks for {study.slug!r}.")
         if not options["wait"]:
             return
