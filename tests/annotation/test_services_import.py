@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from annotation import storage
+from annotation.errors import StudyImportError
 from annotation.models import Image, Pair, Scene, Study
 from annotation.services import study_import
 from tests.images import write_manifest, write_png, write_scene_folder
@@ -149,3 +150,22 @@ def test_relative_manifest_paths_may_use_subfolders(tmp_path: Path):
     result = study_import(source=manifest, slug="m", design="ref-vs-test")
     assert result.pairs == 1
     assert Image.objects.get(role="test").name == "s/sr.png"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"slug": "Not A Slug"}, "slug 'Not A Slug' is not valid"),
+        ({"votes_per_pair": 0}, "--votes-per-pair must be at least 1, not 0"),
+        ({"gold_rate": 1.0}, r"--gold-rate must be in \[0, 1\), not 1.0"),
+        ({"show_reference": True}, "--show-reference applies to the pairwise design only"),
+    ],
+)
+def test_import_options_outside_their_domain_are_refused_before_reading(
+    tmp_path, snapshot, options, message
+):
+    source = write_scene_folder(tmp_path / "src", {"s": ["reference", "a"]})
+    before = snapshot()
+    with pytest.raises(StudyImportError, match=message):
+        study_import(**{"source": source, "slug": "ok", "design": "ref-vs-test", **options})
+    assert snapshot() == before
