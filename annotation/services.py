@@ -1,5 +1,6 @@
 """Workflows of the annotation app. Each is atomic and takes keyword-only arguments."""
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -96,8 +97,8 @@ def study_import(
 
     Every problem raises ``StudyImportError`` naming the file (and manifest line); the
     database and the media folder are then exactly as before. Images are read one at a
-    time (decoded to check them, then streamed into the content-addressed store), so
-    memory does not grow with the number of images.
+    time (decoded to check them, then streamed into the content-addressed store): pixels
+    of one image at most are in memory, beside a small unsaved row per image.
     """
     _check_import_options(
         slug=slug,
@@ -118,8 +119,21 @@ def study_import(
     if on_total:
         on_total(sum(len(entries) for entries in scenes.values()))
 
+    # Files first, outside any transaction: a long import never holds the database (on
+    # SQLite, that would block every other writer); the rows then go in one short
+    # transaction. Whatever fails, the files this import added are removed again.
     created_paths: list[str] = []
     try:
+        staged = [
+            _stage_scene(
+                design=design,
+                scene_name=scene_name,
+                entries=entries,
+                created_paths=created_paths,
+                on_image=on_image,
+            )
+            for scene_name, entries in scenes.items()
+        ]
         with transaction.atomic():
             study = Study.objects.create(
                 slug=slug,
@@ -132,15 +146,8 @@ def study_import(
                 instructions=instructions,
             )
             result = ImportResult(study=study)
-            for scene_name, entries in scenes.items():
-                summary = _import_scene(
-                    study=study,
-                    scene_name=scene_name,
-                    entries=entries,
-                    created_paths=created_paths,
-                    on_image=on_image,
-                )
-                result.scenes.append(summary)
+            for scene in staged:
+                result.scenes.append(_create_scene(study=study, staged=scene))
     except IntegrityError as exc:
         _discard_files(created_paths)
         if Study.objects.filter(slug=slug).exists():
@@ -152,26 +159,47 @@ def study_import(
     return result
 
 
-def _import_scene(
+@dataclass(slots=True, frozen=True)
+class _StagedImage:
+    """What an Image row needs, kept small: one per image of the study until the rows go in."""
+
+    name: str
+    role: str
+    condition: str
+    sha256: str
+    file: str
+    width: int
+    height: int
+    format: str
+    size_bytes: int
+
+
+@dataclass
+class _StagedScene:
+    name: str
+    images: list[_StagedImage]  # their files are in the store already
+    files_stored: int
+
+
+def _stage_scene(
     *,
-    study: Study,
+    design: str,
     scene_name: str,
     entries: list[Entry],
     created_paths: list[str],
     on_image: Callable[[], None] | None,
-) -> SceneSummary:
+) -> _StagedScene:
+    """Check each image of a scene and put its file in the store, one image at a time."""
     max_pixels = settings.IQA_MAX_IMAGE_PIXELS
-    scene = Scene.objects.create(study=study, name=scene_name)
     # The reference first, so each test image's size is checked as it is read.
     ordered = sorted(entries, key=lambda entry: entry.role != "reference")
-    reference: Image | None = None
-    images: list[Image] = []
-    files_stored = 0
+    reference: _StagedImage | None = None
+    staged = _StagedScene(name=scene_name, images=[], files_stored=0)
     for entry in ordered:
         info = inspect_image(entry.path, origin=entry.origin, max_pixels=max_pixels)
         if (
             reference is not None
-            and designs.is_full_reference(study.design)
+            and designs.is_full_reference(design)
             and (info.width, info.height) != (reference.width, reference.height)
         ):
             raise StudyImportError(
@@ -183,9 +211,8 @@ def _import_scene(
         created_paths.extend(stored.created_dirs)
         if stored.created:
             created_paths.append(stored.relative_path)
-            files_stored += 1
-        image = Image(
-            scene=scene,
+            staged.files_stored += 1
+        image = _StagedImage(
             name=entry.name,
             role=entry.role,
             condition=entry.condition,
@@ -198,10 +225,19 @@ def _import_scene(
         )
         if entry.role == "reference":
             reference = image
-        images.append(image)
+        staged.images.append(image)
         if on_image:
             on_image()
-    Image.objects.bulk_create(images, batch_size=BATCH)
+    return staged
+
+
+def _create_scene(*, study: Study, staged: _StagedScene) -> SceneSummary:
+    """Write a staged scene's rows: the scene, its images and the design's pairs."""
+    scene = Scene.objects.create(study=study, name=staged.name)
+    images = Image.objects.bulk_create(
+        [Image(scene=scene, **dataclasses.asdict(image)) for image in staged.images],
+        batch_size=BATCH,
+    )
     planned = designs.plan_pairs(
         study.design,
         images,
@@ -224,7 +260,9 @@ def _import_scene(
             ]
         )
         pairs += len(batch)
-    return SceneSummary(name=scene_name, images=len(images), pairs=pairs, files_stored=files_stored)
+    return SceneSummary(
+        name=staged.name, images=len(images), pairs=pairs, files_stored=staged.files_stored
+    )
 
 
 def _discard_files(relative_paths: list[str]) -> None:
