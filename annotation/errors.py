@@ -13,11 +13,6 @@ class NotFound(DomainError):
     code = "not_found"
 
 
-class Conflict(DomainError):
-    status_code = 409
-    code = "conflict"
-
-
 class StudyImportError(DomainError):
     """An import refused; the message names the file (and manifest line) at fault."""
 
