@@ -45,8 +45,6 @@ def read_source(source: Path, *, reference_name: str = "reference") -> dict[str,
         scenes = _group(_read_manifest(source))
     else:
         raise StudyImportError(f"{source}: not a folder or a .csv manifest")
-    if not scenes:
-        raise StudyImportError(f"{source}: no scenes found")
     return scenes
 
 

@@ -21,6 +21,19 @@ REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
 
 
+# What selects services or overrides the laptop defaults; see config/settings.py.
+CONFIG_VARIABLES = {
+    "DATABASE_URL", "CELERY_BROKER_URL", "CELERY_TASK_DEFAULT_QUEUE", "IQA_DATA_DIR",
+    "IQA_MEDIA_ROOT", "DJANGO_DEBUG", "DJANGO_ADMIN_PASSWORD",
+}  # fmt: skip
+
+
+def embedded_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """This process's environment with no configuration: the laptop defaults in ``data_dir``."""
+    env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARIABLES}
+    return {**env, "IQA_DATA_DIR": str(data_dir), **extra}
+
+
 @pytest.fixture(scope="session", autouse=True)
 def media_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Every test stores images under one temporary media root, never the developer's."""

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import ARTIFACTS, REPO
+from tests.conftest import ARTIFACTS, REPO, embedded_env
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +34,7 @@ def fetch(opener, url: str, data: dict | None = None) -> tuple[int, str]:
 
 def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(tmp_path):
     port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "IQA_MEDIA_ROOT", "DJANGO_ADMIN_PASSWORD"}
-    }
-    env |= {"IQA_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
+    env = embedded_env(tmp_path / "data", PYTHONUNBUFFERED="1")
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / "make-run.log"
     with open(log_path, "w") as log:

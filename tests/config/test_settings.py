@@ -1,11 +1,10 @@
 """Settings come from the environment, with laptop defaults when nothing is set."""
 
 import json
-import os
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.conftest import REPO, embedded_env
 
 PROBE = """
 import json, django
@@ -24,20 +23,10 @@ print(json.dumps({
 
 
 def probe(tmp_path, **env) -> dict:
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "IQA_MEDIA_ROOT", "DJANGO_DEBUG"}
-    }
     done = subprocess.run(
         [sys.executable, "-c", PROBE],
         cwd=REPO,
-        env={
-            **base,
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "IQA_DATA_DIR": str(tmp_path),
-            **env,
-        },
+        env=embedded_env(tmp_path, DJANGO_SETTINGS_MODULE="config.settings", **env),
         capture_output=True,
         text=True,
         check=True,
