@@ -22,6 +22,32 @@ class PlannedPair(Generic[T]):
     a: T
     b: T
     shown_reference: T | None
+    gold_answer: str = ""  # "a" or "b" for gold pairs
+
+
+def is_gold(image: "SceneImage") -> bool:
+    return bool(getattr(image, "gold", ""))
+
+
+def gold_anchor(images: Sequence[T]) -> T | None:
+    """What gold images are compared with: the reference, else the first image by name."""
+    ordinary = sorted((image for image in images if not is_gold(image)), key=lambda i: i.name)
+    return next((image for image in ordinary if image.role == "reference"), None) or next(
+        iter(ordinary), None
+    )
+
+
+def plan_gold_pairs(
+    design: str, images: Sequence[T], *, show_reference: bool = False
+) -> Iterator[PlannedPair[T]]:
+    """One gold pair per gold image: (gold image, anchor), with its known answer."""
+    anchor = gold_anchor(images)
+    if anchor is None:
+        return
+    shown = anchor if design == Design.PAIRWISE and show_reference else None
+    for image in sorted((i for i in images if is_gold(i)), key=lambda i: i.name):
+        answer = "b" if image.gold == "worse" else "a"
+        yield PlannedPair(image, anchor, shown, gold_answer=answer)
 
 
 def needs_reference(design: str, *, show_reference: bool) -> bool:
@@ -77,7 +103,8 @@ def plan_pairs(
       ``show_reference``.
     - nr-pairwise: every couple of images; nothing is shown as reference.
     """
-    ordered = sorted(images, key=lambda image: image.name)
+    # Gold images are compared only in their gold pairs (plan_gold_pairs).
+    ordered = sorted((i for i in images if not is_gold(i)), key=lambda image: image.name)
     reference = next((image for image in ordered if image.role == "reference"), None)
     if design == Design.REF_VS_TEST:
         if reference is None:

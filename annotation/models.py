@@ -1,10 +1,11 @@
-"""Studies, scenes, images and pairs.
+"""Studies, scenes, images and pairs; annotator sessions, trials and votes.
 
 Invariants live in the database (constraints), workflows in ``services.py``.
-Annotator sessions, trials and votes join this module with the annotator API.
 """
 
+import random
 import secrets
+import uuid
 
 from django.db import models
 from django.db.models.functions import Greatest, Least
@@ -12,6 +13,19 @@ from django.db.models.functions import Greatest, Least
 
 def new_completion_code() -> str:
     return secrets.token_hex(4).upper()
+
+
+def random_key() -> float:
+    return random.random()
+
+
+def new_token() -> str:
+    # 256 bits: the annotator's only credential, so it must not be guessable.
+    return secrets.token_urlsafe(32)
+
+
+def new_pseudonym() -> str:
+    return secrets.token_hex(6)
 
 
 class Design(models.TextChoices):
@@ -40,6 +54,21 @@ class Study(models.Model):
     instructions = models.TextField(blank=True)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
     completion_code = models.CharField(max_length=32, default=new_completion_code)
+    completion_url = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text="Where annotators go when done, e.g. Prolific's "
+        "https://app.prolific.com/submissions/complete?cc=<code>.",
+    )
+    trials_per_session = models.PositiveIntegerField(
+        default=100, help_text="Quota of trials per session (gold included, practice not)."
+    )
+    practice_trials = models.PositiveSmallIntegerField(
+        default=2, help_text="Practice trials at the start of each session; never counted."
+    )
+    lease_seconds = models.PositiveIntegerField(
+        default=600, help_text="How long an issued trial holds its pair before it returns."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -55,6 +84,12 @@ class Study(models.Model):
             models.CheckConstraint(
                 condition=models.Q(gold_rate__gte=0.0, gold_rate__lt=1.0),
                 name="study_gold_rate_fraction",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(trials_per_session__gte=1), name="study_quota_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(lease_seconds__gte=1), name="study_lease_positive"
             ),
         ]
 
@@ -88,6 +123,11 @@ class Image(models.Model):
         MISSING = "missing", "File missing"
         MISMATCH = "mismatch", "File differs from its checksum"
 
+    class Gold(models.TextChoices):
+        NONE = "", "Not a gold image"
+        WORSE = "worse", "Clearly worse than the scene's anchor"
+        BETTER = "better", "Clearly better than the scene's anchor"
+
     scene = models.ForeignKey(Scene, on_delete=models.CASCADE, related_name="images")
     # The image's stable name in the study, e.g. ``scene/file.png``; exports use it.
     name = models.CharField(max_length=400)
@@ -105,6 +145,9 @@ class Image(models.Model):
         max_length=9, choices=Integrity.choices, default=Integrity.UNCHECKED
     )
     integrity_checked_at = models.DateTimeField(null=True, blank=True)
+    # Gold images exist only for gold pairs (against the scene's reference, or its first
+    # image when it has none): they are never compared in the study's own pairs.
+    gold = models.CharField(max_length=6, choices=Gold.choices, blank=True, default="")
 
     class Meta:
         ordering = ["scene", "name"]
@@ -123,6 +166,9 @@ class Image(models.Model):
             ),
             models.CheckConstraint(
                 condition=models.Q(sha256__regex=r"^[0-9a-f]{64}$"), name="image_sha256_hex"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(gold__in=["", "worse", "better"]), name="image_gold_known"
             ),
         ]
 
@@ -146,6 +192,12 @@ class Pair(models.Model):
     target_votes = models.PositiveSmallIntegerField()
     # Set for gold pairs only: the known answer, used for quality control.
     gold_answer = models.CharField(max_length=7, choices=Answer.choices, blank=True)
+    # Assignment state: counted votes plus live leases, kept by the trial and vote
+    # services under row locks. A pair is offered while it is below its target.
+    n_assigned = models.PositiveIntegerField(default=0)
+    # Position among pairs with the same n_assigned; redrawn on each claim, so the
+    # order among equals is random and concurrent claims walk one index.
+    rand_key = models.FloatField(default=random_key)
 
     class Meta:
         ordering = ["scene", "id"]
@@ -167,7 +219,14 @@ class Pair(models.Model):
                 name="pair_gold_answer_known",
             ),
         ]
-        indexes = [models.Index(fields=["study", "scene"])]
+        indexes = [
+            models.Index(fields=["study", "scene"]),
+            models.Index(
+                fields=["study", "n_assigned", "rand_key"],
+                condition=models.Q(gold_answer=""),
+                name="pair_assignment_order",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.image_a.name} vs {self.image_b.name}"
@@ -175,3 +234,132 @@ class Pair(models.Model):
     @property
     def is_gold(self) -> bool:
         return bool(self.gold_answer)
+
+
+class AnnotatorSession(models.Model):
+    """One person working on one study. The token is the annotator's only credential."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="sessions")
+    token = models.CharField(max_length=64, unique=True, default=new_token)
+    # What exports show instead of the participant id.
+    pseudonym = models.CharField(max_length=16, default=new_pseudonym)
+    participant_id = models.CharField(max_length=128, blank=True)
+    source = models.CharField(max_length=32, blank=True)
+    # Recruiter ids beside the participant id: Prolific STUDY_ID/SESSION_ID, MTurk
+    # assignmentId/hitId.
+    external_ids = models.JSONField(default=dict, blank=True)
+    # devicePixelRatio, viewport, user agent as the session opened.
+    client_info = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    # Answered trials, kept by vote_submit under the session's row lock.
+    n_practice_done = models.PositiveIntegerField(default=0)
+    n_done = models.PositiveIntegerField(default=0)
+    # Trials issued so far (their ordinal), including abandoned ones.
+    n_issued = models.PositiveIntegerField(default=0)
+    open_trial = models.ForeignKey(
+        "Trial", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["study", "created_at"]
+        constraints = [
+            # The same person opening the study again gets the same session back.
+            models.UniqueConstraint(
+                fields=["study", "participant_id"],
+                condition=~models.Q(participant_id=""),
+                name="session_participant_unique_in_study",
+            ),
+            models.UniqueConstraint(
+                fields=["study", "pseudonym"], name="session_pseudonym_unique_in_study"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study.slug}/{self.pseudonym}"
+
+
+class Trial(models.Model):
+    """One presentation of a pair to a session, with the sides fixed by the server."""
+
+    class Kind(models.TextChoices):
+        PRACTICE = "practice", "Practice (never counted)"
+        GOLD = "gold", "Gold (quality control)"
+        LABEL = "label", "Counted"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    session = models.ForeignKey(AnnotatorSession, on_delete=models.CASCADE, related_name="trials")
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="trials")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    ordinal = models.PositiveIntegerField()
+    # True when image_a is shown on the left.
+    a_on_left = models.BooleanField()
+    issued_at = models.DateTimeField()
+    lease_expires_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+    # Set when an expired, unanswered lease gave its pair back to the pool.
+    released = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["session", "ordinal"]
+        constraints = [
+            # A session never sees a pair twice.
+            models.UniqueConstraint(fields=["session", "pair"], name="trial_pair_once_per_session"),
+            models.UniqueConstraint(
+                fields=["session", "ordinal"], name="trial_ordinal_unique_in_session"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["practice", "gold", "label"]), name="trial_kind_known"
+            ),
+        ]
+        indexes = [
+            # Open leases, for the sweep that returns expired ones to the pool.
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=models.Q(answered_at__isnull=True, released=False, kind="label"),
+                name="trial_open_lease",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+
+class Vote(models.Model):
+    """The answer to a trial. Raw votes are never edited or deleted by aggregation."""
+
+    class Choice(models.TextChoices):
+        LEFT = "left", "Left looks better"
+        SIMILAR = "similar", "Similar"
+        RIGHT = "right", "Right looks better"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    trial = models.OneToOneField(Trial, on_delete=models.CASCADE, related_name="vote")
+    # Copied from the trial so that counting and exports read one table.
+    session = models.ForeignKey(AnnotatorSession, on_delete=models.CASCADE, related_name="votes")
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="votes")
+    kind = models.CharField(max_length=8, choices=Trial.Kind.choices)
+    choice = models.CharField(max_length=7, choices=Choice.choices)
+    # The choice in the pair's terms: a, b or similar (the sides undone).
+    preferred = models.CharField(max_length=7, choices=Pair.Answer.choices)
+    late = models.BooleanField(default=False)
+    response_ms = models.PositiveIntegerField(null=True, blank=True)
+    client_info = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(choice__in=["left", "similar", "right"]),
+                name="vote_choice_known",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(preferred__in=["a", "similar", "b"]),
+                name="vote_preferred_known",
+            ),
+        ]
+        indexes = [models.Index(fields=["pair", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.trial_id}: {self.choice}"

@@ -1,10 +1,10 @@
 """Reads of the annotation app."""
 
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from annotation.errors import NotFound
-from annotation.models import Image, Pair, Scene, Study
+from annotation.models import AnnotatorSession, Image, Pair, Scene, Study, Trial, Vote
 
 
 def _count_per_study(queryset: QuerySet, study_field: str) -> Coalesce:
@@ -45,3 +45,53 @@ def study_integrity_counts(*, study: Study) -> dict[str, int]:
     counts = dict.fromkeys(Image.Integrity.values, 0)
     counts.update({row["integrity"]: row["n"] for row in rows})
     return counts
+
+
+def study_progress() -> QuerySet[Study]:
+    """Studies with what researchers watch while a study runs, in one query."""
+    counted = (
+        Vote.objects.filter(pair=OuterRef("pk"), kind=Trial.Kind.LABEL)
+        .order_by()
+        .values("pair")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    complete = (
+        Pair.objects.filter(gold_answer="")
+        .annotate(n_counted=Coalesce(Subquery(counted, output_field=IntegerField()), Value(0)))
+        .filter(n_counted__gte=F("target_votes"))
+    )
+    return Study.objects.annotate(
+        n_scenes=_count_per_study(Scene.objects.all(), "study"),
+        n_images=_count_per_study(Image.objects.all(), "scene__study"),
+        n_pairs=_count_per_study(Pair.objects.filter(gold_answer=""), "study"),
+        n_gold_pairs=_count_per_study(Pair.objects.exclude(gold_answer=""), "study"),
+        n_pairs_complete=_count_per_study(complete, "study"),
+        n_votes=_count_per_study(Vote.objects.all(), "pair__study"),
+        n_counted_votes=_count_per_study(Vote.objects.filter(kind=Trial.Kind.LABEL), "pair__study"),
+        n_sessions=_count_per_study(AnnotatorSession.objects.all(), "study"),
+        n_sessions_completed=_count_per_study(
+            AnnotatorSession.objects.filter(completed_at__isnull=False), "study"
+        ),
+    ).order_by("slug")
+
+
+SUMMARY_COUNTS = (
+    "scenes", "images", "pairs", "gold_pairs", "pairs_complete", "votes", "counted_votes",
+    "sessions", "sessions_completed",
+)  # fmt: skip
+
+
+def study_summary(study: Study) -> dict:
+    """A study from ``study_progress()`` as the researcher API shows it."""
+    return {
+        "slug": study.slug,
+        "title": study.title,
+        "design": study.design,
+        "status": study.status,
+        "votes_per_pair": study.votes_per_pair,
+        "gold_rate": study.gold_rate,
+        "trials_per_session": study.trials_per_session,
+        "practice_trials": study.practice_trials,
+        "counts": {name: getattr(study, f"n_{name}") for name in SUMMARY_COUNTS},
+    }

@@ -1,7 +1,9 @@
 """Reading an import source into scenes of entries, with every structural check.
 
 A source is a folder with one sub-folder per scene, or a manifest CSV with columns
-``scene,path,role,condition`` (paths relative to the CSV). Reading a source touches
+``scene,path,role,condition`` (paths relative to the CSV) and an optional ``gold``
+column: ``worse`` or ``better`` marks a test image made to be clearly worse (or better)
+than its scene's reference, for gold pairs only. Reading a source touches
 no image data and writes nothing; every problem raises ``StudyImportError`` with a
 message that names the file (and the manifest line).
 """
@@ -16,6 +18,7 @@ from annotation.errors import StudyImportError
 
 MANIFEST_COLUMNS = ("scene", "path", "role", "condition")
 ROLES = ("reference", "test")
+GOLD_VALUES = ("worse", "better")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class Entry:
     condition: str
     name: str  # stable name in the study: ``scene/file``
     origin: str  # where it came from, for messages: ``manifest.csv line 4`` or a path
+    gold: str = ""  # "worse" / "better": a gold image, compared only in its gold pair
 
 
 def _inside(path: Path, root: Path, origin: str, what: str) -> Path:
@@ -127,6 +131,7 @@ def _manifest_rows(handle: TextIO, label: str, root: Path) -> Iterator[Entry]:
             raw_path = (row.get("path") or "").strip()
             role = (row.get("role") or "").strip().lower()
             condition = (row.get("condition") or "").strip()
+            gold = (row.get("gold") or "").strip().lower()
             if not scene:
                 raise StudyImportError(f"{origin}: empty scene")
             if "/" in scene or "\\" in scene:
@@ -135,6 +140,12 @@ def _manifest_rows(handle: TextIO, label: str, root: Path) -> Iterator[Entry]:
                 raise StudyImportError(f"{origin}: empty path")
             if role not in ROLES:
                 raise StudyImportError(f"{origin}: role {role!r} is not one of {', '.join(ROLES)}")
+            if gold and gold not in GOLD_VALUES:
+                raise StudyImportError(
+                    f"{origin}: gold {gold!r} is not one of {', '.join(GOLD_VALUES)} (or empty)"
+                )
+            if gold and role != "test":
+                raise StudyImportError(f"{origin}: a gold image must have role test, not {role}")
             pure = PurePosixPath(raw_path.replace("\\", "/"))
             if pure.is_absolute() or raw_path.startswith(("/", "\\")) or ":" in pure.parts[0]:
                 raise StudyImportError(
@@ -159,6 +170,7 @@ def _manifest_rows(handle: TextIO, label: str, root: Path) -> Iterator[Entry]:
                 condition=condition or ("reference" if role == "reference" else pure.stem),
                 name=f"{scene}/{pure.name}",
                 origin=f"{origin} ({raw_path})",
+                gold=gold,
             )
     except csv.Error as exc:
         raise StudyImportError(f"{label} line {reader.line_num}: malformed CSV ({exc})") from exc

@@ -124,6 +124,8 @@ STATIC_URL = "/static/"
 STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", DATA_DIR / "static"))
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("IQA_MEDIA_ROOT", DATA_DIR / "media"))
+# The web process serves the image store at MEDIA_URL (set 0 behind a proxy that does).
+IQA_SERVE_MEDIA = env_bool("IQA_SERVE_MEDIA", True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -134,8 +136,31 @@ IQA_MAX_IMAGE_PIXELS = int(os.environ.get("IQA_MAX_IMAGE_PIXELS", str(50_000_000
 # Imports with at least this many images show a progress bar.
 IQA_IMPORT_PROGRESS_MIN = int(os.environ.get("IQA_IMPORT_PROGRESS_MIN", "100"))
 
+# Annotator API: bodies above this size are refused (413); votes per session token.
+IQA_API_MAX_BODY_BYTES = int(os.environ.get("IQA_API_MAX_BODY_BYTES", "8192"))
+IQA_VOTE_RATE = os.environ.get("IQA_VOTE_RATE", "120/min")
+
+# The vote throttle counts in this cache. Per process by default; with several web
+# processes set IQA_CACHE_URL=redis://... so they share one count.
+if os.environ.get("IQA_CACHE_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["IQA_CACHE_URL"],
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "IQA preference annotation API",

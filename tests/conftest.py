@@ -193,3 +193,13 @@ def manage(media_root: Path, tmp_path_factory: pytest.TempPathFactory):
         )
 
     return run
+
+
+@pytest.fixture
+def clock():
+    """The services' clock, moved by ``clock.advance(timedelta)``; reset afterwards."""
+    from annotation import clock as service_clock
+
+    service_clock.reset()
+    yield service_clock
+    service_clock.reset()

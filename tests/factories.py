@@ -47,3 +47,27 @@ class PairFactory(factory.django.DjangoModelFactory):
     image_a = factory.SubFactory(ImageFactory, scene=factory.SelfAttribute("..scene"))
     image_b = factory.SubFactory(ImageFactory, scene=factory.SelfAttribute("..scene"))
     target_votes = 3
+
+
+class LiveStudyFactory(StudyFactory):
+    """A study open to annotators, without practice, with a quota nobody reaches."""
+
+    status = Study.Status.LIVE
+    practice_trials = 0
+    trials_per_session = 10_000
+
+
+def make_pairs(study: Study, n_pairs: int, *, votes: int = 3, scenes: int = 1) -> list[Pair]:
+    """``n_pairs`` pairs over ``scenes`` scenes, each pair of two fresh images."""
+    pairs = []
+    scene_objs = [SceneFactory(study=study) for _ in range(scenes)]
+    for i in range(n_pairs):
+        pairs.append(PairFactory(scene=scene_objs[i % scenes], target_votes=votes))
+    return pairs
+
+
+def make_gold_pair(study: Study, *, answer: str = "b") -> Pair:
+    scene = SceneFactory(study=study)
+    reference = ImageFactory(scene=scene, role=Image.Role.REFERENCE, condition="reference")
+    decoy = ImageFactory(scene=scene, gold="worse", condition="gold-decoy")
+    return PairFactory(scene=scene, image_a=decoy, image_b=reference, gold_answer=answer)

@@ -22,7 +22,7 @@ def test_pairwise_import_prints_55_pairs_per_scene(tmp_path, manage):
     lines = done.stdout.splitlines()
     assert lines[0] == (
         "Created study 'sriqa' (pairwise): 2 scenes, 22 images (22 new files stored), "
-        "110 pairs, 10 votes per pair"
+        "110 pairs, 10 votes per pair, 0 gold pairs; status draft"
     )
     assert lines[1:] == ["  scene city: 11 images, 55 pairs", "  scene face: 11 images, 55 pairs"]
 

@@ -41,6 +41,18 @@ class Command(BaseCommand):
             help="folder sources: the reference file's stem (default: reference)",
         )
         parser.add_argument("--instructions", default="")
+        parser.add_argument(
+            "--trials-per-session", type=int, default=100, help="quota per annotator session"
+        )
+        parser.add_argument(
+            "--practice-trials", type=int, default=2, help="uncounted trials at the start"
+        )
+        parser.add_argument(
+            "--completion-url", default="", help="e.g. Prolific's completion URL with its code"
+        )
+        parser.add_argument(
+            "--live", action="store_true", help="open to annotators at once (default: draft)"
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         bar: tqdm | None = None
@@ -67,6 +79,10 @@ class Command(BaseCommand):
                 reference_is_candidate=not options["reference_not_candidate"],
                 reference_name=options["reference_name"],
                 instructions=options["instructions"],
+                trials_per_session=options["trials_per_session"],
+                practice_trials=options["practice_trials"],
+                completion_url=options["completion_url"],
+                live=options["live"],
                 on_total=on_total,
                 on_image=lambda: bar.update(1) if bar else None,
             )
@@ -79,7 +95,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Created study {study.slug!r} ({study.design}): {len(result.scenes)} scenes, "
             f"{result.images} images ({result.files_stored} new files stored), "
-            f"{result.pairs} pairs, {study.votes_per_pair} votes per pair"
+            f"{result.pairs} pairs, {study.votes_per_pair} votes per pair, "
+            f"{result.gold_pairs} gold pairs; status {study.status}"
         )
         for scene in result.scenes:
             self.stdout.write(f"  scene {scene.name}: {scene.images} images, {scene.pairs} pairs")

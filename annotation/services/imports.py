@@ -1,20 +1,23 @@
-"""Workflows of the annotation app. Each is atomic and takes keyword-only arguments."""
+"""Study import and image checks. Each workflow is atomic and takes keyword-only arguments."""
 
 import dataclasses
 import re
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from annotation import designs, storage
+from annotation import designs, gold, storage
 from annotation.errors import BrokerUnavailable, NotFound, StudyImportError
-from annotation.images import inspect_image
+from annotation.images import ImageInfo, inspect_image
 from annotation.models import Design, Image, Pair, Scene, Study
 from annotation.sources import Entry, read_source
 
@@ -28,6 +31,7 @@ class SceneSummary:
     images: int
     pairs: int
     files_stored: int
+    gold_pairs: int = 0
 
 
 @dataclass
@@ -46,6 +50,10 @@ class ImportResult:
     @property
     def pairs(self) -> int:
         return sum(scene.pairs for scene in self.scenes)
+
+    @property
+    def gold_pairs(self) -> int:
+        return sum(scene.gold_pairs for scene in self.scenes)
 
 
 def _check_import_options(
@@ -72,6 +80,29 @@ def _check_import_options(
         raise StudyImportError(f"a study with slug {slug!r} already exists")
 
 
+def check_session_settings(
+    *,
+    trials_per_session: int | None = None,
+    practice_trials: int | None = None,
+    completion_url: str | None = None,
+    lease_seconds: int | None = None,
+) -> None:
+    """Refuse session settings a study cannot run with (``None`` means not given)."""
+    if trials_per_session is not None and trials_per_session < 1:
+        raise StudyImportError(f"--trials-per-session must be at least 1, not {trials_per_session}")
+    if practice_trials is not None and not 0 <= practice_trials <= 50:
+        raise StudyImportError(f"--practice-trials must be in 0..50, not {practice_trials}")
+    if lease_seconds is not None and lease_seconds < 10:
+        raise StudyImportError(f"--lease-seconds must be at least 10, not {lease_seconds}")
+    if completion_url:
+        try:
+            URLValidator(schemes=["http", "https"])(completion_url)
+        except ValidationError as exc:
+            raise StudyImportError(
+                f"--completion-url {completion_url!r} is not an http(s) URL"
+            ) from exc
+
+
 def _batches(items: Iterable, size: int) -> Iterator[list]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
@@ -90,6 +121,10 @@ def study_import(
     reference_is_candidate: bool = True,
     reference_name: str = "reference",
     instructions: str = "",
+    trials_per_session: int = 100,
+    practice_trials: int = 2,
+    completion_url: str = "",
+    live: bool = False,
     on_total: Callable[[int], None] | None = None,
     on_image: Callable[[], None] | None = None,
 ) -> ImportResult:
@@ -107,12 +142,20 @@ def study_import(
         gold_rate=gold_rate,
         show_reference=show_reference,
     )
+    check_session_settings(
+        trials_per_session=trials_per_session,
+        practice_trials=practice_trials,
+        completion_url=completion_url,
+    )
     scenes = read_source(Path(source), reference_name=reference_name)
+    # Gold pairs come from the source's gold rows or, when it has none and the study
+    # shows gold trials, from one generated decoy per scene.
+    make_decoys = gold_rate > 0 and not any(e.gold for es in scenes.values() for e in es)
     for scene_name, entries in scenes.items():
         designs.check_scene_roles(
             design,
             scene_name,
-            [(entry.origin, entry.role) for entry in entries],
+            [(entry.origin, entry.role) for entry in entries if not entry.gold],
             show_reference=show_reference,
             reference_is_candidate=reference_is_candidate,
         )
@@ -131,6 +174,7 @@ def study_import(
                 entries=entries,
                 created_paths=created_paths,
                 on_image=on_image,
+                make_decoy=make_decoys,
             )
             for scene_name, entries in scenes.items()
         ]
@@ -144,6 +188,10 @@ def study_import(
                 show_reference=show_reference,
                 reference_is_candidate=reference_is_candidate,
                 instructions=instructions,
+                trials_per_session=trials_per_session,
+                practice_trials=practice_trials,
+                completion_url=completion_url,
+                status=Study.Status.LIVE if live else Study.Status.DRAFT,
             )
             result = ImportResult(study=study)
             for scene in staged:
@@ -172,6 +220,7 @@ class _StagedImage:
     height: int
     format: str
     size_bytes: int
+    gold: str = ""
 
 
 @dataclass
@@ -188,6 +237,7 @@ def _stage_scene(
     entries: list[Entry],
     created_paths: list[str],
     on_image: Callable[[], None] | None,
+    make_decoy: bool = False,
 ) -> _StagedScene:
     """Check each image of a scene and put its file in the store, one image at a time."""
     max_pixels = settings.IQA_MAX_IMAGE_PIXELS
@@ -207,28 +257,63 @@ def _stage_scene(
                 f"{reference.name} ({reference.width}x{reference.height}); full-reference "
                 "metrics need test and reference of the same size"
             )
-        stored = storage.store_file(entry.path, info.format)
-        created_paths.extend(stored.created_dirs)
-        if stored.created:
-            created_paths.append(stored.relative_path)
-            staged.files_stored += 1
-        image = _StagedImage(
-            name=entry.name,
-            role=entry.role,
-            condition=entry.condition,
-            sha256=stored.sha256,
-            file=stored.relative_path,
-            width=info.width,
-            height=info.height,
-            format=info.format,
-            size_bytes=stored.size_bytes,
-        )
+        image = _store(entry, info, staged, created_paths)
         if entry.role == "reference":
             reference = image
         staged.images.append(image)
         if on_image:
             on_image()
+    if make_decoy:
+        staged.images.append(_stage_decoy(scene_name, staged, created_paths, max_pixels))
     return staged
+
+
+def _store(
+    entry: Entry, info: ImageInfo, staged: _StagedScene, created_paths: list[str]
+) -> _StagedImage:
+    stored = storage.store_file(entry.path, info.format)
+    created_paths.extend(stored.created_dirs)
+    if stored.created:
+        created_paths.append(stored.relative_path)
+        staged.files_stored += 1
+    return _StagedImage(
+        name=entry.name,
+        role=entry.role,
+        condition=entry.condition,
+        sha256=stored.sha256,
+        file=stored.relative_path,
+        width=info.width,
+        height=info.height,
+        format=info.format,
+        size_bytes=stored.size_bytes,
+        gold=entry.gold,
+    )
+
+
+def _stage_decoy(
+    scene_name: str, staged: _StagedScene, created_paths: list[str], max_pixels: int
+) -> _StagedImage:
+    """A heavily degraded copy of the scene's gold anchor, stored like any image."""
+    anchor = designs.gold_anchor(staged.images)
+    taken = {image.name for image in staged.images}
+    name, n = f"{scene_name}/gold-decoy.png", 1
+    while name in taken:
+        n += 1
+        name = f"{scene_name}/gold-decoy-{n}.png"
+    with tempfile.TemporaryDirectory(prefix="iqa-gold-") as tmp:
+        path = Path(tmp) / "gold-decoy.png"
+        gold.write_decoy(storage.media_root() / anchor.file, path)
+        entry = Entry(
+            scene=scene_name,
+            path=path,
+            role="test",
+            condition=gold.DECOY_CONDITION,
+            name=name,
+            origin=f"gold decoy of {anchor.name}",
+            gold="worse",
+        )
+        info = inspect_image(path, origin=entry.origin, max_pixels=max_pixels)
+        return _store(entry, info, staged, created_paths)
 
 
 def _create_scene(*, study: Study, staged: _StagedScene) -> SceneSummary:
@@ -244,24 +329,37 @@ def _create_scene(*, study: Study, staged: _StagedScene) -> SceneSummary:
         show_reference=study.show_reference,
         reference_is_candidate=study.reference_is_candidate,
     )
+    gold_planned = list(
+        designs.plan_gold_pairs(study.design, images, show_reference=study.show_reference)
+    )
     pairs = 0
     for batch in _batches(planned, BATCH):
-        Pair.objects.bulk_create(
-            [
-                Pair(
-                    study=study,
-                    scene=scene,
-                    image_a=p.a,
-                    image_b=p.b,
-                    shown_reference=p.shown_reference,
-                    target_votes=study.votes_per_pair,
-                )
-                for p in batch
-            ]
-        )
+        _create_pairs(study, scene, batch)
         pairs += len(batch)
+    _create_pairs(study, scene, gold_planned)
     return SceneSummary(
-        name=staged.name, images=len(images), pairs=pairs, files_stored=staged.files_stored
+        name=staged.name,
+        images=len(images),
+        pairs=pairs,
+        files_stored=staged.files_stored,
+        gold_pairs=len(gold_planned),
+    )
+
+
+def _create_pairs(study: Study, scene: Scene, planned: list[designs.PlannedPair]) -> None:
+    Pair.objects.bulk_create(
+        [
+            Pair(
+                study=study,
+                scene=scene,
+                image_a=p.a,
+                image_b=p.b,
+                shown_reference=p.shown_reference,
+                target_votes=study.votes_per_pair,
+                gold_answer=p.gold_answer,
+            )
+            for p in planned
+        ]
     )
 
 

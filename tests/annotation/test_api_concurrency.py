@@ -1,0 +1,99 @@
+"""Many annotators at once, over real HTTP, on the real PostgreSQL."""
+
+import http.client
+import json
+import random
+import threading
+from collections import Counter
+from urllib.parse import urlsplit
+
+import pytest
+
+from annotation.models import AnnotatorSession, Trial, Vote
+from tests.factories import LiveStudyFactory, make_pairs
+
+SESSIONS = 50
+PAIRS = 60
+TARGET = 3
+
+
+def call(base: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
+    parts = urlsplit(base)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if payload else {}
+        connection.request(method, path, body=payload, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+        return response.status, (json.loads(raw) if raw else None)
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_fifty_sessions_voting_until_204_give_every_pair_exactly_its_target(live_server):
+    """Every pair ends with exactly 3 counted votes, no session sees a pair twice, and
+    every acknowledged vote is stored exactly once, with retries mixed in."""
+    study = LiveStudyFactory(votes_per_pair=TARGET)
+    make_pairs(study, PAIRS, votes=TARGET, scenes=3)
+    base = live_server.url
+    acknowledged: list[tuple[str, str, str]] = []  # (token, trial_id, vote_id)
+    errors: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(SESSIONS)
+
+    def annotator(index: int) -> None:
+        rng = random.Random(index)
+        try:
+            status, session = call(
+                base,
+                "POST",
+                f"/api/v1/studies/{study.slug}/sessions",
+                {"participant_id": f"p{index}"},
+            )
+            assert status == 201, session
+            token = session["token"]
+            start.wait()
+            for _ in range(PAIRS + 5):
+                status, trial = call(base, "GET", f"/api/v1/sessions/{token}/next-trial")
+                if status == 204:
+                    return
+                assert status == 200, trial
+                vote = {
+                    "trial_id": trial["trial_id"],
+                    "choice": rng.choice(["left", "similar", "right"]),
+                    "response_ms": rng.randint(300, 3000),
+                }
+                # Some answers are sent two or three times, as a flaky network would.
+                for attempt in range(rng.choice([1, 1, 2, 3])):
+                    status, body = call(base, "POST", f"/api/v1/sessions/{token}/votes", vote)
+                    assert status == (201 if attempt == 0 else 200), body
+                with lock:
+                    acknowledged.append((token, trial["trial_id"], body["vote_id"]))
+            raise AssertionError("a session never got 204")
+        except Exception as exc:  # reported below, with the thread's index
+            with lock:
+                errors.append(f"annotator {index}: {exc!r}")
+
+    threads = [threading.Thread(target=annotator, args=(i,)) for i in range(SESSIONS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+
+    counted = Counter(Vote.objects.filter(kind="label").values_list("pair_id", flat=True))
+    assert len(counted) == PAIRS
+    assert set(counted.values()) == {TARGET}
+    assert not Vote.objects.filter(late=True).exists()
+
+    seen = list(Trial.objects.values_list("session_id", "pair_id"))
+    assert len(seen) == len(set(seen))
+
+    stored = {str(v): str(t) for v, t in Vote.objects.values_list("id", "trial_id")}
+    assert len(acknowledged) == len(stored) == PAIRS * TARGET
+    assert {vote_id: trial_id for _, trial_id, vote_id in acknowledged} == stored
+    assert AnnotatorSession.objects.filter(completed_at__isnull=True).count() == 0

@@ -1,0 +1,261 @@
+"""Sessions, assignment and votes, through the services, on both implementations.
+
+``impl`` runs each test with the PostgreSQL statements and with the portable ORM path
+(what SQLite uses), so the two stay equivalent.
+"""
+
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from scipy.stats import binomtest
+
+from annotation import services
+from annotation.errors import Conflict, NotFound, StudyNotOpen
+from annotation.models import AnnotatorSession, Pair, Study, Trial, Vote
+from annotation.services import annotator
+from tests.factories import LiveStudyFactory, StudyFactory, make_gold_pair, make_pairs
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(params=["statements", "orm"])
+def impl(request, monkeypatch):
+    if request.param == "orm":
+        monkeypatch.setattr(annotator, "_use_fast_path", lambda: False)
+    return request.param
+
+
+def open_session(study: Study, participant: str = "") -> str:
+    return services.session_open(study_slug=study.slug, participant_id=participant).session.token
+
+
+def answer(token: str, trial, choice: str = "left", ms: int = 900):
+    return services.vote_submit(token=token, trial_id=trial.trial_id, choice=choice, response_ms=ms)
+
+
+def run_session(token: str, choice: str = "left") -> list:
+    trials = []
+    while (trial := services.trial_next(token=token)) is not None:
+        answer(token, trial, choice)
+        trials.append(trial)
+    return trials
+
+
+def test_the_same_participant_gets_the_same_session_back():
+    study = LiveStudyFactory()
+    first = services.session_open(study_slug=study.slug, participant_id="PID-1")
+    again = services.session_open(study_slug=study.slug, participant_id="PID-1")
+    other = services.session_open(study_slug=study.slug, participant_id="PID-2")
+    assert first.created and not again.created
+    assert again.session.token == first.session.token
+    assert other.session.token != first.session.token
+    assert len(first.session.token) >= 40
+
+
+def test_sessions_open_on_live_studies_only():
+    for status in (Study.Status.DRAFT, Study.Status.CLOSED):
+        study = StudyFactory(status=status)
+        with pytest.raises(StudyNotOpen, match=status):
+            services.session_open(study_slug=study.slug)
+    with pytest.raises(NotFound):
+        services.session_open(study_slug="nope")
+
+
+def test_each_pair_reaches_its_target_and_no_session_sees_a_pair_twice(impl):
+    study = LiveStudyFactory()
+    pairs = make_pairs(study, 7, votes=3)
+    tokens = [open_session(study) for _ in range(5)]
+    # Round robin, one trial at a time, as annotators interleave.
+    active = list(tokens)
+    while active:
+        for token in list(active):
+            trial = services.trial_next(token=token)
+            if trial is None:
+                active.remove(token)
+                continue
+            answer(token, trial)
+    counted = Counter(Vote.objects.filter(kind="label").values_list("pair_id", flat=True))
+    assert counted == {pair.pk: 3 for pair in pairs}
+    seen = Trial.objects.values_list("session_id", "pair_id")
+    assert len(seen) == len(set(seen))
+    assert all(s.completed_at for s in AnnotatorSession.objects.all())
+    assert set(Pair.objects.values_list("n_assigned", flat=True)) == {3}
+
+
+def test_assignment_takes_the_pairs_with_the_fewest_votes_and_leases_first(impl):
+    study = LiveStudyFactory()
+    make_pairs(study, 4, votes=2)
+    a, b = open_session(study), open_session(study)
+    # a holds a lease on one pair and answers three: every pair gets one before any two.
+    run_session(a)
+    trial = services.trial_next(token=b)
+    levels = sorted(Pair.objects.values_list("n_assigned", flat=True))
+    assert levels == [1, 1, 1, 2]
+    assert trial is not None
+
+
+def test_asking_again_before_answering_returns_the_same_trial(impl):
+    study = LiveStudyFactory()
+    make_pairs(study, 3)
+    token = open_session(study)
+    first = services.trial_next(token=token)
+    again = services.trial_next(token=token)
+    assert again == first
+    assert Trial.objects.count() == 1
+
+
+def test_an_expired_lease_returns_the_pair_to_the_pool(impl, clock):
+    study = LiveStudyFactory(lease_seconds=600)
+    (pair,) = make_pairs(study, 1, votes=1)
+    a, b = open_session(study), open_session(study)
+    held = services.trial_next(token=a)
+    assert services.trial_next(token=b) is None  # the only pair is leased to a
+
+    c = open_session(study)
+    clock.advance(timedelta(seconds=601))
+    taken = services.trial_next(token=c)
+    assert taken is not None and taken.trial_id != held.trial_id
+    assert Trial.objects.get(pk=held.trial_id).released
+    pair.refresh_from_db()
+    assert pair.n_assigned == 1
+
+    # a's late answer is kept and counted: the one way a pair overshoots its target.
+    late = answer(a, held)
+    assert late.late and late.created
+    on_time = answer(c, taken)
+    assert not on_time.late
+    pair.refresh_from_db()
+    assert pair.n_assigned == 2
+    assert Vote.objects.filter(pair=pair, kind="label").count() == 2
+
+
+def test_an_answer_within_the_lease_is_not_late(impl, clock):
+    study = LiveStudyFactory(lease_seconds=600)
+    make_pairs(study, 2, votes=1)
+    token = open_session(study)
+    trial = services.trial_next(token=token)
+    clock.advance(timedelta(seconds=599))
+    assert not answer(token, trial).late
+
+
+def test_a_reload_after_the_lease_expired_gets_a_new_trial(impl, clock):
+    study = LiveStudyFactory(lease_seconds=60)
+    make_pairs(study, 3, votes=1)
+    token = open_session(study)
+    first = services.trial_next(token=token)
+    clock.advance(timedelta(seconds=61))
+    second = services.trial_next(token=token)
+    assert second.trial_id != first.trial_id
+    # The abandoned trial can still be answered; the answer is late.
+    assert answer(token, first).late
+
+
+def test_retries_store_one_vote_and_another_choice_conflicts(impl):
+    study = LiveStudyFactory()
+    make_pairs(study, 2)
+    token = open_session(study)
+    trial = services.trial_next(token=token)
+    results = [answer(token, trial, "similar") for _ in range(4)]
+    assert [r.created for r in results] == [True, False, False, False]
+    assert len({r.vote_id for r in results}) == 1
+    with pytest.raises(Conflict, match="already answered 'similar'"):
+        answer(token, trial, "right")
+    assert Vote.objects.count() == 1
+    assert AnnotatorSession.objects.get(token=token).n_done == 1
+
+
+def test_a_vote_for_another_sessions_trial_is_not_found(impl):
+    study = LiveStudyFactory()
+    make_pairs(study, 2)
+    mine, theirs = open_session(study), open_session(study)
+    trial = services.trial_next(token=theirs)
+    with pytest.raises(NotFound, match="not issued to this session"):
+        answer(mine, trial)
+    with pytest.raises(NotFound, match="unknown session"):
+        answer("no-such-token", trial)
+    assert Vote.objects.count() == 0
+
+
+def test_the_vote_records_the_sides_the_server_chose(impl):
+    study = LiveStudyFactory()
+    make_pairs(study, 30, votes=1)
+    token = open_session(study)
+    for trial in run_session(token, "left"):
+        vote = Vote.objects.select_related("trial__pair").get(trial_id=trial.trial_id)
+        pair = vote.trial.pair
+        left_is_a = trial.left.file == pair.image_a.file
+        assert vote.trial.a_on_left == left_is_a
+        assert vote.preferred == ("a" if left_is_a else "b")
+
+
+def test_sides_are_balanced_over_1000_trials():
+    study = LiveStudyFactory()
+    make_pairs(study, 1000, votes=1)
+    token = open_session(study)
+    for _ in range(1000):
+        services.trial_next(token=token)
+        session = AnnotatorSession.objects.get(token=token)
+        services.vote_submit(
+            token=token, trial_id=session.open_trial_id, choice="similar", response_ms=1
+        )
+    left_a = Trial.objects.filter(a_on_left=True).count()
+    assert Trial.objects.count() == 1000
+    # Two-sided binomial test at 0.1%: the 99.9% interval of a fair coin.
+    assert binomtest(left_a, 1000, 0.5).pvalue > 0.001, left_a
+
+
+def test_practice_comes_first_and_is_never_counted(impl):
+    study = LiveStudyFactory(practice_trials=2)
+    make_pairs(study, 5, votes=1)
+    gold = make_gold_pair(study)
+    token = open_session(study)
+    trials = run_session(token)
+    kinds = list(Trial.objects.order_by("ordinal").values_list("kind", flat=True))
+    assert kinds[:2] == ["practice", "practice"]
+    assert [t.practice for t in trials[:3]] == [True, True, False]
+    # The gold pair is the first practice pair (its answer is obvious).
+    assert Trial.objects.get(ordinal=1).pair == gold
+    practice_pairs = Trial.objects.filter(kind="practice").values_list("pair_id", flat=True)
+    assert not Vote.objects.filter(kind="label", pair_id__in=practice_pairs).exists()
+    session = AnnotatorSession.objects.get(token=token)
+    assert (session.n_practice_done, session.n_done) == (2, len(trials) - 2)
+
+
+def test_gold_trials_come_at_the_gold_rate_and_are_not_labels(impl, monkeypatch):
+    study = LiveStudyFactory(gold_rate=0.5)
+    make_pairs(study, 6, votes=1)
+    golds = [make_gold_pair(study) for _ in range(3)]
+    draws = iter([0.1, 0.9, 0.1, 0.9, 0.1, 0.9] + [0.9] * 100)
+    monkeypatch.setattr(annotator, "_gold_draw", lambda: next(draws))
+    token = open_session(study)
+    run_session(token)
+    kinds = list(Trial.objects.order_by("ordinal").values_list("kind", flat=True))
+    assert kinds[:6] == ["gold", "label", "gold", "label", "gold", "label"]
+    assert set(Vote.objects.filter(kind="gold").values_list("pair_id", flat=True)) == {
+        g.pk for g in golds
+    }
+    assert {p.n_assigned for p in golds} == {0}
+
+
+def test_the_quota_completes_the_session(impl):
+    study = LiveStudyFactory(trials_per_session=3, practice_trials=1)
+    make_pairs(study, 10, votes=1)
+    token = open_session(study)
+    trials = run_session(token)
+    assert len(trials) == 4
+    session = services.session_get(token=token)
+    assert session.completed_at is not None
+    assert services.session_progress(session, session.study).done == 4
+    assert services.trial_next(token=token) is None
+
+
+def test_a_closed_study_issues_no_new_trials_but_keeps_answers(impl):
+    study = LiveStudyFactory()
+    make_pairs(study, 4)
+    token = open_session(study)
+    trial = services.trial_next(token=token)
+    Study.objects.filter(pk=study.pk).update(status=Study.Status.CLOSED)
+    assert answer(token, trial).created
+    assert services.trial_next(token=token) is None
+    assert services.session_get(token=token).completed_at is not None
