@@ -116,6 +116,11 @@ def demo_build() -> list[ImportResult]:
                     title=spec["title"],
                     show_reference=spec.get("show_reference", False),
                     votes_per_pair=3 if spec["design"] == Design.REF_VS_TEST else 10,
+                    # Open to annotators at once, with one gold decoy per scene.
+                    gold_rate=0.1,
+                    practice_trials=2,
+                    trials_per_session=40,
+                    live=True,
                 )
             )
     return created

@@ -27,11 +27,11 @@ def study_get(*, slug: str) -> Study:
 
 
 def study_list_with_counts() -> QuerySet[Study]:
-    """Studies with their scene, image and pair counts, in one query."""
+    """Studies with their scene, image and pair counts (gold pairs apart), in one query."""
     return Study.objects.annotate(
         n_scenes=_count_per_study(Scene.objects.all(), "study"),
         n_images=_count_per_study(Image.objects.all(), "scene__study"),
-        n_pairs=_count_per_study(Pair.objects.all(), "study"),
+        n_pairs=_count_per_study(Pair.objects.filter(gold_answer=""), "study"),
     ).order_by("slug")
 
 

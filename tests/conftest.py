@@ -203,3 +203,76 @@ def clock():
     service_clock.reset()
     yield service_clock
     service_clock.reset()
+
+
+@dataclass
+class WebServer:
+    process: subprocess.Popen
+    url: str
+    log: Path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_web_server(
+    *, media: Path, workers: int = 2, threads: int = 8, extra_env: dict[str, str] | None = None
+) -> WebServer:
+    """The production web server (gunicorn, threaded workers) on the test database."""
+    port = free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = ARTIFACTS / f"gunicorn-{port}.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "IQA_MEDIA_ROOT": str(media),
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
+    command = [
+        sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers), "--threads", str(threads), "--no-control-socket",
+    ]  # fmt: skip
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT
+        )
+    server = WebServer(process=process, url=f"http://127.0.0.1:{port}", log=log)
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{server.url}/api/v1/ping", timeout=2) as response:
+                if response.status == 200:
+                    return server
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_web_server(server)
+            raise RuntimeError(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def stop_web_server(server: WebServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(timeout=10)
+
+
+@pytest.fixture
+def web_server(media_root: Path) -> Iterator[WebServer]:
+    """gunicorn serving the test database; tests using it are ``django_db(transaction=True)``."""
+    server = start_web_server(media=media_root)
+    try:
+        yield server
+    finally:
+        stop_web_server(server)

@@ -80,7 +80,7 @@ def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(t
 
         status, admin = fetch(opener, f"{base}/admin/annotation/pair/")
         assert status == 200
-        assert "154 pairs" in admin  # both demo studies
+        assert "160 pairs" in admin  # both demo studies: 154, and 6 gold pairs
 
         # The worker beside the web server runs tasks from the file-system broker.
         check = subprocess.run(
@@ -92,7 +92,7 @@ def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(t
             timeout=120,
         )
         assert check.returncode == 0, check.stderr
-        assert "Checked: ok: 48" in check.stdout
+        assert "Checked: ok: 52" in check.stdout  # 48 images and 4 gold decoys
     finally:
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
         try:

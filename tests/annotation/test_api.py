@@ -57,9 +57,11 @@ def test_a_session_opens_with_recruiter_ids_and_client_info(api):
     )
     assert response.status_code == 201
     data = response.json()
-    assert data["completed"] is False and data["completion_code"] is None
+    assert data["completed"] is False
+    assert data["completion_code"] is None
     session = AnnotatorSession.objects.get(token=data["token"])
-    assert session.participant_id == "5f1e2d" and session.source == "prolific"
+    assert session.participant_id == "5f1e2d"
+    assert session.source == "prolific"
     assert session.external_ids == {"STUDY_ID": "s1", "SESSION_ID": "x9"}
     assert session.client_info == {
         "device_pixel_ratio": 2.0,
@@ -70,7 +72,8 @@ def test_a_session_opens_with_recruiter_ids_and_client_info(api):
     again = api.post(
         f"/api/v1/studies/{study.slug}/sessions", {"participant_id": "5f1e2d"}, format="json"
     )
-    assert again.status_code == 200 and again.json()["token"] == data["token"]
+    assert again.status_code == 200
+    assert again.json()["token"] == data["token"]
 
 
 def test_a_whole_study_is_completed_over_the_api(api):
@@ -88,7 +91,8 @@ def test_a_whole_study_is_completed_over_the_api(api):
         )
         assert result.status_code == 201
         answered.append(trial["trial_id"])
-    assert response.status_code == 204 and response.content == b""
+    assert response.status_code == 204
+    assert response.content == b""
     # One pair was the practice trial, which this session then never sees again.
     assert len(answered) == 4
     session = api.get(f"/api/v1/sessions/{token}").json()
@@ -145,7 +149,8 @@ def test_annotators_cannot_read_labels_or_researcher_endpoints(api):
     assert set(trial) == {"trial_id", "practice", "images", "sizes", "lease_expires_at", "progress"}
     for url in trial["images"].values():
         assert url is None or url.startswith("/media/images/")
-    assert "gold" not in str(session) and "gold" not in str(trial)
+    assert "gold" not in str(session)
+    assert "gold" not in str(trial)
     for path in ("/api/v1/studies", f"/api/v1/studies/{study.slug}"):
         assert api.get(path).status_code in (401, 403)
         token_api = APIClient()

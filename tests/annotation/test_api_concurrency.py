@@ -1,4 +1,4 @@
-"""Many annotators at once, over real HTTP, on the real PostgreSQL."""
+"""Many annotators at once, over real HTTP to gunicorn, on the real PostgreSQL."""
 
 import http.client
 import json
@@ -33,12 +33,12 @@ def call(base: str, method: str, path: str, body: dict | None = None) -> tuple[i
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_fifty_sessions_voting_until_204_give_every_pair_exactly_its_target(live_server):
+def test_fifty_sessions_voting_until_204_give_every_pair_exactly_its_target(web_server):
     """Every pair ends with exactly 3 counted votes, no session sees a pair twice, and
     every acknowledged vote is stored exactly once, with retries mixed in."""
     study = LiveStudyFactory(votes_per_pair=TARGET)
     make_pairs(study, PAIRS, votes=TARGET, scenes=3)
-    base = live_server.url
+    base = web_server.url
     acknowledged: list[tuple[str, str, str]] = []  # (token, trial_id, vote_id)
     errors: list[str] = []
     lock = threading.Lock()
@@ -55,7 +55,7 @@ def test_fifty_sessions_voting_until_204_give_every_pair_exactly_its_target(live
             )
             assert status == 201, session
             token = session["token"]
-            start.wait()
+            start.wait(timeout=60)
             for _ in range(PAIRS + 5):
                 status, trial = call(base, "GET", f"/api/v1/sessions/{token}/next-trial")
                 if status == 204:
@@ -74,6 +74,7 @@ def test_fifty_sessions_voting_until_204_give_every_pair_exactly_its_target(live
                     acknowledged.append((token, trial["trial_id"], body["vote_id"]))
             raise AssertionError("a session never got 204")
         except Exception as exc:  # reported below, with the thread's index
+            start.abort()  # nobody waits for a thread that failed
             with lock:
                 errors.append(f"annotator {index}: {exc!r}")
 

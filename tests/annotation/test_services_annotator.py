@@ -47,7 +47,8 @@ def test_the_same_participant_gets_the_same_session_back():
     first = services.session_open(study_slug=study.slug, participant_id="PID-1")
     again = services.session_open(study_slug=study.slug, participant_id="PID-1")
     other = services.session_open(study_slug=study.slug, participant_id="PID-2")
-    assert first.created and not again.created
+    assert first.created
+    assert not again.created
     assert again.session.token == first.session.token
     assert other.session.token != first.session.token
     assert len(first.session.token) >= 40
@@ -115,14 +116,16 @@ def test_an_expired_lease_returns_the_pair_to_the_pool(impl, clock):
     c = open_session(study)
     clock.advance(timedelta(seconds=601))
     taken = services.trial_next(token=c)
-    assert taken is not None and taken.trial_id != held.trial_id
+    assert taken is not None
+    assert taken.trial_id != held.trial_id
     assert Trial.objects.get(pk=held.trial_id).released
     pair.refresh_from_db()
     assert pair.n_assigned == 1
 
     # a's late answer is kept and counted: the one way a pair overshoots its target.
     late = answer(a, held)
-    assert late.late and late.created
+    assert late.late
+    assert late.created
     on_time = answer(c, taken)
     assert not on_time.late
     pair.refresh_from_db()

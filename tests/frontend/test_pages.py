@@ -3,7 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from annotation.models import Image, Pair, Scene, Study
+from annotation import services
+from annotation.models import AnnotatorSession, Image, Pair, Scene, Study, Trial, Vote
 from tests.factories import PairFactory, StudyFactory
 
 pytestmark = pytest.mark.django_db
@@ -40,21 +41,21 @@ def test_imported_study_settings_are_read_only_in_the_admin(admin_client):
     response = admin_client.post(
         reverse("admin:annotation_study_change", args=[study.pk]),
         {"slug": "changed", "design": "ref-vs-test", "title": "New title", "votes_per_pair": 5,
-         "gold_rate": 0.1, "status": "live", "completion_code": "ABC", "instructions": ""},
+         "gold_rate": 0.1, "status": "live", "completion_code": "ABC", "instructions": "",
+         "trials_per_session": 40, "practice_trials": 1, "lease_seconds": 300},
     )  # fmt: skip
     assert response.status_code == 302
     study.refresh_from_db()
-    assert (study.slug, study.design, study.title, study.votes_per_pair) == (
-        "fixed",
-        "pairwise",
-        "New title",
-        5,
-    )
+    assert (study.slug, study.design, study.votes_per_pair) == ("fixed", "pairwise", 3)
+    assert (study.title, study.status, study.trials_per_session) == ("New title", "live", 40)
 
 
-@pytest.mark.parametrize("model", [Study, Scene, Image, Pair])
+@pytest.mark.parametrize("model", [Study, Scene, Image, Pair, AnnotatorSession, Trial, Vote])
 def test_every_model_has_an_admin_list_and_change_page(admin_client, model):
-    PairFactory()
+    pair = PairFactory(scene__study__status="live")
+    token = services.session_open(study_slug=pair.study.slug).session.token
+    trial = services.trial_next(token=token)
+    services.vote_submit(token=token, trial_id=trial.trial_id, choice="left", response_ms=5)
     meta = model._meta
     listing = admin_client.get(reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist"))
     assert listing.status_code == 200

@@ -13,7 +13,8 @@ class Command(BaseCommand):
         for result in created:
             self.stdout.write(
                 f"Created demo study {result.study.slug!r} ({result.study.design}): "
-                f"{len(result.scenes)} scenes, {result.images} images, {result.pairs} pairs"
+                f"{len(result.scenes)} scenes, {result.images} images, {result.pairs} pairs "
+                f"(+ {result.gold_pairs} gold), live"
             )
         if not created:
             self.stdout.write(f"Demo studies already present: {', '.join(DEMO_STUDIES)}")

@@ -1,0 +1,51 @@
+"""From raw votes to per-pair counts and labels. Pure functions on pandas/numpy data.
+
+Protocols of DESIGN.md section 4: one vote's outcome p(a better) is 1, 0.5 (similar)
+or 0; the DiffIQA majority is the most frequent of a / similar / b, and no label
+("none") when the top two tie (so three different answers give none).
+"""
+
+import numpy as np
+import pandas as pd
+
+NONE = "none"
+
+
+def pair_counts(votes: pd.DataFrame, pair_ids: pd.Series) -> pd.DataFrame:
+    """Counts of ``preferred`` per pair: columns n_a, n_similar, n_b, n_votes.
+
+    ``votes`` holds the votes that count (columns pair_id, preferred); every id in
+    ``pair_ids`` gets a row, zero when it has no votes.
+    """
+    counts = (
+        pd.crosstab(votes["pair_id"], votes["preferred"])
+        if len(votes)
+        else pd.DataFrame(index=pd.Index([], name="pair_id"))
+    )
+    counts = counts.reindex(index=pd.Index(pair_ids, name="pair_id"), fill_value=0)
+    out = pd.DataFrame(index=counts.index)
+    for answer in ("a", "similar", "b"):
+        out[f"n_{answer}"] = (
+            counts[answer].astype("int64") if answer in counts else np.zeros(len(out), "int64")
+        )
+    out["n_votes"] = out["n_a"] + out["n_similar"] + out["n_b"]
+    return out
+
+
+def p_a(n_a: np.ndarray, n_similar: np.ndarray, n_votes: np.ndarray) -> np.ndarray:
+    """Mean outcome for a (similar counts 0.5); NaN for pairs without votes."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_votes > 0, (n_a + 0.5 * n_similar) / n_votes, np.nan)
+
+
+def majority(n_a: np.ndarray, n_similar: np.ndarray, n_b: np.ndarray) -> np.ndarray:
+    """The DiffIQA majority label per pair: "a", "similar", "b" or "none"."""
+    counts = np.stack([n_a, n_similar, n_b], axis=1)
+    labels = np.array(["a", "similar", "b"], dtype=object)
+    if len(counts) == 0:
+        return np.array([], dtype=object)
+    top = counts.max(axis=1)
+    tied = (counts == top[:, None]).sum(axis=1) > 1
+    result = labels[counts.argmax(axis=1)]
+    result[tied | (top == 0)] = NONE
+    return result

@@ -1,0 +1,291 @@
+"""``export_study``: a study's tables as CSV, Parquet or JSON Lines, plus a datasheet.
+
+Raw and complete: every vote is exported, practice and gold included and marked, so
+nothing is hidden from the researcher. Images are named by their stable name in the
+study (``scene/file.png``) in every table. Each file is written beside its final name
+and moved into place, so a failed export never leaves a half-written table.
+"""
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from django.db.models import F
+
+from annotation import aggregation, designs
+from annotation.errors import DomainError
+from annotation.models import AnnotatorSession, Image, Pair, Study, Trial, Vote
+
+FORMATS = ("csv", "parquet", "jsonl")
+
+VOTE_COLUMNS = [
+    "vote_id", "trial_id", "scene", "pair_id", "image_a", "image_b", "reference",
+    "left_image", "right_image", "choice", "preferred", "annotator", "is_gold",
+    "is_practice", "is_late", "excluded", "response_ms", "device_pixel_ratio",
+    "viewport_width", "viewport_height", "created_at",
+]  # fmt: skip
+PAIR_COLUMNS = [
+    "pair_id", "scene", "image_a", "image_b", "reference", "condition_a", "condition_b",
+    "shown_reference", "is_gold", "gold_answer", "target_votes", "n_votes", "n_a",
+    "n_similar", "n_b", "p_a", "majority",
+]  # fmt: skip
+SESSION_COLUMNS = [
+    "annotator", "source", "created_at", "completed_at", "n_done", "n_practice_done",
+    "device_pixel_ratio", "viewport_width", "viewport_height", "user_agent",
+]  # fmt: skip
+
+
+class ExportError(DomainError):
+    code = "export_refused"
+
+
+@dataclass(frozen=True)
+class WrittenTable:
+    name: str
+    path: Path
+    rows: int
+
+
+def _references(study: Study) -> dict[int, str]:
+    """Scene id -> its reference's name, for designs whose metrics score against it."""
+    if not designs.is_full_reference(study.design):
+        return {}
+    return dict(
+        Image.objects.filter(scene__study=study, role=Image.Role.REFERENCE).values_list(
+            "scene_id", "name"
+        )
+    )
+
+
+def pairs_frame(study: Study) -> pd.DataFrame:
+    rows = list(
+        Pair.objects.filter(study=study)
+        .order_by("scene__name", "id")
+        .values(
+            "scene_id",
+            "target_votes",
+            "gold_answer",
+            pair_id=F("id"),
+            scene_name=F("scene__name"),
+            image_a_name=F("image_a__name"),
+            image_b_name=F("image_b__name"),
+            condition_a=F("image_a__condition"),
+            condition_b=F("image_b__condition"),
+            shown_reference_name=F("shown_reference__name"),
+        )
+    )
+    pairs = pd.DataFrame(
+        rows,
+        columns=[
+            "scene_id", "target_votes", "gold_answer", "pair_id", "scene_name", "image_a_name",
+            "image_b_name", "condition_a", "condition_b", "shown_reference_name",
+        ],
+    ).rename(columns=lambda c: c.removesuffix("_name"))  # fmt: skip
+    references = _references(study)
+    pairs["reference"] = pairs["scene_id"].map(references).fillna("")
+    pairs["shown_reference"] = pairs["shown_reference"].fillna("")
+    pairs["is_gold"] = pairs["gold_answer"] != ""
+    # A pair's votes are its counted votes: labels for study pairs, gold answers for gold
+    # pairs; practice answers never count. Late answers do.
+    votes = pd.DataFrame(
+        list(
+            Vote.objects.filter(pair__study=study)
+            .exclude(kind=Trial.Kind.PRACTICE)
+            .values("pair_id", "preferred", "kind")
+        ),
+        columns=["pair_id", "preferred", "kind"],
+    )
+    gold_ids = set(pairs.loc[pairs["is_gold"], "pair_id"])
+    counts_for = (votes["kind"] == Trial.Kind.GOLD) == votes["pair_id"].isin(gold_ids)
+    counts = aggregation.pair_counts(votes[counts_for], pairs["pair_id"])
+    for column in ("n_votes", "n_a", "n_similar", "n_b"):
+        pairs[column] = counts[column].to_numpy()
+    pairs["p_a"] = aggregation.p_a(
+        pairs["n_a"].to_numpy(), pairs["n_similar"].to_numpy(), pairs["n_votes"].to_numpy()
+    )
+    pairs["majority"] = aggregation.majority(
+        pairs["n_a"].to_numpy(), pairs["n_similar"].to_numpy(), pairs["n_b"].to_numpy()
+    )
+    return pairs[PAIR_COLUMNS]
+
+
+def votes_frame(study: Study) -> pd.DataFrame:
+    rows = list(
+        Vote.objects.filter(pair__study=study)
+        .order_by("created_at", "id")
+        .values(
+            "pair_id",
+            "choice",
+            "preferred",
+            "response_ms",
+            "created_at",
+            "kind",
+            "client_info",
+            "trial_id",
+            vote_id=F("id"),
+            scene_id=F("pair__scene_id"),
+            scene_name=F("pair__scene__name"),
+            image_a_name=F("pair__image_a__name"),
+            image_b_name=F("pair__image_b__name"),
+            a_on_left=F("trial__a_on_left"),
+            annotator=F("session__pseudonym"),
+            is_late=F("late"),
+        )
+    )
+    columns = [
+        "pair_id", "choice", "preferred", "response_ms", "created_at", "kind", "client_info",
+        "trial_id", "vote_id", "scene_id", "scene_name", "image_a_name", "image_b_name",
+        "a_on_left", "annotator", "is_late",
+    ]  # fmt: skip
+    votes = pd.DataFrame(rows, columns=columns).rename(columns=lambda c: c.removesuffix("_name"))
+    votes["vote_id"] = votes["vote_id"].astype(str)
+    votes["trial_id"] = votes["trial_id"].astype(str)
+    votes["reference"] = votes["scene_id"].map(_references(study)).fillna("")
+    a_on_left = votes["a_on_left"].astype(bool).to_numpy()
+    votes["left_image"] = np.where(a_on_left, votes["image_a"], votes["image_b"])
+    votes["right_image"] = np.where(a_on_left, votes["image_b"], votes["image_a"])
+    votes["is_gold"] = votes["kind"] == Trial.Kind.GOLD
+    votes["is_practice"] = votes["kind"] == Trial.Kind.PRACTICE
+    # Annotator exclusions come with quality control; until a rule excludes someone,
+    # nobody is excluded.
+    votes["excluded"] = False
+    for key in ("device_pixel_ratio", "viewport_width", "viewport_height"):
+        votes[key] = votes["client_info"].map(lambda info, key=key: (info or {}).get(key))
+    votes["response_ms"] = votes["response_ms"].astype("Int64")
+    votes["created_at"] = pd.to_datetime(votes["created_at"], utc=True)
+    return votes[VOTE_COLUMNS]
+
+
+def sessions_frame(study: Study) -> pd.DataFrame:
+    rows = list(
+        AnnotatorSession.objects.filter(study=study)
+        .order_by("created_at")
+        .values(
+            "source",
+            "created_at",
+            "completed_at",
+            "n_done",
+            "n_practice_done",
+            "client_info",
+            annotator=F("pseudonym"),
+        )
+    )
+    sessions = pd.DataFrame(
+        rows,
+        columns=[
+            "source", "created_at", "completed_at", "n_done", "n_practice_done", "client_info",
+            "annotator",
+        ],
+    )  # fmt: skip
+    for key in ("device_pixel_ratio", "viewport_width", "viewport_height", "user_agent"):
+        sessions[key] = sessions["client_info"].map(lambda info, key=key: (info or {}).get(key))
+    for column in ("created_at", "completed_at"):
+        sessions[column] = pd.to_datetime(sessions[column], utc=True)
+    return sessions[SESSION_COLUMNS]
+
+
+def _write(frame: pd.DataFrame, path: Path, fmt: str) -> None:
+    if fmt == "csv":
+        frame.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
+    elif fmt == "parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_json(path, orient="records", lines=True, date_format="iso", date_unit="us")
+
+
+def _datasheet(study: Study, tables: dict[str, pd.DataFrame]) -> str:
+    votes, pairs = tables["votes"], tables["pairs"]
+    study_pairs = pairs[~pairs["is_gold"]]
+    at_target = int((study_pairs["n_votes"] >= study_pairs["target_votes"]).sum())
+    kinds = {
+        "counted": int((~votes["is_gold"] & ~votes["is_practice"]).sum()),
+        "gold": int(votes["is_gold"].sum()),
+        "practice": int(votes["is_practice"].sum()),
+        "late": int(votes["is_late"].sum()),
+    }
+    versions = ", ".join(
+        f"{name} {metadata.version(name)}" for name in ("django", "pandas", "numpy", "pyarrow")
+    )
+    lines = [
+        f"# {study.title or study.slug}",
+        "",
+        f"Exported {datetime.now(UTC).isoformat(timespec='seconds')} from study `{study.slug}`.",
+        "",
+        "## Settings",
+        "",
+        f"- design: {study.design}",
+        f"- votes per pair: {study.votes_per_pair}",
+        f"- gold rate: {study.gold_rate}",
+        f"- show reference: {study.show_reference}",
+        f"- reference is a candidate: {study.reference_is_candidate}",
+        f"- trials per session: {study.trials_per_session}",
+        f"- practice trials: {study.practice_trials}",
+        f"- lease: {study.lease_seconds} s",
+        f"- status: {study.status}",
+        "",
+        "## Counts",
+        "",
+        f"- scenes: {pairs['scene'].nunique()}",
+        f"- pairs: {len(study_pairs)} (+ {int(pairs['is_gold'].sum())} gold pairs)",
+        f"- pairs at their target: {at_target}",
+        f"- votes: {len(votes)} ({kinds['counted']} counted, {kinds['gold']} gold, "
+        f"{kinds['practice']} practice; {kinds['late']} late)",
+        f"- annotators: {len(tables['sessions'])} "
+        f"({int(tables['sessions']['completed_at'].notna().sum())} completed)",
+        "",
+        "## Exclusions",
+        "",
+        "None: no annotator is excluded.",
+        "",
+        "## Tables",
+        "",
+        "- `votes`: every answer, raw (`is_gold`, `is_practice`, `is_late` mark the kinds; "
+        "`preferred` is the choice in the pair's terms, sides undone).",
+        "- `pairs`: counted votes per pair (late answers count; practice never), "
+        "p_a with similar as 0.5, and the DiffIQA majority (none on a tie).",
+        "- `sessions`: one row per annotator, pseudonymous.",
+        "",
+        f"Software: {versions}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def study_export(
+    *, study: Study, out: Path, fmt: str = "csv", on_table: Callable | None = None
+) -> list[WrittenTable]:
+    """Write the study's tables into ``out`` (created if needed); returns what was written."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {
+        "votes": votes_frame(study),
+        "pairs": pairs_frame(study),
+        "sessions": sessions_frame(study),
+    }
+    written = []
+    with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp:
+        staged = []
+        for name, frame in tables.items():
+            path = Path(tmp) / f"{name}.{fmt}"
+            _write(frame, path, fmt)
+            staged.append((name, path, len(frame)))
+        sheet = Path(tmp) / "README.md"
+        sheet.write_text(_datasheet(study, tables))
+        staged.append(("README", sheet, 0))
+        for name, path, rows in staged:
+            final = out / path.name
+            os.replace(path, final)
+            written.append(WrittenTable(name=name, path=final, rows=rows))
+            if on_table:
+                on_table(written[-1])
+    return written

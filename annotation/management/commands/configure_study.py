@@ -1,0 +1,41 @@
+"""``python manage.py configure_study SLUG [--status live] [--trials-per-session N] ...``."""
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotation.errors import DomainError
+from annotation.models import Study
+from annotation.selectors import study_get
+from annotation.services.studies import study_configure
+
+
+class Command(BaseCommand):
+    help = "Change a study's settings after import, e.g. open it to annotators (--status live)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("slug")
+        parser.add_argument("--status", choices=Study.Status.values)
+        parser.add_argument("--title")
+        parser.add_argument("--instructions")
+        parser.add_argument("--gold-rate", type=float)
+        parser.add_argument("--trials-per-session", type=int)
+        parser.add_argument("--practice-trials", type=int)
+        parser.add_argument("--completion-url")
+        parser.add_argument("--lease-seconds", type=int)
+
+    def handle(self, *args: object, **options: object) -> None:
+        keys = (
+            "status", "title", "instructions", "gold_rate", "trials_per_session",
+            "practice_trials", "completion_url", "lease_seconds",
+        )  # fmt: skip
+        try:
+            study = study_configure(
+                study=study_get(slug=options["slug"]), **{key: options[key] for key in keys}
+            )
+        except DomainError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(
+            f"{study.slug}: status {study.status}, {study.trials_per_session} trials per "
+            f"session, {study.practice_trials} practice, gold rate {study.gold_rate}, "
+            f"lease {study.lease_seconds} s"
+            + (f", completion URL {study.completion_url}" if study.completion_url else "")
+        )

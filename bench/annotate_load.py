@@ -1,0 +1,290 @@
+"""Annotator load on the production setup: gunicorn and PostgreSQL, over HTTP.
+
+Simulated annotators open a session, then repeat next-trial -> vote. Two modes:
+
+- paced: 100 annotators, each answering 1 s after its trial arrives (three times faster
+  than people). Prints trials per second and p50/p95/p99 latency per endpoint.
+  Target: p99 under 100 ms for both endpoints.
+- saturation: N annotators with no think time, then, in the same run and with the
+  same client, N clients on a trivial JSON endpoint of the same server (the stack's
+  ceiling). Prints trials per second, the ceiling's requests per second and their
+  ratio. Target: at least 30%.
+
+    .venv/bin/python bench/annotate_load.py [--mode paced|saturation|both]
+
+It needs PostgreSQL on 127.0.0.1:5432 (``make services``); it drops and recreates the
+scratch database ``iqa_bench`` (``--database``). The vote throttle is raised for the
+run (simulated annotators answer far faster than people); it still runs on each vote.
+"""
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def database_url(name: str) -> str:
+    return f"postgres://postgres@127.0.0.1:5432/{name}"
+
+
+def prepare_database(name: str, scenes: int, per_scene: int, votes: int) -> str:
+    """A fresh database with one live pairwise study of ``scenes`` x C(per_scene, 2) pairs."""
+    subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", name], check=True)
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", name], check=True)
+    env = {**os.environ, "DATABASE_URL": database_url(name)}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
+    code = f"""
+import hashlib
+from itertools import combinations
+from annotation.models import Image, Pair, Scene, Study
+study = Study.objects.create(slug="load", design="pairwise", votes_per_pair={votes},
+    status="live", practice_trials=0, trials_per_session=100000)
+for s in range({scenes}):
+    scene = Scene.objects.create(study=study, name=f"scene-{{s}}")
+    images = Image.objects.bulk_create([
+        Image(scene=scene, name=f"scene-{{s}}/m{{i}}.png", role="test", condition=f"m{{i}}",
+              sha256=hashlib.sha256(f"{{s}}-{{i}}".encode()).hexdigest(),
+              file=f"images/00/00/{{s}}-{{i}}.png", width=384, height=288, format="PNG",
+              size_bytes=1)
+        for i in range({per_scene})])
+    Pair.objects.bulk_create([Pair(study=study, scene=scene, image_a=a, image_b=b,
+        target_votes={votes}) for a, b in combinations(images, 2)])
+print(Pair.objects.count())
+"""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip()
+
+
+def start_server(name: str, port: int, workers: int, threads: int, data_dir: Path):
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(name),
+        "IQA_DATA_DIR": str(data_dir),
+        "IQA_VOTE_RATE": "1000000/min",
+    }
+    command = [
+        sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers), "--threads", str(threads), "--no-control-socket",
+        "--backlog", "2048", "--keep-alive", "30",
+    ]  # fmt: skip
+    log = open(data_dir / "gunicorn.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/api/v1/ping")
+            if connection.getresponse().status == 200:
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    sys.exit((data_dir / "gunicorn.log").read_text()[-3000:])
+
+
+class Client:
+    """One keep-alive HTTP connection; returns (status, body, seconds)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def call(self, method: str, path: str, body: dict | None = None):
+        payload = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if payload else {}
+        start = time.perf_counter()
+        try:
+            self.connection.request(method, path, body=payload, headers=headers)
+            response = self.connection.getresponse()
+            raw = response.read()
+        except (http.client.HTTPException, OSError):
+            self.connection.close()
+            self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            raise
+        elapsed = time.perf_counter() - start
+        if response.getheader("Connection", "").lower() == "close":
+            self.connection.close()
+        return response.status, (json.loads(raw) if raw else None), elapsed
+
+
+def annotator(port: int, stop_at: float, think: float, results: dict, lock: threading.Lock):
+    client = Client(port)
+    status, session, _ = client.call("POST", "/api/v1/studies/load/sessions", {})
+    assert status == 201, session
+    token = session["token"]
+    next_times, vote_times, errors = [], [], 0
+    while time.monotonic() < stop_at:
+        try:
+            status, trial, seconds = client.call("GET", f"/api/v1/sessions/{token}/next-trial")
+            if status == 204:
+                break
+            if status != 200:
+                errors += 1
+                continue
+            next_times.append(seconds)
+            if think:
+                time.sleep(think)
+            body = {"trial_id": trial["trial_id"], "choice": "left", "response_ms": 1000}
+            status, _, seconds = client.call("POST", f"/api/v1/sessions/{token}/votes", body)
+            if status != 201:
+                errors += 1
+                continue
+            vote_times.append(seconds)
+        except (http.client.HTTPException, OSError):
+            errors += 1
+    with lock:
+        results["next"].extend(next_times)
+        results["vote"].extend(vote_times)
+        results["errors"] += errors
+
+
+def pinger(port: int, stop_at: float, results: dict, lock: threading.Lock):
+    client = Client(port)
+    times, errors = [], 0
+    while time.monotonic() < stop_at:
+        try:
+            status, _, seconds = client.call("GET", "/api/v1/ping")
+            if status == 200:
+                times.append(seconds)
+            else:
+                errors += 1
+        except (http.client.HTTPException, OSError):
+            errors += 1
+    with lock:
+        results["ping"].extend(times)
+        results["errors"] += errors
+
+
+def client_process(kind: str, port: int, n: int, start_at: float, duration: float, think, queue):
+    """Run ``n`` simulated clients in threads of this process; report their timings."""
+    results = {"next": [], "vote": [], "ping": [], "errors": 0}
+    lock = threading.Lock()
+    while time.monotonic() < start_at:
+        time.sleep(0.01)
+    stop_at = start_at + duration
+    if kind == "ping":
+        target, args = pinger, (port, stop_at, results, lock)
+    else:
+        target, args = annotator, (port, stop_at, think, results, lock)
+    threads = [threading.Thread(target=target, args=args) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    queue.put(results)
+
+
+def drive(kind: str, port: int, clients: int, duration: float, think: float, processes: int):
+    """Spread ``clients`` over client processes; returns merged timings and the duration."""
+    queue = multiprocessing.Queue()
+    start_at = time.monotonic() + 2.0  # every process starts together
+    shares = [clients // processes + (i < clients % processes) for i in range(processes)]
+    workers = [
+        multiprocessing.Process(
+            target=client_process, args=(kind, port, share, start_at, duration, think, queue)
+        )
+        for share in shares
+        if share
+    ]
+    for worker in workers:
+        worker.start()
+    merged = {"next": [], "vote": [], "ping": [], "errors": 0}
+    for _ in workers:
+        part = queue.get()
+        for key in ("next", "vote", "ping"):
+            merged[key].extend(part[key])
+        merged["errors"] += part["errors"]
+    for worker in workers:
+        worker.join()
+    return merged
+
+
+def latency_line(name: str, seconds: list[float]) -> str:
+    if not seconds:
+        return f"  {name:<11} no requests"
+    ms = np.asarray(seconds) * 1000
+    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+    return f"  {name:<11} n={len(ms):>7}  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  p99 {p99:6.1f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=["paced", "saturation", "both"], default="both")
+    parser.add_argument("--database", default="iqa_bench")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per phase")
+    parser.add_argument("--annotators", type=int, default=100, help="paced mode")
+    parser.add_argument("--think", type=float, default=1.0, help="paced mode, seconds")
+    parser.add_argument("--concurrency", type=int, default=16, help="saturation mode clients")
+    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1))
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--scenes", type=int, default=200)
+    parser.add_argument("--per-scene", type=int, default=11, help="images per scene")
+    parser.add_argument("--votes", type=int, default=10, help="target votes per pair")
+    args = parser.parse_args()
+
+    pairs = prepare_database(args.database, args.scenes, args.per_scene, args.votes)
+    print(
+        f"study: {pairs} pairs, {args.votes} votes each; gunicorn {args.workers} workers x "
+        f"{args.threads} threads; {os.cpu_count()} CPUs shared by server, database and client"
+    )
+    with tempfile.TemporaryDirectory(prefix="iqa-bench-") as tmp:
+        port = 18000 + os.getpid() % 1000
+        server = start_server(args.database, port, args.workers, args.threads, Path(tmp))
+        try:
+            if args.mode in ("paced", "both"):
+                result = drive(
+                    "annotate", port, args.annotators, args.duration, args.think,
+                    args.client_processes,
+                )  # fmt: skip
+                print(
+                    f"paced: {args.annotators} annotators, {args.think:.1f} s think time, "
+                    f"{args.duration:.0f} s"
+                )
+                print(f"  trials/s    {len(result['vote']) / args.duration:.1f}")
+                print(latency_line("next-trial", result["next"]))
+                print(latency_line("vote", result["vote"]))
+                print(f"  errors      {result['errors']}")
+            if args.mode in ("saturation", "both"):
+                trials = drive(
+                    "annotate", port, args.concurrency, args.duration, 0.0, args.client_processes
+                )
+                ceiling = drive(
+                    "ping", port, args.concurrency, args.duration, 0.0, args.client_processes
+                )
+                trial_rate = len(trials["vote"]) / args.duration
+                ping_rate = len(ceiling["ping"]) / args.duration
+                print(f"saturation: {args.concurrency} clients, no think time, {args.duration:.0f} s")
+                print(f"  trials/s    {trial_rate:.1f}  (next-trial + vote)")
+                print(latency_line("next-trial", trials["next"]))
+                print(latency_line("vote", trials["vote"]))
+                print(f"  ceiling     {ping_rate:.1f} requests/s on /api/v1/ping")
+                print(latency_line("ping", ceiling["ping"]))
+                print(f"  ratio       {trial_rate / ping_rate:.1%} of the ceiling (target 30%)")
+                print(f"  errors      {trials['errors'] + ceiling['errors']}")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
