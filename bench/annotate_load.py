@@ -3,7 +3,8 @@
 Simulated annotators open a session, then repeat next-trial -> vote. Two modes:
 
 - paced: 100 annotators, each answering 1 s after its trial arrives (three times faster
-  than people). Prints trials per second and p50/p95/p99 latency per endpoint.
+  than people), arriving spread over the first second. Prints trials per second and
+  p50/p95/p99 latency per endpoint.
   Target: p99 under 100 ms for both endpoints.
 - saturation: N annotators with no think time, then, in the same run and with the
   same client, N clients on a trivial JSON endpoint of the same server (the stack's
@@ -22,6 +23,7 @@ import http.client
 import json
 import multiprocessing
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -71,7 +73,7 @@ print(Pair.objects.count())
         capture_output=True,
         text=True,
     )
-    return done.stdout.strip()
+    return done.stdout.strip().splitlines()[-1]
 
 
 def start_server(name: str, port: int, workers: int, threads: int, data_dir: Path):
@@ -127,6 +129,9 @@ class Client:
 
 
 def annotator(port: int, stop_at: float, think: float, results: dict, lock: threading.Lock):
+    # People do not arrive in the same millisecond: paced annotators start spread over
+    # one think time, so the run is not a series of synchronised bursts.
+    time.sleep(random.uniform(0, think))
     client = Client(port)
     status, session, _ = client.call("POST", "/api/v1/studies/load/sessions", {})
     assert status == 201, session
@@ -273,7 +278,9 @@ def main() -> None:
                 )
                 trial_rate = len(trials["vote"]) / args.duration
                 ping_rate = len(ceiling["ping"]) / args.duration
-                print(f"saturation: {args.concurrency} clients, no think time, {args.duration:.0f} s")
+                print(
+                    f"saturation: {args.concurrency} clients, no think time, {args.duration:.0f} s"
+                )
                 print(f"  trials/s    {trial_rate:.1f}  (next-trial + vote)")
                 print(latency_line("next-trial", trials["next"]))
                 print(latency_line("vote", trials["vote"]))

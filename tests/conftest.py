@@ -24,7 +24,7 @@ ARTIFACTS = REPO / "test-artifacts"
 # What selects services or overrides the laptop defaults; see config/settings.py.
 CONFIG_VARIABLES = {
     "DATABASE_URL", "CELERY_BROKER_URL", "CELERY_TASK_DEFAULT_QUEUE", "IQA_DATA_DIR",
-    "IQA_MEDIA_ROOT", "DJANGO_DEBUG", "DJANGO_ADMIN_PASSWORD",
+    "IQA_MEDIA_ROOT", "DJANGO_DEBUG", "DJANGO_ADMIN_PASSWORD", "IQA_CACHE_URL", "IQA_VOTE_RATE",
 }  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef
 
@@ -195,6 +196,21 @@ def trial_next(*, token: str) -> IssuedTrial | None:
     A trial stays the session's open trial until it is answered (a reload shows the same
     trial); a counted trial whose lease expired unanswered is replaced by a new one.
     """
+    # One draw per request decides whether a gold trial is due, whichever path issues it.
+    gold_draw = _gold_draw()
+    if _use_fast_path():
+        leases_sweep()
+        try:
+            row = _run(SQL_NEXT, {"token": token, "now": clock.now(), "gold_draw": gold_draw})
+        except IntegrityError:
+            row = None  # a concurrent request of this session: the general path sorts it out
+        if row is not None and row["trial_id"] is not None:
+            return _trial_from_row({**row, "open_trial_id": row["trial_id"]}, row)
+        if row is not None and row["open_trial_id"] is None and row["claim_tried"]:
+            # Nothing left to claim for this session (and no open trial).
+            _session_complete(row["session_id"])
+            return None
+        # Unknown token, practice or gold, quota, closed study: the general path.
     for _attempt in range(5):
         state = _next_state(token)
         if state is None:
@@ -211,7 +227,7 @@ def trial_next(*, token: str) -> IssuedTrial | None:
             return None
         leases_sweep()
         try:
-            issued = _issue(state)
+            issued = _issue(state, gold_draw)
         except IntegrityError:
             # Another request of this session issued a trial at the same moment (the
             # ordinal is unique per session); read again and return that one.
@@ -252,18 +268,18 @@ def _gold_draw() -> float:
     return random.random()
 
 
-def _choose_kind(state: dict) -> str:
+def _choose_kind(state: dict, gold_draw: float) -> str:
     if state["n_issued"] < state["practice_trials"]:
         return Trial.Kind.PRACTICE
-    if state["gold_rate"] > 0 and _gold_draw() < state["gold_rate"]:
+    if gold_draw < state["gold_rate"]:
         return Trial.Kind.GOLD
     return Trial.Kind.LABEL
 
 
-def _issue(state: dict) -> IssuedTrial | None:
+def _issue(state: dict, gold_draw: float) -> IssuedTrial | None:
     if state["n_done"] >= state["quota"]:
         return None
-    kind = _choose_kind(state)
+    kind = _choose_kind(state, gold_draw)
     now = clock.now()
     params = {
         "trial_id": uuid.uuid4(),
@@ -439,8 +455,23 @@ def _issue_counted_orm(params: dict) -> dict | None:
 
 
 def _issue_counted(params: dict) -> dict | None:
-    with _statement_scope(), connection.cursor() as cursor:
-        cursor.execute(SQL_CLAIM, params)
+    return _run(SQL_CLAIM, params)
+
+
+def _run(sql: str, params: dict) -> dict | None:
+    """Run one hot-path statement as a server-side prepared statement; its first row.
+
+    psycopg prepares a statement per connection after a few runs, so PostgreSQL plans
+    these CTEs once per connection instead of on every request. Errors come out as
+    Django's (``IntegrityError``), as from any Django cursor.
+    """
+    connection.ensure_connection()
+    with (
+        _statement_scope(),
+        connection.wrap_database_errors,
+        psycopg.Cursor(connection.connection) as cursor,
+    ):
+        cursor.execute(sql, params, prepare=True)
         row = cursor.fetchone()
         if row is None:
             return None
@@ -525,12 +556,7 @@ def _vote_existing(*, token: str, trial_id: uuid.UUID, choice: str) -> VoteResul
 
 
 def _vote_insert(params: dict) -> dict | None:
-    with _statement_scope(), connection.cursor() as cursor:
-        cursor.execute(SQL_VOTE, params)
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        return dict(zip([c.name for c in cursor.description], row, strict=True))
+    return _run(SQL_VOTE, params)
 
 
 def _vote_insert_orm(params: dict) -> dict | None:
@@ -594,7 +620,7 @@ WITH expired AS (
     UPDATE annotation_trial SET released = TRUE
     WHERE pg_try_advisory_xact_lock(4242001)
       AND kind = 'label' AND answered_at IS NULL AND NOT released
-      AND lease_expires_at < %(now)s
+      AND lease_expires_at < %(now)s::timestamptz
     RETURNING pair_id
 ), counts AS (
     SELECT pair_id, count(*) AS n FROM expired GROUP BY pair_id
@@ -606,16 +632,85 @@ WITH expired AS (
 SELECT sum(n) FROM returned
 """
 
+# next-trial in one statement for the common case: the session's open trial if it still
+# holds, else (no practice or gold due, quota not reached, study live) a claimed counted
+# pair with its new trial. No trial_id comes back when the general path must decide.
+SQL_NEXT = """
+WITH s AS (
+    SELECT s.id, s.study_id, s.completed_at, s.n_issued, s.n_done, s.n_practice_done,
+           s.open_trial_id, st.status, st.practice_trials, st.trials_per_session AS quota,
+           st.gold_rate, st.lease_seconds
+    FROM annotation_annotatorsession s JOIN annotation_study st ON st.id = s.study_id
+    WHERE s.token = %(token)s::text
+), open AS (
+    SELECT t.id, t.kind, t.a_on_left, t.lease_expires_at, t.pair_id
+    FROM annotation_trial t JOIN s ON t.id = s.open_trial_id
+    WHERE t.answered_at IS NULL
+      AND (t.kind <> 'label' OR (t.lease_expires_at > %(now)s::timestamptz AND NOT t.released))
+), eligible AS (
+    SELECT s.* FROM s
+    WHERE NOT EXISTS (SELECT 1 FROM open) AND s.completed_at IS NULL AND s.status = 'live'
+      AND s.n_issued >= s.practice_trials AND s.n_done < s.quota
+      AND NOT (%(gold_draw)s::float8 < s.gold_rate)
+), candidate AS (
+    -- Scalar subqueries (not a join) so the planner walks the assignment index in order
+    -- and stops at the first free pair instead of sorting the study's pairs.
+    SELECT p.id FROM annotation_pair p
+    WHERE p.study_id = (SELECT study_id FROM eligible) AND p.gold_answer = ''
+      AND p.n_assigned < p.target_votes
+      AND NOT EXISTS (
+          SELECT 1 FROM annotation_trial t
+          WHERE t.session_id = (SELECT id FROM eligible) AND t.pair_id = p.id
+      )
+    ORDER BY p.n_assigned, p.rand_key
+    LIMIT 1
+    FOR UPDATE OF p SKIP LOCKED
+), claimed AS (
+    UPDATE annotation_pair p SET n_assigned = p.n_assigned + 1, rand_key = random()
+    FROM candidate WHERE p.id = candidate.id
+    RETURNING p.id
+), trial AS (
+    INSERT INTO annotation_trial
+        (id, session_id, pair_id, kind, ordinal, a_on_left, issued_at, lease_expires_at,
+         released)
+    SELECT gen_random_uuid(), e.id, claimed.id, 'label', e.n_issued + 1, random() < 0.5,
+           %(now)s::timestamptz, %(now)s::timestamptz + e.lease_seconds * interval '1 second', FALSE
+    FROM claimed, eligible e
+    RETURNING id, kind, a_on_left, lease_expires_at, pair_id
+), moved AS (
+    UPDATE annotation_annotatorsession s
+    SET n_issued = s.n_issued + 1, open_trial_id = trial.id
+    FROM trial, eligible e WHERE s.id = e.id
+)
+SELECT s.id AS session_id, s.open_trial_id, s.n_done, s.n_practice_done,
+       s.practice_trials, s.quota,
+       EXISTS (SELECT 1 FROM eligible) AS claim_tried,
+       coalesce(open.id, trial.id) AS trial_id,
+       coalesce(open.kind, trial.kind) AS open_kind,
+       coalesce(open.a_on_left, trial.a_on_left) AS a_on_left,
+       coalesce(open.lease_expires_at, trial.lease_expires_at) AS open_expires,
+       a.file AS a_file, a.width AS a_width, a.height AS a_height,
+       b.file AS b_file, b.width AS b_width, b.height AS b_height,
+       r.file AS r_file, r.width AS r_width, r.height AS r_height
+FROM s
+LEFT JOIN open ON TRUE
+LEFT JOIN trial ON TRUE
+LEFT JOIN annotation_pair p ON p.id = coalesce(open.pair_id, trial.pair_id)
+LEFT JOIN annotation_image a ON a.id = p.image_a_id
+LEFT JOIN annotation_image b ON b.id = p.image_b_id
+LEFT JOIN annotation_image r ON r.id = p.shown_reference_id
+"""
+
 # Claim the least-assigned pair below target that this session has not seen (skipping
 # pairs another claim holds), open the trial, and point the session at it.
 SQL_CLAIM = """
 WITH candidate AS (
     SELECT p.id FROM annotation_pair p
-    WHERE p.study_id = %(study_id)s AND p.gold_answer = ''
+    WHERE p.study_id = %(study_id)s::bigint AND p.gold_answer = ''
       AND p.n_assigned < p.target_votes
       AND NOT EXISTS (
           SELECT 1 FROM annotation_trial t
-          WHERE t.session_id = %(session_id)s AND t.pair_id = p.id
+          WHERE t.session_id = %(session_id)s::bigint AND t.pair_id = p.id
       )
     ORDER BY p.n_assigned, p.rand_key
     LIMIT 1
@@ -628,14 +723,15 @@ WITH candidate AS (
     INSERT INTO annotation_trial
         (id, session_id, pair_id, kind, ordinal, a_on_left, issued_at, lease_expires_at,
          released)
-    SELECT %(trial_id)s, %(session_id)s, claimed.id, 'label', %(ordinal)s, %(a_on_left)s,
-           %(now)s, %(expires)s, FALSE
+    SELECT %(trial_id)s::uuid, %(session_id)s::bigint, claimed.id, 'label',
+           %(ordinal)s::integer, %(a_on_left)s::boolean, %(now)s::timestamptz,
+           %(expires)s::timestamptz, FALSE
     FROM claimed
     RETURNING id
 ), moved AS (
     UPDATE annotation_annotatorsession s
     SET n_issued = s.n_issued + 1, open_trial_id = trial.id
-    FROM trial WHERE s.id = %(session_id)s
+    FROM trial WHERE s.id = %(session_id)s::bigint
 )
 SELECT a.file AS a_file, a.width AS a_width, a.height AS a_height,
        b.file AS b_file, b.width AS b_width, b.height AS b_height,
@@ -651,21 +747,21 @@ LEFT JOIN annotation_image r ON r.id = claimed.shown_reference_id
 # the session on. No row comes back for a retry, a conflict or a foreign trial.
 SQL_VOTE = """
 WITH answered AS (
-    UPDATE annotation_trial t SET answered_at = %(now)s
+    UPDATE annotation_trial t SET answered_at = %(now)s::timestamptz
     FROM annotation_annotatorsession s
-    WHERE t.id = %(trial_id)s AND t.session_id = s.id AND s.token = %(token)s
+    WHERE t.id = %(trial_id)s::uuid AND t.session_id = s.id AND s.token = %(token)s::text
       AND t.answered_at IS NULL
     RETURNING t.id, t.session_id, t.pair_id, t.kind, t.a_on_left, t.released,
-              t.lease_expires_at < %(now)s AS late
+              t.lease_expires_at < %(now)s::timestamptz AS late
 ), vote AS (
     INSERT INTO annotation_vote
         (id, trial_id, session_id, pair_id, kind, choice, preferred, late, response_ms,
          client_info, created_at)
-    SELECT %(vote_id)s, answered.id, answered.session_id, answered.pair_id, answered.kind,
-           %(choice)s,
-           CASE WHEN %(choice)s = 'similar' THEN 'similar'
-                WHEN (%(choice)s = 'left') = answered.a_on_left THEN 'a' ELSE 'b' END,
-           answered.late, %(response_ms)s, %(client_info)s::jsonb, %(now)s
+    SELECT %(vote_id)s::uuid, answered.id, answered.session_id, answered.pair_id, answered.kind,
+           %(choice)s::text,
+           CASE WHEN %(choice)s::text = 'similar' THEN 'similar'
+                WHEN (%(choice)s::text = 'left') = answered.a_on_left THEN 'a' ELSE 'b' END,
+           answered.late, %(response_ms)s::integer, %(client_info)s::jsonb, %(now)s::timestamptz
     FROM answered
     RETURNING id, late
 ), recounted AS (
@@ -680,7 +776,7 @@ WITH answered AS (
                              ELSE s.open_trial_id END,
         completed_at = CASE
             WHEN s.completed_at IS NULL AND answered.kind <> 'practice'
-                 AND s.n_done + 1 >= st.trials_per_session THEN %(now)s
+                 AND s.n_done + 1 >= st.trials_per_session THEN %(now)s::timestamptz
             ELSE s.completed_at END
     FROM answered, annotation_study st
     WHERE s.id = answered.session_id AND st.id = s.study_id

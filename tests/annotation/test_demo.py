@@ -17,8 +17,8 @@ def test_build_demo_creates_both_studies_once(capsys):
         in out
     )
     assert (
-        "Created demo study 'demo-pairwise' (pairwise): 2 scenes, 24 images, 110 pairs (+ 2 gold), live"
-        in out
+        "Created demo study 'demo-pairwise' (pairwise): 2 scenes, 24 images, 110 pairs "
+        "(+ 2 gold), live" in out
     )
     assert "Demo studies already present" in out
     assert Study.objects.count() == 2

@@ -18,6 +18,7 @@ print(json.dumps({
     "options": app.conf.broker_transport_options,
     "media": str(settings.MEDIA_ROOT),
     "debug": settings.DEBUG,
+    "cache": settings.CACHES["default"]["BACKEND"],
 }))
 """
 
@@ -56,3 +57,10 @@ def test_database_and_broker_urls_select_postgresql_and_redis(tmp_path):
     assert found["name"] == "iqa"
     assert found["broker"] == "redis://cache.example:6379/2"
     assert found["options"]["visibility_timeout"] >= 3600
+
+
+def test_a_cache_url_shares_the_vote_throttle_through_redis(tmp_path):
+    """Several web processes count votes per session in one place when IQA_CACHE_URL is set."""
+    assert probe(tmp_path)["cache"].endswith("LocMemCache")
+    found = probe(tmp_path, IQA_CACHE_URL="redis://127.0.0.1:6379/14")
+    assert found["cache"] == "django.core.cache.backends.redis.RedisCache"
