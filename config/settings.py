@@ -98,6 +98,14 @@ if os.environ.get("DATABASE_URL"):
             os.environ["DATABASE_URL"], conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60"))
         )
     }
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+        "DB_PREPARED_STATEMENTS", True
+    ):
+        # Django's own queries bind on the client and are never prepared; this lets the
+        # annotator hot path (annotation/services/annotator.py) prepare its statements
+        # explicitly, so PostgreSQL plans them once per connection. Turn it off behind a
+        # pooler in transaction mode that cannot carry prepared statements.
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 10**9)
 else:
     DATABASES = {
         "default": {

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef
+from psycopg.rows import dict_row
 
 from annotation import clock
 from annotation.errors import Conflict, NotFound, StudyNotOpen
@@ -469,13 +470,10 @@ def _run(sql: str, params: dict) -> dict | None:
     with (
         _statement_scope(),
         connection.wrap_database_errors,
-        psycopg.Cursor(connection.connection) as cursor,
+        psycopg.Cursor(connection.connection, row_factory=dict_row) as cursor,
     ):
         cursor.execute(sql, params, prepare=True)
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        return dict(zip([c.name for c in cursor.description], row, strict=True))
+        return cursor.fetchone()
 
 
 def _session_complete(session_id: int) -> None:
@@ -632,10 +630,48 @@ WITH expired AS (
 SELECT sum(n) FROM returned
 """
 
+# The pair to claim: the lowest level (n_assigned) first, at a random place within it.
+# Claims walk the assignment index; starting each walk at a random rand_key (rather than
+# at the head) spreads the index entries that claims leave dead over the whole level,
+# so a walk finds a live pair within a few entries instead of stepping over every pair
+# claimed since the last vacuum. "wrap" covers the level from its start (and the levels
+# above) when nothing is free after the random point. {study} and {session} are SQL
+# expressions; scalar subqueries, not joins, keep the index walk ordered and short.
+CANDIDATE = """
+level AS (
+    SELECT p.n_assigned FROM annotation_pair p
+    WHERE p.study_id = {study} AND p.gold_answer = '' AND p.n_assigned < p.target_votes
+    ORDER BY p.n_assigned LIMIT 1
+), after_point AS (
+    SELECT p.id FROM annotation_pair p
+    WHERE p.study_id = {study} AND p.gold_answer = '' AND p.n_assigned < p.target_votes
+      AND p.n_assigned = (SELECT n_assigned FROM level)
+      AND p.rand_key >= (SELECT random())
+      AND NOT EXISTS (
+          SELECT 1 FROM annotation_trial t WHERE t.session_id = {session} AND t.pair_id = p.id
+      )
+    ORDER BY p.n_assigned, p.rand_key
+    LIMIT 1
+    FOR UPDATE OF p SKIP LOCKED
+), wrap AS (
+    SELECT p.id FROM annotation_pair p
+    WHERE p.study_id = {study} AND p.gold_answer = '' AND p.n_assigned < p.target_votes
+      AND NOT EXISTS (SELECT 1 FROM after_point)
+      AND NOT EXISTS (
+          SELECT 1 FROM annotation_trial t WHERE t.session_id = {session} AND t.pair_id = p.id
+      )
+    ORDER BY p.n_assigned, p.rand_key
+    LIMIT 1
+    FOR UPDATE OF p SKIP LOCKED
+), candidate AS (
+    SELECT id FROM after_point UNION ALL SELECT id FROM wrap
+"""
+
 # next-trial in one statement for the common case: the session's open trial if it still
 # holds, else (no practice or gold due, quota not reached, study live) a claimed counted
 # pair with its new trial. No trial_id comes back when the general path must decide.
-SQL_NEXT = """
+SQL_NEXT = (
+    """
 WITH s AS (
     SELECT s.id, s.study_id, s.completed_at, s.n_issued, s.n_done, s.n_practice_done,
            s.open_trial_id, st.status, st.practice_trials, st.trials_per_session AS quota,
@@ -652,20 +688,11 @@ WITH s AS (
     WHERE NOT EXISTS (SELECT 1 FROM open) AND s.completed_at IS NULL AND s.status = 'live'
       AND s.n_issued >= s.practice_trials AND s.n_done < s.quota
       AND NOT (%(gold_draw)s::float8 < s.gold_rate)
-), candidate AS (
-    -- Scalar subqueries (not a join) so the planner walks the assignment index in order
-    -- and stops at the first free pair instead of sorting the study's pairs.
-    SELECT p.id FROM annotation_pair p
-    WHERE p.study_id = (SELECT study_id FROM eligible) AND p.gold_answer = ''
-      AND p.n_assigned < p.target_votes
-      AND NOT EXISTS (
-          SELECT 1 FROM annotation_trial t
-          WHERE t.session_id = (SELECT id FROM eligible) AND t.pair_id = p.id
-      )
-    ORDER BY p.n_assigned, p.rand_key
-    LIMIT 1
-    FOR UPDATE OF p SKIP LOCKED
-), claimed AS (
+), """
+    + CANDIDATE.replace("{study}", "(SELECT study_id FROM eligible)").replace(
+        "{session}", "(SELECT id FROM eligible)"
+    )
+    + """), claimed AS (
     UPDATE annotation_pair p SET n_assigned = p.n_assigned + 1, rand_key = random()
     FROM candidate WHERE p.id = candidate.id
     RETURNING p.id
@@ -700,22 +727,17 @@ LEFT JOIN annotation_image a ON a.id = p.image_a_id
 LEFT JOIN annotation_image b ON b.id = p.image_b_id
 LEFT JOIN annotation_image r ON r.id = p.shown_reference_id
 """
+)
 
 # Claim the least-assigned pair below target that this session has not seen (skipping
 # pairs another claim holds), open the trial, and point the session at it.
-SQL_CLAIM = """
-WITH candidate AS (
-    SELECT p.id FROM annotation_pair p
-    WHERE p.study_id = %(study_id)s::bigint AND p.gold_answer = ''
-      AND p.n_assigned < p.target_votes
-      AND NOT EXISTS (
-          SELECT 1 FROM annotation_trial t
-          WHERE t.session_id = %(session_id)s::bigint AND t.pair_id = p.id
-      )
-    ORDER BY p.n_assigned, p.rand_key
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
+SQL_CLAIM = (
+    """
+WITH """
+    + CANDIDATE.replace("{study}", "%(study_id)s::bigint").replace(
+        "{session}", "%(session_id)s::bigint"
+    )
+    + """), claimed AS (
     UPDATE annotation_pair p SET n_assigned = p.n_assigned + 1, rand_key = random()
     FROM candidate WHERE p.id = candidate.id
     RETURNING p.id, p.image_a_id, p.image_b_id, p.shown_reference_id
@@ -741,6 +763,7 @@ JOIN annotation_image a ON a.id = claimed.image_a_id
 JOIN annotation_image b ON b.id = claimed.image_b_id
 LEFT JOIN annotation_image r ON r.id = claimed.shown_reference_id
 """
+)
 
 # Answer a trial: mark it answered (only if it is this session's and unanswered), insert
 # the vote with the sides undone, give a released lease's pair its count back, and move
