@@ -19,6 +19,7 @@ print(json.dumps({
     "media": str(settings.MEDIA_ROOT),
     "debug": settings.DEBUG,
     "cache": settings.CACHES["default"]["BACKEND"],
+    "db_options": settings.DATABASES["default"].get("OPTIONS", {}),
 }))
 """
 
@@ -57,6 +58,17 @@ def test_database_and_broker_urls_select_postgresql_and_redis(tmp_path):
     assert found["name"] == "iqa"
     assert found["broker"] == "redis://cache.example:6379/2"
     assert found["options"]["visibility_timeout"] >= 3600
+    # The annotator hot path may prepare its statements; Django's own queries never do.
+    assert found["db_options"]["prepare_threshold"] >= 10**6
+
+
+def test_prepared_statements_can_be_turned_off_for_transaction_poolers(tmp_path):
+    found = probe(
+        tmp_path,
+        DATABASE_URL="postgres://someone@db.example:5433/iqa",
+        DB_PREPARED_STATEMENTS="0",
+    )
+    assert "prepare_threshold" not in found["db_options"]
 
 
 def test_a_cache_url_shares_the_vote_throttle_through_redis(tmp_path):
