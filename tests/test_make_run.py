@@ -1,10 +1,10 @@
 """`make run`'s script on embedded defaults: SQLite, the file-system broker, a real worker."""
 
 import http.cookiejar
+import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -12,15 +12,17 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import ARTIFACTS, REPO, embedded_env
+from tests.conftest import ARTIFACTS, REPO, embedded_env, free_port
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def post_json(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, json.load(response)
 
 
 def fetch(opener, url: str, data: dict | None = None) -> tuple[int, str]:
@@ -81,6 +83,22 @@ def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(t
         status, admin = fetch(opener, f"{base}/admin/annotation/pair/")
         assert status == 200
         assert "160 pairs" in admin  # both demo studies: 154, and 6 gold pairs
+
+        # Annotators work on the embedded defaults too (SQLite: the portable ORM path).
+        status, session = post_json(
+            f"{base}/api/v1/studies/demo/sessions", {"participant_id": "make-run"}
+        )
+        assert status == 201
+        token = session["token"]
+        for _ in range(3):
+            with urllib.request.urlopen(f"{base}/api/v1/sessions/{token}/next-trial") as r:
+                trial = json.load(r)
+            with urllib.request.urlopen(f"{base}{trial['images']['left']}") as r:
+                assert r.read(8) == b"\x89PNG\r\n\x1a\n"
+            vote = {"trial_id": trial["trial_id"], "choice": "similar", "response_ms": 900}
+            status, answer = post_json(f"{base}/api/v1/sessions/{token}/votes", vote)
+            assert status == 201
+        assert answer["progress"]["done"] == 3
 
         # The worker beside the web server runs tasks from the file-system broker.
         check = subprocess.run(

@@ -98,3 +98,35 @@ def test_fifty_sessions_voting_until_204_give_every_pair_exactly_its_target(web_
     assert len(acknowledged) == len(stored) == PAIRS * TARGET
     assert {vote_id: trial_id for _, trial_id, vote_id in acknowledged} == stored
     assert AnnotatorSession.objects.filter(completed_at__isnull=True).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_session_asking_from_several_tabs_at_once_gets_one_trial(web_server):
+    """Concurrent next-trial requests of one session (tabs, retries) share one open trial."""
+    study = LiveStudyFactory()
+    make_pairs(study, 20, votes=1)
+    base = web_server.url
+    status, session = call(base, "POST", f"/api/v1/studies/{study.slug}/sessions", {})
+    assert status == 201
+    token = session["token"]
+
+    def ask(barrier: threading.Barrier, seen: list[str]) -> None:
+        barrier.wait(timeout=30)
+        status, trial = call(base, "GET", f"/api/v1/sessions/{token}/next-trial")
+        assert status == 200
+        seen.append(trial["trial_id"])
+
+    for _ in range(8):
+        seen: list[str] = []
+        barrier = threading.Barrier(4)
+        threads = [threading.Thread(target=ask, args=(barrier, seen)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(seen) == 4
+        assert len(set(seen)) == 1, seen
+        vote = {"trial_id": seen[0], "choice": "left", "response_ms": 700}
+        assert call(base, "POST", f"/api/v1/sessions/{token}/votes", vote)[0] == 201
+    assert Trial.objects.count() == 8
+    assert Vote.objects.count() == 8
