@@ -15,6 +15,7 @@ Both are tested against the same invariants.
 
 import json
 import random
+import time
 import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -207,12 +208,9 @@ def trial_next(*, token: str) -> IssuedTrial | None:
             row = None  # a concurrent request of this session: the general path sorts it out
         if row is not None and row["trial_id"] is not None:
             return _trial_from_row({**row, "open_trial_id": row["trial_id"]}, row)
-        if row is not None and row["open_trial_id"] is None and row["claim_tried"]:
-            # Nothing left to claim for this session (and no open trial).
-            _session_complete(row["session_id"])
-            return None
-        # Unknown token, practice or gold, quota, closed study: the general path.
-    for _attempt in range(5):
+        # Unknown token, practice or gold due, quota reached, study closed, or no pair
+        # free at this instant: the general path decides.
+    for attempt in range(5):
         state = _next_state(token)
         if state is None:
             raise NotFound("unknown session token", field="token")
@@ -234,10 +232,30 @@ def trial_next(*, token: str) -> IssuedTrial | None:
             # ordinal is unique per session); read again and return that one.
             continue
         if issued is None:
+            if attempt < 4 and _pairs_left(state):
+                # Every free pair was locked by other annotators' claims at this instant
+                # (SKIP LOCKED passed them over); some may stay free once those commit.
+                time.sleep(0.025 * (attempt + 1))
+                continue
             _session_complete(state["session_id"])
             return None
         return issued
     raise Conflict("too many concurrent requests for this session; try again")
+
+
+def _pairs_left(state: dict) -> bool:
+    """Whether a pair below its target that this session has not seen exists (no locks)."""
+    seen = Trial.objects.filter(session_id=state["session_id"], pair=OuterRef("pk"))
+    return (
+        Pair.objects.filter(
+            ~Exists(seen),
+            study_id=state["study_id"],
+            gold_answer="",
+            n_assigned__lt=F("target_votes"),
+        )
+        .order_by()
+        .exists()
+    )
 
 
 def _next_state(token: str) -> dict | None:

@@ -4,10 +4,12 @@
 (what SQLite uses), so the two stay equivalent.
 """
 
+import threading
 from collections import Counter
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from scipy.stats import binomtest
 
 from annotation import services
@@ -262,3 +264,29 @@ def test_a_closed_study_issues_no_new_trials_but_keeps_answers(impl):
     assert answer(token, trial).created
     assert services.trial_next(token=token) is None
     assert services.session_get(token=token).completed_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pair_locked_by_another_claim_for_an_instant_does_not_end_the_session():
+    """SKIP LOCKED passes over a pair another claim holds; the session waits briefly for it
+    instead of being completed while a pair is still free for it."""
+    study = LiveStudyFactory()
+    (pair,) = make_pairs(study, 1, votes=3)
+    token = open_session(study)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        with transaction.atomic():
+            Pair.objects.select_for_update().get(pk=pair.pk)
+            locked.set()
+            release.wait(timeout=10)
+        connection.close()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    locked.wait(timeout=10)
+    threading.Timer(0.01, release.set).start()
+    trial = services.trial_next(token=token)
+    holder.join(timeout=10)
+    assert trial is not None
+    assert services.session_get(token=token).completed_at is None
