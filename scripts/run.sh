@@ -47,6 +47,7 @@ cat <<MSG
     Admin:    http://$HOST:$PORT/admin/   (user admin; password above)
     Health:   http://$HOST:$PORT/healthz
     API spec: http://$HOST:$PORT/api/schema/
+    Annotate: POST http://$HOST:$PORT/api/v1/studies/demo/sessions (and demo-pairwise)
 
 MSG
 # Ctrl-C ends here through the trap; reaching the next line means a process died.

@@ -60,6 +60,7 @@ def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(t
             time.sleep(0.5)
         output = log_path.read_text()
         assert f"Studies:  {base}/" in output
+        assert f"Annotate: POST {base}/api/v1/studies/demo/sessions" in output
         assert f"Admin:    {base}/admin/" in output
 
         status, body = fetch(opener, f"{base}/healthz")
