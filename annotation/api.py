@@ -261,10 +261,16 @@ class VoteApi(AnnotatorApi):
 
 
 class PingApi(AnnotatorApi):
-    """A trivial JSON endpoint: the web stack's ceiling for benchmarks, and a liveness probe."""
+    """A trivial JSON endpoint: the web stack's ceiling for benchmarks, and a liveness probe.
+
+    ``?db=1`` adds one ``SELECT 1`` round trip: the ceiling of a request that touches the
+    database at all.
+    """
 
     @extend_schema(responses={200: inline_serializer("Ping", {"ok": serializers.BooleanField()})})
     def get(self, request: Request) -> Response:
+        if request.query_params.get("db") == "1":
+            selectors.database_ping()
         return Response({"ok": True})
 
 

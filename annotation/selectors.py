@@ -1,5 +1,6 @@
 """Reads of the annotation app."""
 
+from django.db import connection
 from django.db.models import Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
@@ -17,6 +18,12 @@ def _count_per_study(queryset: QuerySet, study_field: str) -> Coalesce:
         .values("n")
     )
     return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+
+
+def database_ping() -> None:
+    """One round trip to the database and nothing else."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
 
 
 def study_get(*, slug: str) -> Study:

@@ -9,7 +9,9 @@ Simulated annotators open a session, then repeat next-trial -> vote. Two modes:
 - saturation: N annotators with no think time, then, in the same run and with the
   same client, N clients on a trivial JSON endpoint of the same server (the stack's
   ceiling). Prints trials per second, the ceiling's requests per second and their
-  ratio. Target: at least 30%.
+  ratio. Target: at least 30%. For context it also measures the same endpoint with one
+  ``SELECT 1`` per request (``/api/v1/ping?db=1``): the ceiling of any request that
+  touches the database.
 
     .venv/bin/python bench/annotate_load.py [--mode paced|saturation|both]
 
@@ -162,12 +164,12 @@ def annotator(port: int, stop_at: float, think: float, results: dict, lock: thre
         results["errors"] += errors
 
 
-def pinger(port: int, stop_at: float, results: dict, lock: threading.Lock):
+def pinger(port: int, stop_at: float, results: dict, lock: threading.Lock, path: str):
     client = Client(port)
     times, errors = [], 0
     while time.monotonic() < stop_at:
         try:
-            status, _, seconds = client.call("GET", "/api/v1/ping")
+            status, _, seconds = client.call("GET", path)
             if status == 200:
                 times.append(seconds)
             else:
@@ -186,8 +188,8 @@ def client_process(kind: str, port: int, n: int, start_at: float, duration: floa
     while time.monotonic() < start_at:
         time.sleep(0.01)
     stop_at = start_at + duration
-    if kind == "ping":
-        target, args = pinger, (port, stop_at, results, lock)
+    if kind.startswith("/"):
+        target, args = pinger, (port, stop_at, results, lock, kind)
     else:
         target, args = annotator, (port, stop_at, think, results, lock)
     threads = [threading.Thread(target=target, args=args) for _ in range(n)]
@@ -274,10 +276,16 @@ def main() -> None:
                     "annotate", port, args.concurrency, args.duration, 0.0, args.client_processes
                 )
                 ceiling = drive(
-                    "ping", port, args.concurrency, args.duration, 0.0, args.client_processes
-                )
+                    "/api/v1/ping", port, args.concurrency, args.duration, 0.0,
+                    args.client_processes,
+                )  # fmt: skip
+                db_ceiling = drive(
+                    "/api/v1/ping?db=1", port, args.concurrency, args.duration, 0.0,
+                    args.client_processes,
+                )  # fmt: skip
                 trial_rate = len(trials["vote"]) / args.duration
                 ping_rate = len(ceiling["ping"]) / args.duration
+                db_rate = len(db_ceiling["ping"]) / args.duration
                 print(
                     f"saturation: {args.concurrency} clients, no think time, {args.duration:.0f} s"
                 )
@@ -287,7 +295,14 @@ def main() -> None:
                 print(f"  ceiling     {ping_rate:.1f} requests/s on /api/v1/ping")
                 print(latency_line("ping", ceiling["ping"]))
                 print(f"  ratio       {trial_rate / ping_rate:.1%} of the ceiling (target 30%)")
-                print(f"  errors      {trials['errors'] + ceiling['errors']}")
+                print(
+                    f"  db ceiling  {db_rate:.1f} requests/s on /api/v1/ping?db=1 "
+                    "(one SELECT 1 per request)"
+                )
+                print(latency_line("ping?db=1", db_ceiling["ping"]))
+                print(f"  ratio       {trial_rate / db_rate:.1%} of the db ceiling")
+                errors = trials["errors"] + ceiling["errors"] + db_ceiling["errors"]
+                print(f"  errors      {errors}")
         finally:
             server.terminate()
             server.wait(timeout=30)

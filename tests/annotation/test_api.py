@@ -291,3 +291,5 @@ def test_ping_is_trivial(api, django_assert_num_queries):
     with django_assert_num_queries(0):
         response = api.get("/api/v1/ping")
     assert response.json() == {"ok": True}
+    with django_assert_num_queries(1):
+        assert api.get("/api/v1/ping?db=1").json() == {"ok": True}
