@@ -169,3 +169,70 @@ def test_import_options_outside_their_domain_are_refused_before_reading(
     with pytest.raises(StudyImportError, match=message):
         study_import(**{"source": source, "slug": "ok", "design": "ref-vs-test", **options})
     assert snapshot() == before
+
+
+def write_gold_manifest(tmp_path: Path, gold_values: dict[str, str]) -> Path:
+    """A ref-vs-test manifest of one scene (reference, a, b, c) with a ``gold`` column."""
+    rows = ["scene,path,role,condition,gold", "s,ref.png,reference,,"]
+    for i, stem in enumerate(["a", "b", "c"]):
+        write_png(tmp_path / f"{stem}.png", seed=i + 1)
+        rows.append(f"s,{stem}.png,test,,{gold_values.get(stem, '')}")
+    write_png(tmp_path / "ref.png", seed=0)
+    manifest = tmp_path / "study.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    return manifest
+
+
+def test_manifest_gold_rows_become_gold_pairs_only(tmp_path):
+    manifest = write_gold_manifest(tmp_path, {"b": "worse", "c": "better"})
+    result = study_import(source=manifest, slug="g", design="ref-vs-test", gold_rate=0.2)
+    assert (result.pairs, result.gold_pairs) == (1, 2)
+    gold = {
+        p.image_a.name: (p.image_b.name, p.gold_answer)
+        for p in Pair.objects.exclude(gold_answer="")
+    }
+    # The anchor is the reference; "worse" means the reference (b) is the known answer.
+    assert gold == {"s/b.png": ("s/ref.png", "b"), "s/c.png": ("s/ref.png", "a")}
+    assert list(Pair.objects.filter(gold_answer="").values_list("image_a__name", flat=True)) == [
+        "s/a.png"
+    ]
+    # Gold rows in the source: no decoy is generated.
+    assert not Image.objects.filter(condition="gold-decoy").exists()
+
+
+@pytest.mark.parametrize(
+    ("gold", "message"),
+    [("maybe", "gold 'maybe' is not one of worse, better"), ("worse@ref", "role test")],
+)
+def test_bad_gold_values_are_refused_naming_the_line(tmp_path, gold, message, snapshot):
+    before = snapshot()
+    if gold == "worse@ref":
+        manifest = write_gold_manifest(tmp_path, {})
+        text = manifest.read_text().replace("s,ref.png,reference,,", "s,ref.png,reference,,worse")
+        manifest.write_text(text)
+    else:
+        manifest = write_gold_manifest(tmp_path, {"a": gold})
+    with pytest.raises(StudyImportError, match=r"study.csv line \d") as caught:
+        study_import(source=manifest, slug="g", design="ref-vs-test")
+    assert message in str(caught.value)
+    assert snapshot() == before
+
+
+def test_a_gold_rate_without_gold_rows_generates_one_decoy_per_scene(tmp_path):
+    source = write_scene_folder(tmp_path / "src", {"x": ["reference", "a"], "y": ["p", "q"]})
+    result = study_import(source=source, slug="d", design="nr-pairwise", gold_rate=0.1)
+    assert result.gold_pairs == 2
+    decoys = Image.objects.filter(condition="gold-decoy").order_by("name")
+    assert [(d.name, d.gold, d.width, d.height) for d in decoys] == [
+        ("x/gold-decoy.png", "worse", 48, 32),
+        ("y/gold-decoy.png", "worse", 48, 32),
+    ]
+    # Anchored on the reference, or on the first image by name where there is none.
+    anchors = dict(
+        Pair.objects.exclude(gold_answer="").values_list("image_a__name", "image_b__name")
+    )
+    assert anchors == {"x/gold-decoy.png": "x/reference.png", "y/gold-decoy.png": "y/p.png"}
+    assert result.pairs == 2  # the decoys are not compared in the study's own pairs
+    assert (
+        study_import(source=source, slug="d0", design="nr-pairwise", gold_rate=0.0).gold_pairs == 0
+    )
