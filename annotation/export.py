@@ -63,6 +63,12 @@ def _references(study: Study) -> dict[int, str]:
     )
 
 
+def _client_columns(frame: pd.DataFrame, keys: tuple[str, ...]) -> None:
+    """Spread the ``client_info`` JSON into one column per key (None where absent)."""
+    for key in keys:
+        frame[key] = frame["client_info"].map(lambda info, key=key: (info or {}).get(key))
+
+
 def pairs_frame(study: Study) -> pd.DataFrame:
     rows = list(
         Pair.objects.filter(study=study)
@@ -155,8 +161,7 @@ def votes_frame(study: Study) -> pd.DataFrame:
     # Annotator exclusions come with quality control; until a rule excludes someone,
     # nobody is excluded.
     votes["excluded"] = False
-    for key in ("device_pixel_ratio", "viewport_width", "viewport_height"):
-        votes[key] = votes["client_info"].map(lambda info, key=key: (info or {}).get(key))
+    _client_columns(votes, ("device_pixel_ratio", "viewport_width", "viewport_height"))
     votes["response_ms"] = votes["response_ms"].astype("Int64")
     votes["created_at"] = pd.to_datetime(votes["created_at"], utc=True)
     return votes[VOTE_COLUMNS]
@@ -183,8 +188,9 @@ def sessions_frame(study: Study) -> pd.DataFrame:
             "annotator",
         ],
     )  # fmt: skip
-    for key in ("device_pixel_ratio", "viewport_width", "viewport_height", "user_agent"):
-        sessions[key] = sessions["client_info"].map(lambda info, key=key: (info or {}).get(key))
+    _client_columns(
+        sessions, ("device_pixel_ratio", "viewport_width", "viewport_height", "user_agent")
+    )
     for column in ("created_at", "completed_at"):
         sessions[column] = pd.to_datetime(sessions[column], utc=True)
     return sessions[SESSION_COLUMNS]

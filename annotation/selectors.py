@@ -68,10 +68,7 @@ def study_progress() -> QuerySet[Study]:
         .annotate(n_counted=Coalesce(Subquery(counted, output_field=IntegerField()), Value(0)))
         .filter(n_counted__gte=F("target_votes"))
     )
-    return Study.objects.annotate(
-        n_scenes=_count_per_study(Scene.objects.all(), "study"),
-        n_images=_count_per_study(Image.objects.all(), "scene__study"),
-        n_pairs=_count_per_study(Pair.objects.filter(gold_answer=""), "study"),
+    return study_list_with_counts().annotate(
         n_gold_pairs=_count_per_study(Pair.objects.exclude(gold_answer=""), "study"),
         n_pairs_complete=_count_per_study(complete, "study"),
         n_votes=_count_per_study(Vote.objects.all(), "pair__study"),
@@ -80,7 +77,7 @@ def study_progress() -> QuerySet[Study]:
         n_sessions_completed=_count_per_study(
             AnnotatorSession.objects.filter(completed_at__isnull=False), "study"
         ),
-    ).order_by("slug")
+    )
 
 
 SUMMARY_COUNTS = (

@@ -2,9 +2,11 @@
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -131,13 +133,18 @@ def start_worker(
     return worker
 
 
-def stop_worker(worker: Worker) -> None:
-    worker.process.terminate()
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL if it has not exited 30 s later."""
+    process.terminate()
     try:
-        worker.process.wait(timeout=30)
+        process.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        worker.process.kill()
-        worker.process.wait(timeout=10)
+        process.kill()
+        process.wait(timeout=10)
+
+
+def stop_worker(worker: Worker) -> None:
+    stop_process(worker.process)
 
 
 @pytest.fixture(scope="session")
@@ -214,8 +221,6 @@ class WebServer:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -244,8 +249,6 @@ def start_web_server(
             command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT
         )
     server = WebServer(process=process, url=f"http://127.0.0.1:{port}", log=log)
-    import urllib.request
-
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -261,12 +264,7 @@ def start_web_server(
 
 
 def stop_web_server(server: WebServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(timeout=10)
+    stop_process(server.process)
 
 
 @pytest.fixture

@@ -7,16 +7,19 @@ vote on a live lease converts it (no change); an expired, unanswered lease is sw
 back (minus one, ``released``); a late vote on a released lease adds one again, which
 is the only way a pair overshoots its target.
 
-On PostgreSQL each step is one SQL statement (claims use ``FOR UPDATE SKIP LOCKED``, so
-concurrent annotators never wait on each other's pair); elsewhere (SQLite, where the
-database serialises writers) the same rules run through the ORM in a transaction.
-Both are tested against the same invariants.
+On PostgreSQL next-trial (in the common case) and vote are one prepared SQL statement
+each (claims use ``FOR UPDATE SKIP LOCKED``, so concurrent annotators never wait on
+each other's pair). Everything else (practice and gold trials, the general path of
+next-trial) and every step on other databases (SQLite, where the database serialises
+writers) run through the ORM in a transaction. Both are tested against the same
+invariants.
 """
 
 import json
 import random
 import time
 import uuid
+from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -61,10 +64,6 @@ class IssuedTrial:
 class SessionState:
     session: AnnotatorSession
     created: bool = False
-
-    @property
-    def progress(self) -> Progress:
-        return session_progress(self.session, self.session.study)
 
 
 @dataclass(frozen=True)
@@ -169,11 +168,7 @@ def leases_sweep(*, force: bool = False) -> int:
         return 0
     _last_sweep = now.timestamp()
     if _use_fast_path():
-        with _statement_scope(), connection.cursor() as cursor:
-            cursor.execute(SQL_SWEEP, {"now": now})
-            row = cursor.fetchone()
-        return row[0] if row and row[0] else 0
-    released = 0
+        return _run(SQL_SWEEP, {"now": now})["released"] or 0
     with transaction.atomic():
         expired = list(
             Trial.objects.select_for_update()
@@ -185,10 +180,10 @@ def leases_sweep(*, force: bool = False) -> int:
             )
             .values_list("pk", "pair_id")
         )
-        for trial_id, pair_id in expired:
-            Trial.objects.filter(pk=trial_id).update(released=True)
-            Pair.objects.filter(pk=pair_id).update(n_assigned=F("n_assigned") - 1)
-            released += 1
+        Trial.objects.filter(pk__in=[trial_id for trial_id, _ in expired]).update(released=True)
+        for pair_id, n in Counter(pair_id for _, pair_id in expired).items():
+            Pair.objects.filter(pk=pair_id).update(n_assigned=F("n_assigned") - n)
+        released = len(expired)
     return released
 
 
@@ -259,7 +254,7 @@ def _pairs_left(state: dict) -> bool:
 
 
 def _next_state(token: str) -> dict | None:
-    row = (
+    return (
         AnnotatorSession.objects.filter(token=token)
         .values(
             "completed_at",
@@ -280,7 +275,6 @@ def _next_state(token: str) -> dict | None:
         )
         .first()
     )
-    return row
 
 
 def _gold_draw() -> float:
@@ -317,11 +311,10 @@ def _issue(state: dict, gold_draw: float) -> IssuedTrial | None:
             kind = Trial.Kind.LABEL
     if row is None:
         kind = Trial.Kind.LABEL
-        params["kind"] = kind
-        row = _issue_counted(params) if _use_fast_path() else _issue_counted_orm(params)
+        row = _issue_counted(params)
         if row is None:
             return None
-    images = {k: row[k] for k in IMAGE_COLUMNS}
+    images = row
     state_row = {
         "open_trial_id": params["trial_id"],
         "open_kind": kind,
@@ -335,48 +328,23 @@ def _issue(state: dict, gold_draw: float) -> IssuedTrial | None:
     return _trial_from_row(state_row, images)
 
 
-IMAGE_COLUMNS = (
-    "a_file", "a_width", "a_height", "b_file", "b_width", "b_height",
-    "r_file", "r_width", "r_height",
-)  # fmt: skip
+def _image_values(prefix: str) -> dict[str, F]:
+    """file, width and height of the pair's a, b and shown reference, as ``a_file`` etc.;
+    ``prefix`` is the path from the queried model to the pair ("" or "pair__")."""
+    fields = {"a": "image_a", "b": "image_b", "r": "shown_reference"}
+    return {
+        f"{key}_{column}": F(f"{prefix}{field}__{column}")
+        for key, field in fields.items()
+        for column in ("file", "width", "height")
+    }
 
 
 def _pair_images(pair_id: int) -> dict:
-    return (
-        Pair.objects.filter(pk=pair_id)
-        .values(
-            a_file=F("image_a__file"),
-            a_width=F("image_a__width"),
-            a_height=F("image_a__height"),
-            b_file=F("image_b__file"),
-            b_width=F("image_b__width"),
-            b_height=F("image_b__height"),
-            r_file=F("shown_reference__file"),
-            r_width=F("shown_reference__width"),
-            r_height=F("shown_reference__height"),
-        )
-        .get()
-    )
+    return Pair.objects.filter(pk=pair_id).values(**_image_values("")).get()
 
 
 def _open_trial_images(trial_id: uuid.UUID) -> dict:
-    row = (
-        Trial.objects.filter(pk=trial_id)
-        .values(
-            "a_on_left",
-            a_file=F("pair__image_a__file"),
-            a_width=F("pair__image_a__width"),
-            a_height=F("pair__image_a__height"),
-            b_file=F("pair__image_b__file"),
-            b_width=F("pair__image_b__width"),
-            b_height=F("pair__image_b__height"),
-            r_file=F("pair__shown_reference__file"),
-            r_width=F("pair__shown_reference__width"),
-            r_height=F("pair__shown_reference__height"),
-        )
-        .get()
-    )
-    return row
+    return Trial.objects.filter(pk=trial_id).values("a_on_left", **_image_values("pair__")).get()
 
 
 def _trial_from_row(state: dict, images: dict) -> IssuedTrial:
@@ -418,26 +386,17 @@ def _issue_uncounted(kind: str, params: dict) -> dict | None:
     pair_id = pairs.values_list("pk", flat=True).first()
     if pair_id is None:
         return None
-    params["kind"] = kind
     with transaction.atomic():
-        Trial.objects.create(
-            id=params["trial_id"],
-            session_id=params["session_id"],
-            pair_id=pair_id,
-            kind=kind,
-            ordinal=params["ordinal"],
-            a_on_left=params["a_on_left"],
-            issued_at=params["now"],
-            lease_expires_at=params["expires"],
-        )
-        AnnotatorSession.objects.filter(pk=params["session_id"]).update(
-            n_issued=F("n_issued") + 1, open_trial_id=params["trial_id"]
-        )
+        _open_trial(params, pair_id, kind)
     return _pair_images(pair_id)
 
 
-def _issue_counted_orm(params: dict) -> dict | None:
-    """Claim the least-assigned unseen pair below its target and open a trial on it."""
+def _issue_counted(params: dict) -> dict | None:
+    """Claim the least-assigned unseen pair below its target and open a trial on it.
+
+    The general path's claim (SQL_NEXT makes the common one on PostgreSQL), through the
+    ORM: ``skip_locked`` on PostgreSQL; SQLite serialises writers instead.
+    """
     unseen = ~Exists(Trial.objects.filter(session_id=params["session_id"], pair=OuterRef("pk")))
     with transaction.atomic():
         pair_id = (
@@ -457,24 +416,25 @@ def _issue_counted_orm(params: dict) -> dict | None:
         Pair.objects.filter(pk=pair_id).update(
             n_assigned=F("n_assigned") + 1, rand_key=random.random()
         )
-        Trial.objects.create(
-            id=params["trial_id"],
-            session_id=params["session_id"],
-            pair_id=pair_id,
-            kind=Trial.Kind.LABEL,
-            ordinal=params["ordinal"],
-            a_on_left=params["a_on_left"],
-            issued_at=params["now"],
-            lease_expires_at=params["expires"],
-        )
-        AnnotatorSession.objects.filter(pk=params["session_id"]).update(
-            n_issued=F("n_issued") + 1, open_trial_id=params["trial_id"]
-        )
+        _open_trial(params, pair_id, Trial.Kind.LABEL)
     return _pair_images(pair_id)
 
 
-def _issue_counted(params: dict) -> dict | None:
-    return _run(SQL_CLAIM, params)
+def _open_trial(params: dict, pair_id: int, kind: str) -> None:
+    """Insert the trial and make it the session's open trial. Call inside a transaction."""
+    Trial.objects.create(
+        id=params["trial_id"],
+        session_id=params["session_id"],
+        pair_id=pair_id,
+        kind=kind,
+        ordinal=params["ordinal"],
+        a_on_left=params["a_on_left"],
+        issued_at=params["now"],
+        lease_expires_at=params["expires"],
+    )
+    AnnotatorSession.objects.filter(pk=params["session_id"]).update(
+        n_issued=F("n_issued") + 1, open_trial_id=params["trial_id"]
+    )
 
 
 def _run(sql: str, params: dict) -> dict | None:
@@ -645,7 +605,7 @@ WITH expired AS (
     FROM counts WHERE p.id = counts.pair_id
     RETURNING counts.n
 )
-SELECT sum(n) FROM returned
+SELECT sum(n) AS released FROM returned
 """
 
 # The pair to claim: the lowest level (n_assigned) first, at a random place within it.
@@ -653,30 +613,35 @@ SELECT sum(n) FROM returned
 # at the head) spreads the index entries that claims leave dead over the whole level,
 # so a walk finds a live pair within a few entries instead of stepping over every pair
 # claimed since the last vacuum. "wrap" covers the level from its start (and the levels
-# above) when nothing is free after the random point. {study} and {session} are SQL
-# expressions; scalar subqueries, not joins, keep the index walk ordered and short.
+# above) when nothing is free after the random point. Scalar subqueries on "eligible"
+# (see SQL_NEXT), not joins, keep the index walk ordered and short.
 CANDIDATE = """
 level AS (
     SELECT p.n_assigned FROM annotation_pair p
-    WHERE p.study_id = {study} AND p.gold_answer = '' AND p.n_assigned < p.target_votes
+    WHERE p.study_id = (SELECT study_id FROM eligible)
+      AND p.gold_answer = '' AND p.n_assigned < p.target_votes
     ORDER BY p.n_assigned LIMIT 1
 ), after_point AS (
     SELECT p.id FROM annotation_pair p
-    WHERE p.study_id = {study} AND p.gold_answer = '' AND p.n_assigned < p.target_votes
+    WHERE p.study_id = (SELECT study_id FROM eligible)
+      AND p.gold_answer = '' AND p.n_assigned < p.target_votes
       AND p.n_assigned = (SELECT n_assigned FROM level)
       AND p.rand_key >= (SELECT random())
       AND NOT EXISTS (
-          SELECT 1 FROM annotation_trial t WHERE t.session_id = {session} AND t.pair_id = p.id
+          SELECT 1 FROM annotation_trial t
+          WHERE t.session_id = (SELECT id FROM eligible) AND t.pair_id = p.id
       )
     ORDER BY p.n_assigned, p.rand_key
     LIMIT 1
     FOR UPDATE OF p SKIP LOCKED
 ), wrap AS (
     SELECT p.id FROM annotation_pair p
-    WHERE p.study_id = {study} AND p.gold_answer = '' AND p.n_assigned < p.target_votes
+    WHERE p.study_id = (SELECT study_id FROM eligible)
+      AND p.gold_answer = '' AND p.n_assigned < p.target_votes
       AND NOT EXISTS (SELECT 1 FROM after_point)
       AND NOT EXISTS (
-          SELECT 1 FROM annotation_trial t WHERE t.session_id = {session} AND t.pair_id = p.id
+          SELECT 1 FROM annotation_trial t
+          WHERE t.session_id = (SELECT id FROM eligible) AND t.pair_id = p.id
       )
     ORDER BY p.n_assigned, p.rand_key
     LIMIT 1
@@ -707,9 +672,7 @@ WITH s AS (
       AND s.n_issued >= s.practice_trials AND s.n_done < s.quota
       AND NOT (%(gold_draw)s::float8 < s.gold_rate)
 ), """
-    + CANDIDATE.replace("{study}", "(SELECT study_id FROM eligible)").replace(
-        "{session}", "(SELECT id FROM eligible)"
-    )
+    + CANDIDATE
     + """), claimed AS (
     UPDATE annotation_pair p SET n_assigned = p.n_assigned + 1, rand_key = random()
     FROM candidate WHERE p.id = candidate.id
@@ -744,42 +707,6 @@ LEFT JOIN annotation_pair p ON p.id = coalesce(open.pair_id, trial.pair_id)
 LEFT JOIN annotation_image a ON a.id = p.image_a_id
 LEFT JOIN annotation_image b ON b.id = p.image_b_id
 LEFT JOIN annotation_image r ON r.id = p.shown_reference_id
-"""
-)
-
-# Claim the least-assigned pair below target that this session has not seen (skipping
-# pairs another claim holds), open the trial, and point the session at it.
-SQL_CLAIM = (
-    """
-WITH """
-    + CANDIDATE.replace("{study}", "%(study_id)s::bigint").replace(
-        "{session}", "%(session_id)s::bigint"
-    )
-    + """), claimed AS (
-    UPDATE annotation_pair p SET n_assigned = p.n_assigned + 1, rand_key = random()
-    FROM candidate WHERE p.id = candidate.id
-    RETURNING p.id, p.image_a_id, p.image_b_id, p.shown_reference_id
-), trial AS (
-    INSERT INTO annotation_trial
-        (id, session_id, pair_id, kind, ordinal, a_on_left, issued_at, lease_expires_at,
-         released)
-    SELECT %(trial_id)s::uuid, %(session_id)s::bigint, claimed.id, 'label',
-           %(ordinal)s::integer, %(a_on_left)s::boolean, %(now)s::timestamptz,
-           %(expires)s::timestamptz, FALSE
-    FROM claimed
-    RETURNING id
-), moved AS (
-    UPDATE annotation_annotatorsession s
-    SET n_issued = s.n_issued + 1, open_trial_id = trial.id
-    FROM trial WHERE s.id = %(session_id)s::bigint
-)
-SELECT a.file AS a_file, a.width AS a_width, a.height AS a_height,
-       b.file AS b_file, b.width AS b_width, b.height AS b_height,
-       r.file AS r_file, r.width AS r_width, r.height AS r_height
-FROM claimed
-JOIN annotation_image a ON a.id = claimed.image_a_id
-JOIN annotation_image b ON b.id = claimed.image_b_id
-LEFT JOIN annotation_image r ON r.id = claimed.shown_reference_id
 """
 )
 
