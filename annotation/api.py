@@ -8,7 +8,12 @@ only. Researcher endpoints are staff-only.
 import io
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import JSONParser
@@ -89,9 +94,11 @@ def session_payload(session: AnnotatorSession) -> dict:
         "token": session.token,
         "study": study.slug,
         "design": study.design,
+        "show_reference": study.show_reference,
         "title": study.title,
         "instructions": study.instructions,
         "practice_trials": study.practice_trials,
+        "break_every": study.break_every,
         "completed": completed,
         "completion_code": study.completion_code if completed else None,
         "completion_url": (study.completion_url or None) if completed else None,
@@ -100,7 +107,7 @@ def session_payload(session: AnnotatorSession) -> dict:
 
 
 def trial_payload(trial: IssuedTrial) -> dict:
-    return {
+    body = {
         "trial_id": str(trial.trial_id),
         "practice": trial.practice,
         "images": {
@@ -116,6 +123,9 @@ def trial_payload(trial: IssuedTrial) -> dict:
         "lease_expires_at": trial.lease_expires_at.isoformat(),
         "progress": _progress(trial.progress),
     }
+    if trial.next is not None:
+        body["next"] = trial_payload(trial.next)
+    return body
 
 
 # --- input --------------------------------------------------------------------------
@@ -200,6 +210,14 @@ class SessionDetailApi(AnnotatorApi):
 
 class NextTrialApi(AnnotatorApi):
     @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "ahead",
+                bool,
+                description="Also issue the trial after this one (as `next`), so a page "
+                "can preload its images; answering this trial makes it the open one.",
+            )
+        ],
         responses={
             200: inline_serializer(
                 "Trial",
@@ -211,10 +229,10 @@ class NextTrialApi(AnnotatorApi):
                 },
             ),
             204: OpenApiResponse(description="Nothing left: the session is completed."),
-        }
+        },
     )
     def get(self, request: Request, token: str) -> Response:
-        trial = services.trial_next(token=token)
+        trial = services.trial_next(token=token, ahead=request.query_params.get("ahead") == "1")
         if trial is None:
             return Response(status=204)
         return Response(trial_payload(trial))

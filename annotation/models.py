@@ -69,6 +69,12 @@ class Study(models.Model):
     lease_seconds = models.PositiveIntegerField(
         default=600, help_text="How long an issued trial holds its pair before it returns."
     )
+    break_every = models.PositiveIntegerField(
+        default=50, help_text="The annotator page suggests a break every N trials (0: never)."
+    )
+    consent = models.TextField(
+        blank=True, help_text="Consent text shown before the first trial (a generic one if blank)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -258,6 +264,11 @@ class AnnotatorSession(models.Model):
     # Trials issued so far (their ordinal), including abandoned ones.
     n_issued = models.PositiveIntegerField(default=0)
     open_trial = models.ForeignKey(
+        "Trial", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # The trial issued ahead of the open one (the page preloads its images); it becomes
+    # the open trial when the open one is answered.
+    queued_trial = models.ForeignKey(
         "Trial", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
 

@@ -99,3 +99,15 @@ def study_summary(study: Study) -> dict:
         "practice_trials": study.practice_trials,
         "counts": {name: getattr(study, f"n_{name}") for name in SUMMARY_COUNTS},
     }
+
+
+def study_example_pair(*, study: Study) -> Pair | None:
+    """The pair the annotator page shows as its worked example: the study's first gold
+    pair (its answer is plain to see), or none when the study has no gold pairs."""
+    return (
+        Pair.objects.filter(study=study)
+        .exclude(gold_answer="")
+        .select_related("image_a", "image_b", "shown_reference")
+        .order_by("pk")
+        .first()
+    )

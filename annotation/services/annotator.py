@@ -21,7 +21,7 @@ import time
 import uuid
 from collections import Counter
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import psycopg
@@ -58,6 +58,8 @@ class IssuedTrial:
     reference: ShownImage | None
     lease_expires_at: datetime
     progress: Progress
+    # With ``trial_next(ahead=True)``: the trial issued after this one, if any.
+    next: "IssuedTrial | None" = None
 
 
 @dataclass(frozen=True)
@@ -187,12 +189,30 @@ def leases_sweep(*, force: bool = False) -> int:
     return released
 
 
-def trial_next(*, token: str) -> IssuedTrial | None:
+def trial_next(*, token: str, ahead: bool = False) -> IssuedTrial | None:
     """The session's open trial, or a new one; ``None`` when nothing is left (completed).
 
     A trial stays the session's open trial until it is answered (a reload shows the same
     trial); a counted trial whose lease expired unanswered is replaced by a new one.
+
+    With ``ahead`` the trial after it is issued too (or the one already queued is
+    returned) as ``.next``, so that a page can load its images while the annotator looks
+    at the open one; answering the open trial makes the queued one open. None is queued
+    when the open trial is the last one the quota allows or no pair is free.
     """
+    current = _trial_current(token)
+    if current is None or not ahead:
+        return current
+    return replace(current, next=_trial_ahead(token, current))
+
+
+def _holds(kind: str, expires: datetime, released: bool) -> bool:
+    """Whether an issued, unanswered trial may still be shown: practice and gold trials
+    hold no pair and never expire; a counted one holds while its lease is live."""
+    return kind != Trial.Kind.LABEL or (expires > clock.now() and not released)
+
+
+def _trial_current(token: str) -> IssuedTrial | None:
     # One draw per request decides whether a gold trial is due, whichever path issues it.
     gold_draw = _gold_draw()
     if _use_fast_path():
@@ -211,11 +231,22 @@ def trial_next(*, token: str) -> IssuedTrial | None:
             raise NotFound("unknown session token", field="token")
         if state["completed_at"] is not None:
             return None
-        if state["open_trial_id"] is not None and (
-            state["open_kind"] != Trial.Kind.LABEL
-            or (state["open_expires"] > clock.now() and not state["open_released"])
+        if state["open_trial_id"] is not None and _holds(
+            state["open_kind"], state["open_expires"], state["open_released"]
         ):
             return _trial_from_row(state, _open_trial_images(state["open_trial_id"]))
+        if state["queued_trial_id"] is not None:
+            # The open trial lapsed (or was answered out of turn): the queued one moves up
+            # if it still holds; otherwise it is dropped (the sweep frees its pair).
+            promote = _holds(
+                state["queued_kind"], state["queued_expires"], state["queued_released"]
+            )
+            AnnotatorSession.objects.filter(
+                pk=state["session_id"], queued_trial_id=state["queued_trial_id"]
+            ).update(
+                open_trial_id=state["queued_trial_id"] if promote else None, queued_trial_id=None
+            )
+            continue
         if state["study_status"] != Study.Status.LIVE:
             _session_complete(state["session_id"])
             return None
@@ -236,6 +267,44 @@ def trial_next(*, token: str) -> IssuedTrial | None:
             return None
         return issued
     raise Conflict("too many concurrent requests for this session; try again")
+
+
+def _trial_ahead(token: str, current: IssuedTrial) -> IssuedTrial | None:
+    """The queued trial after ``current`` (the open one): the one already queued, or a
+    new one if the quota leaves room once ``current`` is answered."""
+    state = _next_state(token)
+    if (
+        state is None
+        or state["completed_at"] is not None
+        or state["study_status"] != Study.Status.LIVE
+        or state["open_trial_id"] != current.trial_id
+    ):
+        return None
+    # As the session will be once the open trial is answered.
+    open_counts = state["open_kind"] != Trial.Kind.PRACTICE
+    after = {
+        **state,
+        "n_done": state["n_done"] + int(open_counts),
+        "n_practice_done": state["n_practice_done"] + int(not open_counts),
+    }
+    queued_id = state["queued_trial_id"]
+    if queued_id is not None:
+        if _holds(state["queued_kind"], state["queued_expires"], state["queued_released"]):
+            queued = {
+                **after,
+                "open_trial_id": queued_id,
+                "open_kind": state["queued_kind"],
+                "open_expires": state["queued_expires"],
+            }
+            return _trial_from_row(queued, _open_trial_images(queued_id))
+        AnnotatorSession.objects.filter(pk=state["session_id"], queued_trial_id=queued_id).update(
+            queued_trial_id=None
+        )
+    leases_sweep()
+    try:
+        return _issue(after, _gold_draw(), queued=True)
+    except IntegrityError:
+        return None  # another request of this session queued one at the same moment
 
 
 def _pairs_left(state: dict) -> bool:
@@ -262,6 +331,7 @@ def _next_state(token: str) -> dict | None:
             "n_done",
             "n_practice_done",
             "open_trial_id",
+            "queued_trial_id",
             "study_id",
             session_id=F("id"),
             practice_trials=F("study__practice_trials"),
@@ -272,6 +342,9 @@ def _next_state(token: str) -> dict | None:
             open_kind=F("open_trial__kind"),
             open_expires=F("open_trial__lease_expires_at"),
             open_released=F("open_trial__released"),
+            queued_kind=F("queued_trial__kind"),
+            queued_expires=F("queued_trial__lease_expires_at"),
+            queued_released=F("queued_trial__released"),
         )
         .first()
     )
@@ -289,7 +362,8 @@ def _choose_kind(state: dict, gold_draw: float) -> str:
     return Trial.Kind.LABEL
 
 
-def _issue(state: dict, gold_draw: float) -> IssuedTrial | None:
+def _issue(state: dict, gold_draw: float, *, queued: bool = False) -> IssuedTrial | None:
+    """Issue a trial as the session's open trial, or (``queued``) as the one after it."""
     if state["n_done"] >= state["quota"]:
         return None
     kind = _choose_kind(state, gold_draw)
@@ -302,6 +376,7 @@ def _issue(state: dict, gold_draw: float) -> IssuedTrial | None:
         "a_on_left": random.random() < 0.5,
         "now": now,
         "expires": now + timedelta(seconds=state["lease_seconds"]),
+        "slot": "queued_trial_id" if queued else "open_trial_id",
     }
     row = None
     if kind != Trial.Kind.LABEL:
@@ -421,7 +496,8 @@ def _issue_counted(params: dict) -> dict | None:
 
 
 def _open_trial(params: dict, pair_id: int, kind: str) -> None:
-    """Insert the trial and make it the session's open trial. Call inside a transaction."""
+    """Insert the trial and make it the session's open (or queued) trial, as
+    ``params["slot"]`` says. Call inside a transaction."""
     Trial.objects.create(
         id=params["trial_id"],
         session_id=params["session_id"],
@@ -433,7 +509,7 @@ def _open_trial(params: dict, pair_id: int, kind: str) -> None:
         lease_expires_at=params["expires"],
     )
     AnnotatorSession.objects.filter(pk=params["session_id"]).update(
-        n_issued=F("n_issued") + 1, open_trial_id=params["trial_id"]
+        n_issued=F("n_issued") + 1, **{params["slot"]: params["trial_id"]}
     )
 
 
@@ -456,7 +532,7 @@ def _run(sql: str, params: dict) -> dict | None:
 
 def _session_complete(session_id: int) -> None:
     AnnotatorSession.objects.filter(pk=session_id, completed_at__isnull=True).update(
-        completed_at=clock.now(), open_trial=None
+        completed_at=clock.now(), open_trial=None, queued_trial=None
     )
 
 
@@ -572,10 +648,21 @@ def _vote_insert_orm(params: dict) -> dict | None:
         session.n_practice_done += int(practice)
         session.n_done += int(not practice)
         if session.open_trial_id == trial.pk:
-            session.open_trial_id = None
+            session.open_trial_id = session.queued_trial_id
+            session.queued_trial_id = None
+        elif session.queued_trial_id == trial.pk:
+            session.queued_trial_id = None
         if not practice and session.n_done >= session.study.trials_per_session:
             session.completed_at = session.completed_at or now
-        session.save(update_fields=["n_practice_done", "n_done", "open_trial", "completed_at"])
+        session.save(
+            update_fields=[
+                "n_practice_done",
+                "n_done",
+                "open_trial",
+                "queued_trial",
+                "completed_at",
+            ]
+        )
     return {
         "vote_id": vote.id,
         "late": vote.late,
@@ -657,8 +744,8 @@ SQL_NEXT = (
     """
 WITH s AS (
     SELECT s.id, s.study_id, s.completed_at, s.n_issued, s.n_done, s.n_practice_done,
-           s.open_trial_id, st.status, st.practice_trials, st.trials_per_session AS quota,
-           st.gold_rate, st.lease_seconds
+           s.open_trial_id, s.queued_trial_id, st.status, st.practice_trials,
+           st.trials_per_session AS quota, st.gold_rate, st.lease_seconds
     FROM annotation_annotatorsession s JOIN annotation_study st ON st.id = s.study_id
     WHERE s.token = %(token)s::text
 ), open AS (
@@ -668,7 +755,8 @@ WITH s AS (
       AND (t.kind <> 'label' OR (t.lease_expires_at > %(now)s::timestamptz AND NOT t.released))
 ), eligible AS (
     SELECT s.* FROM s
-    WHERE NOT EXISTS (SELECT 1 FROM open) AND s.completed_at IS NULL AND s.status = 'live'
+    WHERE NOT EXISTS (SELECT 1 FROM open) AND s.queued_trial_id IS NULL
+      AND s.completed_at IS NULL AND s.status = 'live'
       AND s.n_issued >= s.practice_trials AND s.n_done < s.quota
       AND NOT (%(gold_draw)s::float8 < s.gold_rate)
 ), """
@@ -740,8 +828,10 @@ WITH answered AS (
     UPDATE annotation_annotatorsession s
     SET n_practice_done = s.n_practice_done + (answered.kind = 'practice')::int,
         n_done = s.n_done + (answered.kind <> 'practice')::int,
-        open_trial_id = CASE WHEN s.open_trial_id = answered.id THEN NULL
+        open_trial_id = CASE WHEN s.open_trial_id = answered.id THEN s.queued_trial_id
                              ELSE s.open_trial_id END,
+        queued_trial_id = CASE WHEN answered.id IN (s.open_trial_id, s.queued_trial_id) THEN NULL
+                               ELSE s.queued_trial_id END,
         completed_at = CASE
             WHEN s.completed_at IS NULL AND answered.kind <> 'practice'
                  AND s.n_done + 1 >= st.trials_per_session THEN %(now)s::timestamptz

@@ -86,8 +86,11 @@ def check_session_settings(
     practice_trials: int | None = None,
     completion_url: str | None = None,
     lease_seconds: int | None = None,
+    break_every: int | None = None,
 ) -> None:
     """Refuse session settings a study cannot run with (``None`` means not given)."""
+    if break_every is not None and break_every < 0:
+        raise StudyImportError(f"--break-every must be 0 (never) or more, not {break_every}")
     if trials_per_session is not None and trials_per_session < 1:
         raise StudyImportError(f"--trials-per-session must be at least 1, not {trials_per_session}")
     if practice_trials is not None and not 0 <= practice_trials <= 50:

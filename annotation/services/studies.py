@@ -9,7 +9,7 @@ from annotation.services.imports import check_session_settings
 # What may change once pairs exist; design, slug and the pair plan may not.
 CONFIGURABLE = (
     "title", "instructions", "status", "gold_rate", "trials_per_session", "practice_trials",
-    "completion_url", "lease_seconds",
+    "completion_url", "lease_seconds", "break_every", "consent",
 )  # fmt: skip
 
 
@@ -30,6 +30,7 @@ def study_configure(*, study: Study, **changes: object) -> Study:
         practice_trials=changes.get("practice_trials"),
         completion_url=changes.get("completion_url"),
         lease_seconds=changes.get("lease_seconds"),
+        break_every=changes.get("break_every"),
     )
     with transaction.atomic():
         for key, value in changes.items():

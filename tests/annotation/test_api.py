@@ -109,6 +109,23 @@ def test_a_reload_gets_the_same_open_trial(api):
     assert next_trial(api, token).json() == next_trial(api, token).json()
 
 
+def test_next_trial_ahead_also_issues_the_trial_after_it(api):
+    study = LiveStudyFactory(trials_per_session=2)
+    make_pairs(study, 5)
+    token = open_session(api, study)["token"]
+    first = api.get(f"/api/v1/sessions/{token}/next-trial?ahead=1").json()
+    queued = first["next"]
+    assert queued["trial_id"] != first["trial_id"]
+    assert queued["progress"] == {"done": 1, "total": 2}
+    assert set(queued["images"]) == {"left", "right", "reference"}
+    # Without ``ahead`` the open trial alone (DESIGN.md's response).
+    assert "next" not in next_trial(api, token).json()
+    vote(api, token, {"trial_id": first["trial_id"], "choice": "left", "response_ms": 900})
+    second = api.get(f"/api/v1/sessions/{token}/next-trial?ahead=1").json()
+    assert second["trial_id"] == queued["trial_id"]
+    assert "next" not in second  # the quota leaves room for no third trial
+
+
 def test_retries_return_the_same_vote_and_another_choice_is_409(api):
     study = LiveStudyFactory()
     make_pairs(study, 2)

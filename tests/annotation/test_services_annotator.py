@@ -36,9 +36,9 @@ def answer(token: str, trial, choice: str = "left", ms: int = 900):
     return services.vote_submit(token=token, trial_id=trial.trial_id, choice=choice, response_ms=ms)
 
 
-def run_session(token: str, choice: str = "left") -> list:
+def run_session(token: str, choice: str = "left", *, ahead: bool = False) -> list:
     trials = []
-    while (trial := services.trial_next(token=token)) is not None:
+    while (trial := services.trial_next(token=token, ahead=ahead)) is not None:
         answer(token, trial, choice)
         trials.append(trial)
     return trials
@@ -65,7 +65,8 @@ def test_sessions_open_on_live_studies_only():
         services.session_open(study_slug="nope")
 
 
-def test_each_pair_reaches_its_target_and_no_session_sees_a_pair_twice(impl):
+@pytest.mark.parametrize("ahead", [False, True], ids=["one-by-one", "ahead"])
+def test_each_pair_reaches_its_target_and_no_session_sees_a_pair_twice(impl, ahead):
     study = LiveStudyFactory()
     pairs = make_pairs(study, 7, votes=3)
     tokens = [open_session(study) for _ in range(5)]
@@ -73,7 +74,7 @@ def test_each_pair_reaches_its_target_and_no_session_sees_a_pair_twice(impl):
     active = list(tokens)
     while active:
         for token in list(active):
-            trial = services.trial_next(token=token)
+            trial = services.trial_next(token=token, ahead=ahead)
             if trial is None:
                 active.remove(token)
                 continue
@@ -154,6 +155,56 @@ def test_a_reload_after_the_lease_expired_gets_a_new_trial(impl, clock):
     assert second.trial_id != first.trial_id
     # The abandoned trial can still be answered; the answer is late.
     assert answer(token, first).late
+
+
+def test_ahead_queues_the_next_trial_which_opens_once_the_open_one_is_answered(impl):
+    study = LiveStudyFactory(practice_trials=0)
+    make_pairs(study, 5)
+    token = open_session(study)
+    first = services.trial_next(token=token, ahead=True)
+    assert first.next is not None
+    assert first.next.trial_id != first.trial_id
+    assert first.next.progress.done == first.progress.done + 1
+    # Asking again (a reload) returns the same two trials and issues nothing.
+    assert services.trial_next(token=token, ahead=True) == first
+    assert Trial.objects.count() == 2
+    # Without ``ahead`` the open trial alone, as before.
+    assert services.trial_next(token=token).trial_id == first.trial_id
+
+    answer(token, first)
+    second = services.trial_next(token=token, ahead=True)
+    assert second.trial_id == first.next.trial_id
+    assert second.next is not None
+    assert len({first.trial_id, second.trial_id, second.next.trial_id}) == 3
+
+
+def test_ahead_never_issues_past_the_quota(impl):
+    study = LiveStudyFactory(trials_per_session=3, practice_trials=1)
+    make_pairs(study, 10, votes=1)
+    gold = make_gold_pair(study)
+    token = open_session(study)
+    trials = run_session(token, ahead=True)
+    assert len(trials) == 4
+    assert Trial.objects.count() == 4  # no trial was queued beyond the quota
+    assert not Trial.objects.filter(answered_at__isnull=True).exists()
+    assert Trial.objects.get(ordinal=1).pair == gold
+    session = services.session_get(token=token)
+    assert session.completed_at is not None
+    assert session.queued_trial_id is None
+
+
+def test_the_queued_trial_moves_up_when_the_open_ones_lease_lapses(impl, clock):
+    study = LiveStudyFactory(lease_seconds=60, practice_trials=0)
+    make_pairs(study, 4, votes=1)
+    token = open_session(study)
+    first = services.trial_next(token=token)
+    clock.advance(timedelta(seconds=30))
+    queued = services.trial_next(token=token, ahead=True).next
+    clock.advance(timedelta(seconds=31))  # first lapsed; queued holds for 29 s more
+    now_open = services.trial_next(token=token, ahead=True)
+    assert now_open.trial_id == queued.trial_id
+    assert now_open.next is not None
+    assert answer(token, first).late  # the lapsed trial can still be answered, late
 
 
 def test_retries_store_one_vote_and_another_choice_conflicts(impl):

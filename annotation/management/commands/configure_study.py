@@ -1,5 +1,7 @@
 """``python manage.py configure_study SLUG [--status live] [--trials-per-session N] ...``."""
 
+from pathlib import Path
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation.errors import DomainError
@@ -21,16 +23,26 @@ class Command(BaseCommand):
         parser.add_argument("--practice-trials", type=int)
         parser.add_argument("--completion-url")
         parser.add_argument("--lease-seconds", type=int)
+        parser.add_argument(
+            "--break-every", type=int, help="Suggest a break every N trials (0: never)."
+        )
+        parser.add_argument(
+            "--consent-file", type=Path, help="A text file: the consent shown before the study."
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         keys = (
             "status", "title", "instructions", "gold_rate", "trials_per_session",
-            "practice_trials", "completion_url", "lease_seconds",
+            "practice_trials", "completion_url", "lease_seconds", "break_every",
         )  # fmt: skip
+        changes = {key: options[key] for key in keys}
+        if options["consent_file"] is not None:
+            try:
+                changes["consent"] = options["consent_file"].read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CommandError(f"cannot read --consent-file: {exc}") from exc
         try:
-            study = study_configure(
-                study=study_get(slug=options["slug"]), **{key: options[key] for key in keys}
-            )
+            study = study_configure(study=study_get(slug=options["slug"]), **changes)
         except DomainError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
