@@ -129,6 +129,10 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
+# WhiteNoise serves the apps' static files (the annotator page's ES modules and CSS) from
+# where they live as well as from STATIC_ROOT, so a server works without collectstatic.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
 STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", DATA_DIR / "static"))
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("IQA_MEDIA_ROOT", DATA_DIR / "media"))

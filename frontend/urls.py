@@ -6,4 +6,5 @@ app_name = "frontend"
 
 urlpatterns = [
     path("", views.study_index, name="study-index"),
+    path("annotate/<slug:slug>/", views.annotate, name="annotate"),
 ]

@@ -1,11 +1,71 @@
+from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 
-from annotation.selectors import study_list_with_counts
+from annotation.models import Image, Study
+from annotation.selectors import study_example_pair, study_list_with_counts
+
+GENERIC_CONSENT = """\
+In this study you compare images and say which looks better. It takes about {minutes} \
+minutes. There are no right or wrong answers, except for a few easy check trials.
+
+We record your answers, how long each took, your browser window's size and screen scale, \
+and the participant id your recruiting platform gives us (stored apart from the answers, \
+which are published under a pseudonym). We record nothing else about you.
+
+Taking part is voluntary: you can stop at any time by closing this page."""
 
 
 @staff_member_required
 def study_index(request: HttpRequest) -> HttpResponse:
     """Researchers' list of studies; annotators never see it."""
     return render(request, "frontend/study_index.html", {"studies": study_list_with_counts()})
+
+
+def _shown(image: Image | None) -> tuple[str | None, dict | None]:
+    if image is None:
+        return None, None
+    return f"{settings.MEDIA_URL}{image.file}", {"width": image.width, "height": image.height}
+
+
+def _example(study: Study) -> dict | None:
+    """A gold pair as the worked example, image A on the left."""
+    pair = study_example_pair(study=study)
+    if pair is None:
+        return None
+    slots = {"left": pair.image_a, "right": pair.image_b, "reference": pair.shown_reference}
+    shown = {slot: _shown(image) for slot, image in slots.items()}
+    return {
+        "images": {slot: url for slot, (url, _) in shown.items()},
+        "sizes": {slot: size for slot, (_, size) in shown.items()},
+        "answer": {"a": "left", "b": "right", "similar": "similar"}[pair.gold_answer],
+    }
+
+
+def annotate(request: HttpRequest, slug: str) -> HttpResponse:
+    """The annotator page; everything after loading goes through the annotator API."""
+    study = Study.objects.filter(slug=slug).first()
+    if study is None:
+        return render(request, "frontend/annotate_missing.html", {"slug": slug}, status=404)
+    open_ = study.status == Study.Status.LIVE
+    minutes = max(1, round((study.practice_trials + study.trials_per_session) * 6 / 60))
+    config = {
+        "slug": study.slug,
+        "api": reverse("annotation:ping").removesuffix("ping"),
+        "title": study.title or study.slug,
+        "design": study.design,
+        "show_reference": study.show_reference,
+        "instructions": study.instructions,
+        "consent": study.consent or GENERIC_CONSENT.format(minutes=minutes),
+        "break_every": study.break_every,
+        "example": _example(study) if open_ else None,
+        "open": open_,
+        "closed_message": (
+            "This study has not opened yet." if study.status == Study.Status.DRAFT
+            else "This study is closed: it takes no new annotators."
+        ),
+        "redirect_seconds": 5,
+    }  # fmt: skip
+    return render(request, "frontend/annotate.html", {"study": study, "config": config})

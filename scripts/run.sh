@@ -47,7 +47,9 @@ cat <<MSG
     Admin:    http://$HOST:$PORT/admin/   (user admin; password above)
     Health:   http://$HOST:$PORT/healthz
     API spec: http://$HOST:$PORT/api/schema/
-    Annotate: POST http://$HOST:$PORT/api/v1/studies/demo/sessions (and demo-pairwise)
+    Annotate: http://$HOST:$PORT/annotate/demo/
+              http://$HOST:$PORT/annotate/demo-pairwise/
+    Annotator API: POST http://$HOST:$PORT/api/v1/studies/demo/sessions
 
 MSG
 # Ctrl-C ends here through the trap; reaching the next line means a process died.

@@ -21,6 +21,12 @@ from config.celery import app as celery_app
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+# Playwright's sync API runs an event loop in the test's thread; the tests' own database
+# reads between browser steps are still plain synchronous calls.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 # What selects services or overrides the laptop defaults; see config/settings.py.
@@ -275,3 +281,18 @@ def web_server(media_root: Path) -> Iterator[WebServer]:
         yield server
     finally:
         stop_web_server(server)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's headless Chromium, driven by Playwright (never a downloaded browser)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

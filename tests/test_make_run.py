@@ -12,6 +12,7 @@ import urllib.request
 
 import pytest
 
+from tests.browser import finish_with_keyboard
 from tests.conftest import ARTIFACTS, REPO, embedded_env, free_port
 
 pytestmark = pytest.mark.slow
@@ -34,7 +35,7 @@ def fetch(opener, url: str, data: dict | None = None) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(tmp_path):
+def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(tmp_path, chromium):
     port = free_port()
     env = embedded_env(tmp_path / "data", PYTHONUNBUFFERED="1")
     ARTIFACTS.mkdir(exist_ok=True)
@@ -60,7 +61,8 @@ def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(t
             time.sleep(0.5)
         output = log_path.read_text()
         assert f"Studies:  {base}/" in output
-        assert f"Annotate: POST {base}/api/v1/studies/demo/sessions" in output
+        assert f"Annotate: {base}/annotate/demo/" in output
+        assert f"Annotator API: POST {base}/api/v1/studies/demo/sessions" in output
         assert f"Admin:    {base}/admin/" in output
 
         status, body = fetch(opener, f"{base}/healthz")
@@ -100,6 +102,21 @@ def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(t
             status, answer = post_json(f"{base}/api/v1/sessions/{token}/votes", vote)
             assert status == 201
         assert answer["progress"]["done"] == 3
+
+        # The printed annotator URL: a study an annotator finishes with the keyboard alone.
+        context = chromium.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        page.goto(f"{base}/annotate/demo/")
+        answered = finish_with_keyboard(page)
+        assert len(answered) == 42  # 2 practice trials and the quota of 40
+        code = page.inner_text("#completion-code")
+        token = page.evaluate("JSON.parse(localStorage.getItem('iqa:demo:anonymous')).token")
+        context.close()
+        with urllib.request.urlopen(f"{base}/api/v1/sessions/{token}") as r:
+            finished = json.load(r)
+        assert finished["completed"]
+        assert finished["completion_code"] == code
+        assert finished["progress"] == {"done": 42, "total": 42}
 
         # The worker beside the web server runs tasks from the file-system broker.
         check = subprocess.run(

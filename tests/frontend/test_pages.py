@@ -1,11 +1,14 @@
 """The study index and the admin pages for every model."""
 
+import json
+import re
+
 import pytest
 from django.urls import reverse
 
 from annotation import services
 from annotation.models import AnnotatorSession, Image, Pair, Scene, Study, Trial, Vote
-from tests.factories import PairFactory, StudyFactory
+from tests.factories import LiveStudyFactory, PairFactory, StudyFactory, make_gold_pair
 
 pytestmark = pytest.mark.django_db
 
@@ -42,7 +45,8 @@ def test_imported_study_settings_are_read_only_in_the_admin(admin_client):
         reverse("admin:annotation_study_change", args=[study.pk]),
         {"slug": "changed", "design": "ref-vs-test", "title": "New title", "votes_per_pair": 5,
          "gold_rate": 0.1, "status": "live", "completion_code": "ABC", "instructions": "",
-         "trials_per_session": 40, "practice_trials": 1, "lease_seconds": 300},
+         "trials_per_session": 40, "practice_trials": 1, "lease_seconds": 300,
+             "break_every": 20},
     )  # fmt: skip
     assert response.status_code == 302
     study.refresh_from_db()
@@ -70,3 +74,55 @@ def test_the_openapi_schema_is_published(client):
     response = client.get("/api/schema/")
     assert response.status_code == 200
     assert b"openapi" in response.content
+
+
+def page_config(response) -> dict:
+    match = re.search(
+        r'<script id="annotate-config" type="application/json">(.*?)</script>',
+        response.content.decode(),
+        re.S,
+    )
+    return json.loads(match.group(1))
+
+
+def test_the_annotator_page_carries_the_study_settings(client):
+    study = LiveStudyFactory(design="ref-vs-test", break_every=25, instructions="Look.")
+    gold = make_gold_pair(study)  # decoy is image a, reference image b: "b" is better
+    response = client.get(f"/annotate/{study.slug}/")
+    assert response.status_code == 200
+    config = page_config(response)
+    assert config["slug"] == study.slug
+    assert config["api"] == "/api/v1/"
+    assert (config["design"], config["break_every"], config["open"]) == ("ref-vs-test", 25, True)
+    assert config["instructions"] == "Look."
+    assert "voluntary" in config["consent"]  # the generic consent text
+    example = config["example"]
+    assert example["images"]["left"] == f"/media/{gold.image_a.file}"
+    assert example["images"]["right"] == f"/media/{gold.image_b.file}"
+    assert example["answer"] == "right"
+    assert example["sizes"]["left"] == {"width": 48, "height": 32}
+    assert 'type="module"' in response.content.decode()
+
+
+def test_the_annotator_page_shows_a_studys_own_consent_and_says_when_it_is_not_open(client):
+    study = StudyFactory(consent="Our own consent text.")
+    config = page_config(client.get(f"/annotate/{study.slug}/"))
+    assert config["consent"] == "Our own consent text."
+    assert config["open"] is False
+    assert "not opened yet" in config["closed_message"]
+    assert config["example"] is None
+
+
+def test_an_unknown_study_gets_a_404_page(client):
+    response = client.get("/annotate/no-such-study/")
+    assert response.status_code == 404
+    assert "No such study" in response.content.decode()
+
+
+def test_the_page_assets_are_served_without_collectstatic(client):
+    for name in ("main.js", "api.js", "viewer.js", "annotate.css"):
+        response = client.get(f"/static/frontend/annotate/{name}")
+        assert response.status_code == 200, name
+        body = b"".join(response.streaming_content)
+        assert body
+    assert "javascript" in client.get("/static/frontend/annotate/main.js")["Content-Type"]

@@ -1,0 +1,166 @@
+// The annotator API (DESIGN.md section 5) and the outbox that never loses an answer.
+
+export class ApiError extends Error {
+  constructor(status, message, code) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+
+  // Network failures, server errors and throttling pass; a refusal (4xx) does not.
+  get retryable() {
+    return this.status === 0 || this.status >= 500 || this.status === 429 || this.status === 408;
+  }
+}
+
+export class Api {
+  constructor(base) {
+    this.base = base;
+  }
+
+  async request(method, path, body) {
+    let response;
+    try {
+      response = await fetch(this.base + path, {
+        method,
+        headers: body ? { "Content-Type": "application/json" } : {},
+        body: body ? JSON.stringify(body) : undefined,
+        cache: "no-store",
+        credentials: "omit",
+      });
+    } catch (error) {
+      throw new ApiError(0, `network error: ${error.message}`, "network");
+    }
+    let data = null;
+    if (response.status !== 204) {
+      try {
+        data = await response.json();
+      } catch {
+        data = null;
+      }
+    }
+    if (!response.ok) {
+      const message = data?.error?.message || `${response.status} ${response.statusText}`;
+      throw new ApiError(response.status, message, data?.error?.code);
+    }
+    return { status: response.status, data };
+  }
+
+  openSession(slug, body) {
+    return this.request("POST", `studies/${encodeURIComponent(slug)}/sessions`, body);
+  }
+
+  session(token) {
+    return this.request("GET", `sessions/${token}`);
+  }
+
+  // The open trial and, as `next`, the one after it (so its images can load early);
+  // null when the session has nothing left.
+  async nextTrial(token) {
+    const { status, data } = await this.request("GET", `sessions/${token}/next-trial?ahead=1`);
+    return status === 204 ? null : data;
+  }
+
+  vote(token, vote) {
+    return this.request("POST", `sessions/${token}/votes`, vote);
+  }
+}
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Retry a request until it gets an answer that is not a transient failure.
+export async function withRetry(call, onWait) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      const result = await call();
+      if (attempt > 0 && onWait) onWait(null);
+      return result;
+    } catch (error) {
+      if (!(error instanceof ApiError) || !error.retryable) throw error;
+      if (onWait) onWait(error);
+      await sleep(Math.min(5000, 250 * 2 ** Math.min(attempt, 5)));
+    }
+  }
+}
+
+// Answers waiting for the server's acknowledgement, kept in localStorage so that neither
+// a network error nor a reload loses one. A trial takes one answer: a second answer to
+// the same trial (a double click, a repeated key) is ignored, and a retry sends the
+// stored one, so the server sees the same trial id and choice every time.
+export class Outbox {
+  constructor(api, token, storageKey, onStatus) {
+    this.api = api;
+    this.token = token;
+    this.key = storageKey;
+    this.onStatus = onStatus || (() => {});
+    this.flushing = null;
+    this.acknowledged = new Set();
+    this.lastResult = null;
+  }
+
+  load() {
+    try {
+      return JSON.parse(localStorage.getItem(this.key) || "[]");
+    } catch {
+      return [];
+    }
+  }
+
+  save(items) {
+    if (items.length) localStorage.setItem(this.key, JSON.stringify(items));
+    else localStorage.removeItem(this.key);
+  }
+
+  has(trialId) {
+    return this.acknowledged.has(trialId) || this.load().some((v) => v.trial_id === trialId);
+  }
+
+  get pending() {
+    return this.load().length;
+  }
+
+  add(vote) {
+    const items = this.load();
+    if (this.acknowledged.has(vote.trial_id) || items.some((v) => v.trial_id === vote.trial_id)) {
+      return false;
+    }
+    items.push(vote);
+    this.save(items);
+    return true;
+  }
+
+  // Send every stored answer, oldest first; resolves once all are acknowledged.
+  flush() {
+    if (!this.flushing) {
+      this.flushing = this.drain().finally(() => {
+        this.flushing = null;
+      });
+    }
+    return this.flushing;
+  }
+
+  async drain() {
+    for (;;) {
+      const [vote] = this.load();
+      if (!vote) {
+        this.onStatus("saved");
+        return this.lastResult;
+      }
+      this.onStatus("saving");
+      try {
+        const { data } = await withRetry(
+          () => this.api.vote(this.token, vote),
+          (error) => this.onStatus(error ? "offline" : "saving"),
+        );
+        this.lastResult = data;
+      } catch (error) {
+        // 409: the trial already holds another answer; 404: not this session's trial.
+        // Either way the server will never take this one, so it leaves the outbox.
+        console.warn("answer refused", vote.trial_id, error.message);
+        this.onStatus("refused", error);
+      }
+      this.acknowledged.add(vote.trial_id);
+      this.save(this.load().filter((v) => v.trial_id !== vote.trial_id));
+    }
+  }
+}
