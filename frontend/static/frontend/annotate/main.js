@@ -220,7 +220,6 @@ function showInstructions() {
       ? "Here the two images look alike: you would answer “Similar” (key 2)."
       : `Here the ${wording.labels[better === "left" ? "right" : "left"]} image is clearly ` +
         `degraded, so you would answer “${wording.answers[better]}” (key ${key}).`;
-  window.addEventListener("resize", () => viewer.layout());
 }
 
 function startTrials() {
@@ -335,7 +334,8 @@ function answer(choice, event) {
   setProgress({ done, total: head.trial.progress.total });
   app.outbox.flush().catch(showError);
   refill().catch(showError);
-  if (config.break_every > 0 && done % config.break_every === 0 && app.queue.length) {
+  const more = done < head.trial.progress.total;
+  if (config.break_every > 0 && done % config.break_every === 0 && more) {
     $("break-done").textContent = `${done} of ${head.trial.progress.total}`;
     app.displayed = null;
     show("break");
