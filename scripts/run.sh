@@ -25,8 +25,9 @@ trap stop EXIT
 # The embedded broker (kombu's file-system transport) is served by one solo-pool worker.
 .venv/bin/celery -A config worker --pool solo --loglevel INFO --without-gossip --without-mingle &
 pids+=($!)
+# A short graceful timeout: Ctrl-C must not wait on a browser's idle keep-alive connection.
 .venv/bin/gunicorn config.wsgi --bind "$HOST:$PORT" --workers 2 --threads 4 \
-  --no-control-socket --access-logfile - &
+  --graceful-timeout 5 --no-control-socket --access-logfile - &
 pids+=($!)
 
 # Print the URLs once the web server answers.

@@ -13,7 +13,14 @@ import urllib.request
 import pytest
 
 from tests.browser import finish_with_keyboard
-from tests.conftest import ARTIFACTS, REPO, embedded_env, free_port
+from tests.conftest import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    REPO,
+    embedded_env,
+    free_port,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -104,14 +111,16 @@ def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(t
         assert answer["progress"]["done"] == 3
 
         # The printed annotator URL: a study an annotator finishes with the keyboard alone.
-        context = chromium.new_context(viewport={"width": 1280, "height": 800})
+        # (A browser of its own, closed before Ctrl-C, so no connection of it stays open.)
+        browser = chromium.browser_type.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
         page = context.new_page()
         page.goto(f"{base}/annotate/demo/")
         answered = finish_with_keyboard(page)
         assert len(answered) == 42  # 2 practice trials and the quota of 40
         code = page.inner_text("#completion-code")
         token = page.evaluate("JSON.parse(localStorage.getItem('iqa:demo:anonymous')).token")
-        context.close()
+        browser.close()
         with urllib.request.urlopen(f"{base}/api/v1/sessions/{token}") as r:
             finished = json.load(r)
         assert finished["completed"]
