@@ -256,6 +256,10 @@ def _datasheet(study: Study, tables: dict[str, pd.DataFrame]) -> str:
         "- `pairs`: counted votes per pair (late answers count; practice never), "
         "p_a with similar as 0.5, and the DiffIQA majority (none on a tie).",
         "- `sessions`: one row per annotator, pseudonymous.",
+        "- `metric_scores`: every metric score of the study's images (FR: against the "
+        "scene's reference, the reference against itself included; NR: reference empty), "
+        "with `lower_better`, the `version` (pyiqa and weights) and, for a failed score, "
+        "the `error` (value empty).",
         "",
         f"Software: {versions}.",
         "",
@@ -278,6 +282,9 @@ def study_export(
         "pairs": pairs_frame(study),
         "sessions": sessions_frame(study),
     }
+    from scoring.services import scores_frame  # scoring builds on annotation, not back
+
+    tables["metric_scores"] = scores_frame(study)
     written = []
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp:
         staged = []

@@ -214,3 +214,29 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+
+# Scoring. Pretrained weights live in one folder (PyTorch's TORCH_HOME for the workers);
+# nothing is downloaded at run time.
+IQA_WEIGHTS_DIR = Path(os.environ.get("IQA_WEIGHTS_DIR", DATA_DIR / "weights"))
+# Plug-in metrics: dotted paths to objects with the registry's interface.
+IQA_METRIC_PLUGINS = env_list("IQA_METRIC_PLUGINS", "")
+# The queue scoring tasks go to ("gpu" where GPU workers serve it); empty: the default queue.
+IQA_SCORING_QUEUE = os.environ.get("IQA_SCORING_QUEUE", "")
+# Items (images, or image/reference pairs) per scoring task, and per forward pass.
+IQA_SCORE_BATCH_ITEMS = int(os.environ.get("IQA_SCORE_BATCH_ITEMS", "64"))
+IQA_SCORE_FORWARD_BATCH = int(os.environ.get("IQA_SCORE_FORWARD_BATCH", "16"))
+# Metric models a worker process keeps loaded (least recently used ones are dropped).
+IQA_WORKER_MAX_MODELS = int(os.environ.get("IQA_WORKER_MAX_MODELS", "4"))
+# A batch still pending this long after it was sent is sent again by the sweep.
+IQA_SCORE_STALE_SECONDS = int(os.environ.get("IQA_SCORE_STALE_SECONDS", "1800"))
+CELERY_BEAT_SCHEDULE = {
+    "scores-sweep": {
+        "task": "scoring.sweep",
+        "schedule": float(os.environ.get("IQA_SWEEP_EVERY", "300")),
+    }
+}
+# Bounds on a worker child's leaks (prefork pool): tasks and resident KiB per child.
+CELERY_WORKER_MAX_TASKS_PER_CHILD = int(os.environ.get("CELERY_WORKER_MAX_TASKS_PER_CHILD", "500"))
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = int(
+    os.environ.get("CELERY_WORKER_MAX_MEMORY_PER_CHILD", str(12 * 1024 * 1024))
+)

@@ -23,7 +23,9 @@ trap 'stop; exit 0' INT TERM
 trap stop EXIT
 
 # The embedded broker (kombu's file-system transport) is served by one solo-pool worker.
-.venv/bin/celery -A config worker --pool solo --loglevel INFO --without-gossip --without-mingle &
+# --beat runs the periodic scoring sweep in the same process.
+.venv/bin/celery -A config worker --pool solo --loglevel INFO --without-gossip --without-mingle \
+  --beat --schedule "${IQA_DATA_DIR:-var}/celerybeat-schedule" &
 pids+=($!)
 # A short graceful timeout: Ctrl-C must not wait on a browser's idle keep-alive connection.
 .venv/bin/gunicorn config.wsgi --bind "$HOST:$PORT" --workers 2 --threads 4 \

@@ -104,10 +104,16 @@ class Worker:
 
 
 def start_worker(
-    *, name: str, broker_url: str, media: Path, extra_env: dict[str, str] | None = None
+    *,
+    name: str,
+    broker_url: str,
+    media: Path,
+    extra_env: dict[str, str] | None = None,
+    queue: str | None = None,
 ) -> Worker:
-    """A real ``celery worker`` process on its own queue, sharing the test database."""
-    queue = f"test-{name}-{uuid.uuid4().hex[:8]}"
+    """A real ``celery worker`` process on its own queue (or ``queue``), sharing the test
+    database."""
+    queue = queue or f"test-{name}-{uuid.uuid4().hex[:8]}"
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / f"worker-{queue}.log"
     env = {
@@ -124,7 +130,7 @@ def start_worker(
         "--pool", "solo", "--queues", queue, "--hostname", f"{queue}@%h",
         "--without-gossip", "--without-mingle", "--loglevel", "INFO",
     ]  # fmt: skip
-    with open(log, "wb") as handle:
+    with open(log, "ab") as handle:
         # The child keeps its own copy of the file descriptor.
         process = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT

@@ -1,0 +1,133 @@
+"""Scoring throughput: the platform against the loop a researcher would write.
+
+The demo studies' pairs (``demo``: 44 ref-vs-test pairs; ``demo-pairwise``: 110 pairs
+with the reference shown) scored with the weight-free FR metrics psnr, ssim, ms_ssim,
+fsim, vsi, gmsd and vif (mad is too slow on a CPU to time here):
+
+- the platform: ``score_study demo --metrics ... --wait`` with a real Celery worker
+  started for the run (its start, pyiqa's import and the models' creation included);
+- the loop, in this process: ``pyiqa.create_metric`` once per metric, then
+  ``metric(test_path, ref_path)`` for each pair, for both images of a pairwise pair
+  (what the agreement needs: m(a, r) and m(b, r)).
+
+Prints pairs per second for both and the ratio. Target: at least 2x on a 2-core CPU
+machine (5x on a GPU, with its utilisation printed).
+
+    .venv/bin/python bench/score_throughput.py
+
+It needs PostgreSQL and Redis on 127.0.0.1 (``make services``); it drops and recreates
+the scratch database ``iqa_bench_score``.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+METRICS = ["psnr", "ssim", "ms_ssim", "fsim", "vsi", "gmsd", "vif"]
+
+
+def database_url(name: str) -> str:
+    return f"postgres://postgres@127.0.0.1:5432/{name}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database", default="iqa_bench_score")
+    parser.add_argument("--broker", default="redis://127.0.0.1:6379/14")
+    args = parser.parse_args()
+    subprocess.run(
+        ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", args.database], check=True
+    )
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", args.database], check=True)
+    subprocess.run(
+        ["redis-cli", "-n", args.broker.rsplit("/", 1)[1], "flushdb"],
+        check=True,
+        capture_output=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="iqa-bench-score-") as tmp:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url(args.database),
+            "CELERY_BROKER_URL": args.broker,
+            "IQA_DATA_DIR": tmp,
+            "CELERY_TASK_DEFAULT_QUEUE": "bench-score",
+        }
+        manage = [sys.executable, "manage.py"]
+        subprocess.run([*manage, "migrate", "-v0"], cwd=REPO, env=env, check=True)
+        subprocess.run([*manage, "build_demo"], cwd=REPO, env=env, check=True, capture_output=True)
+        pairs = _pairs(env)
+        print(f"{len(pairs)} pairs (demo and demo-pairwise), metrics: {', '.join(METRICS)}")
+
+        started = time.perf_counter()
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
+             "--queues", "bench-score", "--without-gossip", "--without-mingle",
+             "--loglevel", "WARNING"],
+            cwd=REPO, env=env,
+        )  # fmt: skip
+        try:
+            subprocess.run(
+                [*manage, "score_study", "demo", "--metrics", ",".join(METRICS), "--wait"],
+                cwd=REPO, env=env, check=True, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            platform = time.perf_counter() - started
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+
+        started = time.perf_counter()
+        loop_calls = _researcher_loop(pairs)
+        loop = time.perf_counter() - started
+
+    n = len(pairs) * len(METRICS)
+    print(
+        f"platform: {platform:7.1f} s  {n / platform:7.1f} pair-scores/s  (worker start included)"
+    )
+    print(f"loop:     {loop:7.1f} s  {n / loop:7.1f} pair-scores/s  ({loop_calls} metric calls)")
+    print(f"ratio:    {loop / platform:.2f}x (target 2x on CPU)")
+
+
+def _pairs(env: dict) -> list[tuple[str, str, str]]:
+    """(image a, image b, reference) file paths of every non-gold pair of both demos."""
+    code = """
+import json
+from django.conf import settings
+from annotation.models import Pair
+root = str(settings.MEDIA_ROOT)
+rows = []
+for p in Pair.objects.filter(gold_answer="").select_related("image_a", "image_b", "scene"):
+    ref = p.scene.images.get(role="reference")
+    rows.append([f"{root}/{i.file}" for i in (p.image_a, p.image_b, ref)])
+print(json.dumps(rows))
+"""
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code], cwd=REPO, env=env,
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    import json
+
+    return [tuple(row) for row in json.loads(out.stdout.strip().splitlines()[-1])]
+
+
+def _researcher_loop(pairs) -> int:
+    import pyiqa
+
+    calls = 0
+    for name in METRICS:
+        metric = pyiqa.create_metric(name, device="cpu")
+        for a, b, reference in pairs:
+            metric(a, reference)
+            calls += 1
+            if b != reference:
+                metric(b, reference)
+                calls += 1
+    return calls
+
+
+if __name__ == "__main__":
+    main()

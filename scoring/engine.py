@@ -1,0 +1,169 @@
+"""Computing scores in a worker process: models loaded once and kept, images decoded once
+per batch, same-size images scored together. Imported by tasks only (it imports
+PyTorch and pyiqa); CUDA is initialised here, in the process that scores, never in a
+parent that forks.
+"""
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from scoring import weights
+from scoring.registry import MetricSpec
+
+weights.use_weights_dir()
+
+import numpy as np  # noqa: E402
+import PIL.Image  # noqa: E402
+import torch  # noqa: E402
+
+Scorer = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+_models: "OrderedDict[tuple[str, str], Scorer]" = OrderedDict()
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _pyiqa_scorer(spec: MetricSpec, where: torch.device) -> Scorer:
+    import pyiqa
+
+    with weights.offline():
+        metric = pyiqa.create_metric(spec.name, device=where)
+    metric.eval()
+
+    def score(images: torch.Tensor, references: torch.Tensor | None) -> torch.Tensor:
+        return metric(images, references) if spec.is_fr else metric(images)
+
+    return score
+
+
+def scorer(spec: MetricSpec) -> Scorer:
+    """The metric's model, loaded once per process; at most IQA_WORKER_MAX_MODELS kept."""
+    where = device()
+    key = (spec.name, str(where))
+    if key in _models:
+        _models.move_to_end(key)
+        return _models[key]
+    if spec.plugin is not None:
+        with weights.offline():
+            loaded = spec.plugin.load(where)
+    else:
+        loaded = _pyiqa_scorer(spec, where)
+    _models[key] = loaded
+    while len(_models) > max(1, settings.IQA_WORKER_MAX_MODELS):
+        _models.popitem(last=False)
+        if where.type == "cuda":
+            torch.cuda.empty_cache()
+    return loaded
+
+
+def decode(path: Path) -> torch.Tensor:
+    """3 x H x W float32 in [0, 1], RGB: what pyiqa's own image loader gives."""
+    with PIL.Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
+
+
+@dataclass
+class Outcome:
+    value: float | None
+    error: str
+    seconds: float
+
+
+def _message(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text[:1000]
+
+
+def score_items(spec: MetricSpec, items: Sequence[tuple[Path, Path | None]]) -> list[Outcome]:
+    """Score (image, reference) items (reference None for NR metrics), in order.
+
+    Each file is decoded once; items whose image (and reference) sizes match go through
+    the model together, IQA_SCORE_FORWARD_BATCH at a time. A batch that fails is retried
+    item by item, so one bad item (too small for the network, say) fails alone, with its
+    message.
+    """
+    where = device()
+    try:
+        model = scorer(spec)
+    except Exception as exc:
+        return [Outcome(None, _message(exc), 0.0) for _ in items]
+    decoded: dict[Path, torch.Tensor | Exception] = {}
+    for image, reference in items:
+        for path in (image, reference):
+            if path is not None and path not in decoded:
+                try:
+                    decoded[path] = decode(path)
+                except Exception as exc:
+                    decoded[path] = exc
+    outcomes: list[Outcome | None] = [None] * len(items)
+    groups: dict[tuple, list[int]] = {}
+    for index, (image, reference) in enumerate(items):
+        bad = [
+            decoded[p]
+            for p in (image, reference)
+            if p is not None and isinstance(decoded[p], Exception)
+        ]
+        if bad:
+            outcomes[index] = Outcome(None, f"cannot read the image: {_message(bad[0])}", 0.0)
+            continue
+        shape = (
+            tuple(decoded[image].shape),
+            tuple(decoded[reference].shape) if reference else None,
+        )
+        groups.setdefault(shape, []).append(index)
+    size = max(1, settings.IQA_SCORE_FORWARD_BATCH) if spec.batchable else 1
+    for indices in groups.values():
+        for start in range(0, len(indices), size):
+            chunk = indices[start : start + size]
+            for index, outcome in zip(
+                chunk, _forward(model, spec, items, decoded, chunk, where), strict=True
+            ):
+                outcomes[index] = outcome
+    return outcomes  # type: ignore[return-value]
+
+
+def _forward(model, spec, items, decoded, chunk, where) -> list[Outcome]:
+    def run(indices: list[int]) -> list[float]:
+        images = torch.stack([decoded[items[i][0]] for i in indices]).to(where)
+        references = (
+            torch.stack([decoded[items[i][1]] for i in indices]).to(where) if spec.is_fr else None
+        )
+        with torch.no_grad():
+            values = model(images, references)
+        values = torch.as_tensor(values).reshape(len(indices), -1)[:, 0]
+        return [float(v) for v in values.detach().cpu()]
+
+    started = time.perf_counter()
+    try:
+        values = run(chunk)
+        share = (time.perf_counter() - started) / len(chunk)
+        return [
+            Outcome(v, "", share) if np.isfinite(v) else Outcome(None, f"not a number: {v}", share)
+            for v in values
+        ]
+    except Exception:
+        outcomes = []
+        for index in chunk:
+            started = time.perf_counter()
+            try:
+                (value,) = run([index])
+                outcome = (
+                    Outcome(value, "", 0.0)
+                    if np.isfinite(value)
+                    else Outcome(None, f"not a number: {value}", 0.0)
+                )
+            except Exception as exc:
+                outcome = Outcome(None, _message(exc), 0.0)
+            outcome.seconds = time.perf_counter() - started
+            outcomes.append(outcome)
+        if where.type == "cuda":
+            torch.cuda.empty_cache()
+        return outcomes

@@ -1,0 +1,16 @@
+"""Domain errors of scoring."""
+
+from annotation.errors import DomainError
+
+
+class UnknownMetric(DomainError):
+    pass
+
+
+class MissingWeights(DomainError):
+    """A metric needs files that are not in the weights folder (nothing is downloaded)."""
+
+    def __init__(self, files: list[str], folder: str) -> None:
+        self.files = files
+        self.folder = folder
+        super().__init__(f"missing weight files {', '.join(files)} (put them in {folder})")

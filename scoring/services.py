@@ -1,0 +1,298 @@
+"""Scoring workflows: what a study needs, sending the work, storing results, the sweep.
+
+What is left to score is always read from the database: an item is done once its Score
+row exists (value or error), for the metric's current version.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from itertools import islice
+from pathlib import Path
+
+from django.conf import settings
+from django.db import OperationalError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
+
+from annotation import storage
+from annotation.errors import BrokerUnavailable
+from annotation.models import Image, Study
+from scoring import weights
+from scoring.models import Score, ScoreBatch
+from scoring.registry import MetricSpec, metric_get, registry
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Availability:
+    available: bool
+    missing: list[str]  # weight files, relative to the weights folder
+    reason: str = ""
+
+
+def metric_availability(spec: MetricSpec) -> Availability:
+    """Whether the metric can run here: its weight files are in the weights folder."""
+    if spec.plugin is not None:
+        files = list(getattr(spec.plugin, "files", ()))
+        missing = weights.missing_files(files)
+        return Availability(not missing, missing, "missing weight files" if missing else "")
+    entry = weights.catalog().get(spec.name)
+    if entry is None:
+        return Availability(False, [], "not in the weights catalog (run metrics_catalog)")
+    missing = weights.missing_files(entry["files"])
+    if missing:
+        return Availability(False, missing, "missing weight files")
+    if entry["error"] and not entry["files"]:
+        # The probe could not create it: it needs something beyond weight files.
+        return Availability(False, [], entry["error"])
+    return Availability(True, [])
+
+
+def metric_version(spec: MetricSpec) -> str:
+    """What produced a value: pyiqa's (or the plug-in's) version and the weights' hash."""
+    if spec.plugin is not None:
+        files = list(getattr(spec.plugin, "files", ()))
+        base = f"plugin-{spec.plugin.version}"
+    else:
+        files = weights.needed_files(spec.name) or []
+        base = f"pyiqa-{weights.pyiqa_version()}"
+    present = [f for f in files if not weights.missing_files([f])]
+    return base + (f"+w{weights.files_digest(present)[:12]}" if present else "")
+
+
+def metrics_select(selection: str) -> list[MetricSpec]:
+    """``all`` (every metric, available or not), ``available`` (the default), or names."""
+    specs = registry()
+    if selection in ("all", "available"):
+        chosen = sorted(specs.values(), key=lambda s: s.name)
+        if selection == "available":
+            chosen = [s for s in chosen if metric_availability(s).available]
+        return chosen
+    return [metric_get(name.strip()) for name in selection.split(",") if name.strip()]
+
+
+def study_items(study: Study, spec: MetricSpec) -> list[tuple[int, int | None]]:
+    """What the metric must score for the study: every image (NR), or every image
+    against its scene's reference (FR), the reference against itself included. Gold
+    decoys are quality control, not study images: they are not scored."""
+    images = list(
+        Image.objects.filter(scene__study=study, gold="").values_list("pk", "scene_id", "role")
+    )
+    if not spec.is_fr:
+        return [(pk, None) for pk, _, _ in images]
+    references = {scene: pk for pk, scene, role in images if role == Image.Role.REFERENCE}
+    return [(pk, references[scene]) for pk, scene, _ in images if scene in references]
+
+
+@dataclass
+class MetricPlan:
+    metric: str
+    version: str
+    total: int
+    done: int
+    queued: int  # items in batches sent now
+
+
+def _batches(items: list, size: int):
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def study_score(*, study: Study, specs: list[MetricSpec]) -> list[MetricPlan]:
+    """Send what is left to score for each metric, in batches of same-size images.
+
+    Items with a score, or in a batch still pending, are not sent again. Batches are
+    stored, then published after commit; if the broker does not answer this raises
+    ``BrokerUnavailable`` and the batches stay pending for the sweep (or the next run).
+    """
+    from scoring.tasks import score_batch
+
+    plans, sent = [], []
+    sizes = dict(Image.objects.filter(scene__study=study).values_list("pk", "width").order_by())
+    with transaction.atomic():
+        for spec in specs:
+            version = metric_version(spec)
+            items = study_items(study, spec)
+            done = _done_items(study, spec.name, version)
+            pending = {
+                tuple(item)
+                for batch in ScoreBatch.objects.filter(
+                    study=study, metric=spec.name, version=version, state=ScoreBatch.State.PENDING
+                )
+                for item in batch.items
+            }
+            todo = [i for i in items if i not in done and i not in pending]
+            todo.sort(key=lambda item: (sizes.get(item[0], 0), item))
+            now = timezone.now()
+            for chunk in _batches(todo, settings.IQA_SCORE_BATCH_ITEMS):
+                batch = ScoreBatch.objects.create(
+                    study=study, metric=spec.name, version=version, items=chunk, enqueued_at=now
+                )
+                sent.append(batch.pk)
+            plans.append(
+                MetricPlan(spec.name, version, total=len(items), done=len(done), queued=len(todo))
+            )
+        for batch_id in sent:
+            transaction.on_commit(lambda batch_id=batch_id: _publish(score_batch, batch_id))
+    return plans
+
+
+def _publish(task, batch_id: int) -> None:
+    try:
+        task.apply_async((batch_id,), queue=settings.IQA_SCORING_QUEUE or None)
+    except (OperationalError, KombuOperationalError, OSError) as exc:
+        raise BrokerUnavailable(
+            f"the Celery broker did not answer ({exc}); the scoring batches stay pending "
+            "and are sent again by the sweep or the next score_study"
+        ) from exc
+
+
+def _done_items(study: Study, metric: str, version: str) -> set[tuple[int, int | None]]:
+    return set(
+        Score.objects.filter(metric=metric, version=version, image__scene__study=study)
+        .values_list("image_id", "reference_id")
+        .order_by()
+    )
+
+
+def batch_score(*, batch_id: int) -> int:
+    """Score a batch's items that have no row yet and store them; returns rows written.
+
+    Idempotent: rows are inserted with ignore_conflicts on the one-row-per-(metric,
+    version, image, reference) constraints, so a batch run twice (a redelivered message,
+    the sweep) writes each row once.
+    """
+    from scoring import engine
+
+    batch = ScoreBatch.objects.filter(pk=batch_id).first()
+    if batch is None or batch.state == ScoreBatch.State.DONE:
+        return 0
+    spec = metric_get(batch.metric)
+    items = [(image, reference) for image, reference in batch.items]
+    existing = set(
+        Score.objects.filter(
+            metric=batch.metric,
+            version=batch.version,
+            image_id__in=[image for image, _ in items],
+        )
+        .values_list("image_id", "reference_id")
+        .order_by()
+    )
+    todo = [item for item in items if item not in existing]
+    files = dict(
+        Image.objects.filter(
+            pk__in={i for item in todo for i in item if i is not None}
+        ).values_list("pk", "file")
+    )
+    root = Path(storage.media_root())
+    paths = [
+        (root / files[image], root / files[reference] if reference else None)
+        for image, reference in todo
+    ]
+    outcomes = engine.score_items(spec, paths) if paths else []
+    rows = [
+        Score(
+            metric=batch.metric,
+            version=batch.version,
+            image_id=image,
+            reference_id=reference,
+            value=outcome.value,
+            lower_better=spec.lower_better,
+            error=outcome.error,
+            seconds=outcome.seconds,
+        )
+        for (image, reference), outcome in zip(todo, outcomes, strict=True)
+    ]
+    with transaction.atomic():
+        Score.objects.bulk_create(rows, ignore_conflicts=True)
+        ScoreBatch.objects.filter(pk=batch.pk).update(
+            state=ScoreBatch.State.DONE, finished_at=timezone.now()
+        )
+    return len(rows)
+
+
+def scores_sweep(*, stale_seconds: int | None = None) -> int:
+    """Send again the batches pending longer than IQA_SCORE_STALE_SECONDS (a lost message,
+    a crashed node). Returns how many were sent."""
+    from scoring.tasks import score_batch
+
+    stale = settings.IQA_SCORE_STALE_SECONDS if stale_seconds is None else stale_seconds
+    cutoff = timezone.now() - timedelta(seconds=stale)
+    resent = 0
+    for batch in ScoreBatch.objects.filter(state=ScoreBatch.State.PENDING, enqueued_at__lte=cutoff):
+        updated = ScoreBatch.objects.filter(
+            pk=batch.pk, state=ScoreBatch.State.PENDING, enqueued_at=batch.enqueued_at
+        ).update(enqueued_at=timezone.now(), attempts=batch.attempts + 1)
+        if updated:
+            _publish(score_batch, batch.pk)
+            resent += 1
+    if resent:
+        logger.warning("scoring sweep: sent %d stale batches again", resent)
+    return resent
+
+
+@dataclass(frozen=True)
+class MetricProgress:
+    metric: str
+    version: str
+    total: int
+    done: int
+    failed: int
+    pending_batches: int
+
+
+def study_scoring_progress(*, study: Study, specs: list[MetricSpec]) -> list[MetricProgress]:
+    progress = []
+    for spec in specs:
+        version = metric_version(spec)
+        items = set(study_items(study, spec))
+        scores = Score.objects.filter(
+            metric=spec.name, version=version, image__scene__study=study
+        ).values_list("image_id", "reference_id", "error")
+        done = [(i, r, e) for i, r, e in scores if (i, r) in items]
+        pending = ScoreBatch.objects.filter(
+            study=study, metric=spec.name, version=version, state=ScoreBatch.State.PENDING
+        ).count()
+        progress.append(
+            MetricProgress(
+                spec.name,
+                version,
+                total=len(items),
+                done=len(done),
+                failed=sum(1 for _, _, e in done if e),
+                pending_batches=pending,
+            )
+        )
+    return progress
+
+
+def studies_select(pattern: str, *, exact: bool = False) -> list[Study]:
+    """A study by slug, with its family: ``demo`` selects ``demo`` and ``demo-*``."""
+    query = Q(slug=pattern) if exact else Q(slug=pattern) | Q(slug__startswith=f"{pattern}-")
+    return list(Study.objects.filter(query).order_by("slug"))
+
+
+def scores_frame(study: Study):
+    """``metric_scores`` of the export: every stored score of the study's images, failed
+    ones with their error (value empty)."""
+    import pandas as pd
+
+    names = dict(Image.objects.filter(scene__study=study).values_list("pk", "name"))
+    rows = list(
+        Score.objects.filter(image__scene__study=study)
+        .order_by("metric", "version", "image_id", "reference_id")
+        .values_list(
+            "metric", "version", "image_id", "reference_id", "value", "lower_better", "error"
+        )
+    )
+    frame = pd.DataFrame(
+        rows,
+        columns=["metric", "version", "image", "reference", "value", "lower_better", "error"],
+    )
+    frame["image"] = frame["image"].map(names)
+    frame["reference"] = frame["reference"].map(names)
+    return frame[["metric", "image", "reference", "value", "lower_better", "version", "error"]]

@@ -1,0 +1,96 @@
+"""Scoring on real workers: plug-ins beside pyiqa metrics, a killed worker, the sweep."""
+
+import signal
+
+import numpy as np
+import PIL.Image
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+from annotation.models import Image, Study
+from scoring import services
+from scoring.models import Score, ScoreBatch
+from scoring.registry import metric_get
+from tests.conftest import start_worker, stop_worker, wait_until
+from tests.images import write_scene_folder
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+PLUGINS = "tests.scoring.plugins.MeanBrightness,tests.scoring.plugins.SlowMeanDifference"
+
+
+def test_a_plugin_metric_scores_a_study_next_to_the_built_in_ones(tmp_path, media_root, manage):
+    source = write_scene_folder(tmp_path / "src", {"s": ["reference", "a", "b"]}, size=(40, 30))
+    manage("import_study", str(source), "--slug", "p", "--design", "ref-vs-test")
+    env = {"IQA_METRIC_PLUGINS": PLUGINS}
+    worker = start_worker(
+        name="plugin", broker_url=settings.CELERY_BROKER_URL, media=media_root, extra_env=env
+    )
+    try:
+        status = manage("metrics_status", env_extra=env)
+        assert "mean_brightness" in status.stdout
+        assert "[plug-in tests.scoring.plugins.MeanBrightness]" in status.stdout
+        done = manage(
+            "score_study", "p", "--metrics", "psnr,mean_brightness", "--wait", "--timeout", "300",
+            env_extra={**env, "IQA_SCORING_QUEUE": worker.queue},
+        )  # fmt: skip
+    finally:
+        stop_worker(worker)
+    assert done.returncode == 0, done.stderr
+    assert "p mean_brightness: done" in done.stdout
+    assert "p psnr: done" in done.stdout
+    for image in Image.objects.all():
+        with PIL.Image.open(media_root / image.file) as file:
+            expected = np.asarray(file.convert("RGB"), dtype=np.float64).mean() / 255.0
+        score = Score.objects.get(metric="mean_brightness", image=image)
+        assert score.value == pytest.approx(expected, rel=1e-5)
+        assert score.reference is None
+        assert score.version == "plugin-1"
+    assert Score.objects.filter(metric="psnr").count() == 3
+
+
+def test_a_worker_killed_mid_study_loses_and_duplicates_nothing(tmp_path, media_root, manage):
+    stems = ["reference", *(f"t{i}" for i in range(11))]
+    source = write_scene_folder(tmp_path / "src", {"s": stems}, size=(40, 30))
+    manage("import_study", str(source), "--slug", "k", "--design", "ref-vs-test")
+    study = Study.objects.get(slug="k")
+    env = {"IQA_METRIC_PLUGINS": PLUGINS, "IQA_SCORE_BATCH_ITEMS": "1"}
+    first = start_worker(
+        name="killed", broker_url=settings.CELERY_BROKER_URL, media=media_root, extra_env=env
+    )
+    with override_settings(
+        IQA_METRIC_PLUGINS=PLUGINS.split(","),
+        IQA_SCORE_BATCH_ITEMS=1,
+        IQA_SCORING_QUEUE=first.queue,
+    ):
+        spec = metric_get("slow_mean_difference")
+        (plan,) = services.study_score(study=study, specs=[spec])
+        assert plan.queued == 12
+        wait_until(lambda: Score.objects.count() >= 3, timeout=120, what="some scores")
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=10)
+        assert ScoreBatch.objects.filter(state="pending").exists()
+
+        second = start_worker(
+            name="after",
+            broker_url=settings.CELERY_BROKER_URL,
+            media=media_root,
+            extra_env=env,
+            queue=first.queue,
+        )
+        try:
+            # The batch the killed worker held is not acknowledged; the sweep sends every
+            # pending batch again (those still queued then arrive twice).
+            assert services.scores_sweep(stale_seconds=0) >= 1
+            wait_until(
+                lambda: not ScoreBatch.objects.filter(state="pending").exists(),
+                timeout=180,
+                what="the second worker to finish",
+            )
+        finally:
+            stop_worker(second)
+    rows = list(Score.objects.values_list("image_id", "reference_id"))
+    assert len(rows) == 12
+    assert len(set(rows)) == 12
+    assert not Score.objects.exclude(error="").exists()
