@@ -302,3 +302,21 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """``gpu`` tests run where CUDA is (the device machine); elsewhere they are skipped.
+    The check imports nothing heavy unless a gpu test was collected."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    import shutil as _shutil
+
+    has_cuda = _shutil.which("nvidia-smi") is not None
+    if has_cuda:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    if not has_cuda:
+        for item in gpu_items:
+            item.add_marker(pytest.mark.skip(reason="needs CUDA"))

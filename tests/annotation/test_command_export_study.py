@@ -153,6 +153,6 @@ def test_the_command_refuses_bad_input_and_writes_nothing(manage, tmp_path):
     done = manage("export_study", "empty", "--out", str(out), "--format", "parquet")
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == [
-        "README.md", "pairs.parquet", "sessions.parquet", "votes.parquet",
+        "README.md", "metric_scores.parquet", "pairs.parquet", "sessions.parquet", "votes.parquet",
     ]  # fmt: skip
     assert len(pd.read_parquet(out / "votes.parquet")) == 0
