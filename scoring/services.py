@@ -47,8 +47,30 @@ def metric_availability(spec: MetricSpec) -> Availability:
         return Availability(False, missing, "missing weight files")
     if entry["error"] and not entry["files"]:
         # The probe could not create it: it needs something beyond weight files.
-        return Availability(False, [], entry["error"])
+        return Availability(False, [], _probe_reason(entry["error"]))
+    if entry["error"]:
+        return Availability(
+            True, [], f"more files may be needed (the catalog's probe stopped at: {entry['error']})"
+        )
     return Availability(True, [])
+
+
+# What the catalog's probe errors mean for an operator.
+PROBE_REASONS = {
+    "LocalEntryNotFoundError": "loads a backbone from the Hugging Face hub (timm or "
+    "transformers), which the offline weights folder does not provide yet",
+    "URLError": "downloads a file outside pyiqa's and torchvision's loaders, which the "
+    "offline weights folder does not provide yet",
+    "pkg_resources": "needs setuptools' pkg_resources (OpenAI CLIP), not installed",
+    "not probed": "a multi-billion-parameter model, not supported here",
+}
+
+
+def _probe_reason(error: str) -> str:
+    for marker, reason in PROBE_REASONS.items():
+        if marker in error:
+            return f"{reason} ({error[:120]})"
+    return error
 
 
 def metric_version(spec: MetricSpec) -> str:
