@@ -26,6 +26,13 @@ from django.conf import settings
 from scoring.errors import MissingWeights
 
 CATALOG = Path(__file__).with_name("weights_catalog.json")
+# pyiqa's copies of OpenAI CLIP's loader, which download with urllib to a folder of their
+# own (``~/.cache/clip`` for A-FINE); here they read ``<weights>/clip/``.
+CLIP_MODULES = ("pyiqa.archs.clip_model", "pyiqa.archs.afineclip_model")
+# Files fetched from the Hugging Face hub (timm backbones, transformers models) are named
+# in the catalog as ``huggingface:<repo id>/<file>`` and looked up in the Hugging Face
+# cache under ``<weights>/huggingface/hub/``.
+HF_PREFIX = "huggingface:"
 
 
 def weights_dir() -> Path:
@@ -38,6 +45,7 @@ def use_weights_dir() -> None:
     pyiqa is imported: it reads the folder at import."""
     folder = weights_dir()
     os.environ["TORCH_HOME"] = str(folder)
+    os.environ["HF_HOME"] = str(folder / "huggingface")
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     import torch.hub
@@ -50,17 +58,42 @@ def _refuse(url: str, dst: str, *args: object, **kwargs: object) -> None:
     raise MissingWeights([path.name], str(path.parent))
 
 
+def _clip_loader(original):
+    """CLIP's ``_download(url, root)``, reading ``<weights>/clip/`` and never the network."""
+
+    def load(url: str, root: str) -> str:
+        folder = weights_dir() / "clip"
+        target = folder / Path(url).name
+        if not target.is_file():
+            raise MissingWeights([target.name], str(folder))
+        return original(url, str(folder))  # checks the file's sha256; no download
+
+    return load
+
+
 @contextmanager
 def offline() -> Iterator[None]:
-    """Inside, a download by pyiqa or torchvision raises MissingWeights at once."""
+    """Inside, a download by pyiqa, torchvision or CLIP raises MissingWeights at once
+    (the Hugging Face libraries are offline through HF_HUB_OFFLINE)."""
+    import importlib
+
     import pyiqa.utils.download_util as pyiqa_download
     import torch.hub
 
-    with (
+    patches = [
         mock.patch.object(torch.hub, "download_url_to_file", _refuse),
         mock.patch.object(pyiqa_download, "download_url_to_file", _refuse),
-    ):
+    ]
+    for name in CLIP_MODULES:
+        module = importlib.import_module(name)
+        patches.append(mock.patch.object(module, "_download", _clip_loader(module._download)))
+    for patch in patches:
+        patch.start()
+    try:
         yield
+    finally:
+        for patch in reversed(patches):
+            patch.stop()
 
 
 def relative(path: Path) -> str:
@@ -121,7 +154,23 @@ def probe_files(name: str) -> tuple[list[str], str]:
             return torch.nn.modules.module._IncompatibleKeys([], [])
         return original_load(self, state_dict, *args, **kwargs)
 
+    def fake_clip(url: str, root: str) -> str:
+        path = weights_dir() / "clip" / Path(url).name
+        record(path)
+        return str(path)
+
+    def fake_hf(repo_id: str, filename: str, *args: object, **kwargs: object):
+        name = f"{HF_PREFIX}{repo_id}/{filename}"
+        if name not in seen:
+            seen.append(name)
+        raise _Recorded(name)
+
+    import huggingface_hub
+    import huggingface_hub.file_download
+
     patches = [
+        mock.patch.object(huggingface_hub, "hf_hub_download", fake_hf),
+        mock.patch.object(huggingface_hub.file_download, "hf_hub_download", fake_hf),
         mock.patch.object(pyiqa_download, "download_url_to_file", fake_download),
         mock.patch.object(torch.hub, "download_url_to_file", fake_download),
         mock.patch.object(pyiqa_download, "load_file_from_url", fake_file),
@@ -132,9 +181,17 @@ def probe_files(name: str) -> tuple[list[str], str]:
         mock.patch.object(arch_util, "load_file_from_url", fake_file),
     ]
     # Arch modules import these helpers by name.
+    import importlib
     import sys
 
+    for module_name in CLIP_MODULES:
+        patches.append(
+            mock.patch.object(importlib.import_module(module_name), "_download", fake_clip)
+        )
     for module_name, module in list(sys.modules.items()):
+        hub_user = module_name.startswith(("timm.", "transformers.")) and module is not None
+        if hub_user and getattr(module, "hf_hub_download", None) is not None:
+            patches.append(mock.patch.object(module, "hf_hub_download", fake_hf))
         if module_name.startswith("pyiqa.") and module is not None:
             for attribute, fake in (
                 ("load_pretrained_network", fake_network),
@@ -168,8 +225,24 @@ def needed_files(name: str) -> list[str] | None:
     return None if entry is None else list(entry["files"])
 
 
+def _hf_cached(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    # Repo ids are owner/name; the file's path inside the repo follows.
+    owner, _, rest = name.removeprefix(HF_PREFIX).partition("/")
+    repo, _, filename = rest.partition("/")
+    found = try_to_load_from_cache(
+        f"{owner}/{repo}", filename, cache_dir=str(weights_dir() / "huggingface" / "hub")
+    )
+    return isinstance(found, str)
+
+
 def missing_files(files: list[str]) -> list[str]:
-    return [f for f in files if not (weights_dir() / f).is_file()]
+    return [
+        f
+        for f in files
+        if not (_hf_cached(f) if f.startswith(HF_PREFIX) else (weights_dir() / f).is_file())
+    ]
 
 
 @cache
@@ -185,6 +258,9 @@ def files_digest(files: list[str]) -> str:
     """One hash over the named weight files' contents (and names)."""
     digest = hashlib.sha256()
     for name in sorted(files):
+        if name.startswith(HF_PREFIX):
+            digest.update(name.encode() + b"\0")  # the cache's snapshot names the content
+            continue
         path = weights_dir() / name
         stat = path.stat()
         digest.update(

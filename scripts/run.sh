@@ -15,7 +15,7 @@ pids=()
 stop() {
   trap - INT TERM EXIT
   echo
-  echo "Stopping web server and worker..."
+  echo "Stopping web server, worker and beat..."
   kill "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
 }
@@ -23,9 +23,10 @@ trap 'stop; exit 0' INT TERM
 trap stop EXIT
 
 # The embedded broker (kombu's file-system transport) is served by one solo-pool worker.
-# --beat runs the periodic scoring sweep in the same process.
-.venv/bin/celery -A config worker --pool solo --loglevel INFO --without-gossip --without-mingle \
-  --beat --schedule "${IQA_DATA_DIR:-var}/celerybeat-schedule" &
+.venv/bin/celery -A config worker --pool solo --loglevel INFO --without-gossip --without-mingle &
+pids+=($!)
+# celery beat runs the periodic scoring sweep (batches whose message was lost are sent again).
+.venv/bin/celery -A config beat --loglevel WARNING --schedule "${IQA_DATA_DIR:-var}/celerybeat-schedule" &
 pids+=($!)
 # A short graceful timeout: Ctrl-C must not wait on a browser's idle keep-alive connection.
 .venv/bin/gunicorn config.wsgi --bind "$HOST:$PORT" --workers 2 --threads 4 \

@@ -151,4 +151,4 @@ def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(t
         ["pgrep", "-g", str(process.pid)], capture_output=True, text=True
     ).stdout.split()
     assert leftovers == [], "processes survived Ctrl-C"
-    assert "Stopping web server and worker" in log_path.read_text()
+    assert "Stopping web server, worker and beat" in log_path.read_text()

@@ -156,3 +156,39 @@ def test_install_weights_places_files_by_name_from_a_folder_or_an_archive(tmp_pa
     refused = manage("install_weights", str(tmp_path / "nope.zip"))
     assert refused.returncode != 0
     assert "no such file or folder" in refused.stderr
+
+
+def test_hugging_face_and_clip_files_are_looked_up_in_the_weights_folder(tmp_path, settings):
+    """timm backbones come from a Hugging Face cache under <weights>/huggingface/hub, and
+    CLIP's files from <weights>/clip; both are named exactly while missing."""
+    from scoring import weights
+
+    settings.IQA_WEIGHTS_DIR = tmp_path
+    hf = "huggingface:timm/resnet50.a1_in1k/model.safetensors"
+    clip = "clip/ViT-B-32.pt"
+    assert weights.missing_files([hf, clip]) == [hf, clip]
+    assert hf in weights.needed_files("topiq_fr")
+    assert clip in weights.needed_files("afine_fr")
+
+    # The layout `huggingface-cli download timm/resnet50.a1_in1k` leaves in a cache.
+    repo = tmp_path / "huggingface" / "hub" / "models--timm--resnet50.a1_in1k"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").write_bytes(b"w")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    (tmp_path / "clip").mkdir()
+    (tmp_path / "clip" / "ViT-B-32.pt").write_bytes(b"c")
+    assert weights.missing_files([hf, clip]) == []
+
+
+def test_metrics_status_names_hugging_face_and_clip_files(tmp_path, manage):
+    status = manage("metrics_status", env_extra={"IQA_WEIGHTS_DIR": str(tmp_path)})
+    lines = status.stdout.splitlines()
+    topiq = lines.index(next(line for line in lines if line.startswith("topiq_fr ")))
+    assert lines[topiq + 1].strip() == (
+        "missing Hugging Face file timm/resnet50.a1_in1k/model.safetensors  ->  put a "
+        f"Hugging Face cache holding it in {tmp_path}/huggingface/hub/"
+    )
+    afine = lines.index(next(line for line in lines if line.startswith("afine_fr ")))
+    assert lines[afine + 1].strip() == f"missing ViT-B-32.pt  ->  put it in {tmp_path}/clip/"

@@ -68,7 +68,7 @@ class Command(BaseCommand):
         installed, unknown = [], []
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             inside = path.relative_to(root)
-            if inside.parts[0] == "hub":
+            if inside.parts[0] in ("hub", "clip", "huggingface"):
                 relative = str(inside)
             elif path.name in places:
                 relative = places[path.name]

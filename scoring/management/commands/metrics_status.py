@@ -27,6 +27,13 @@ class Command(BaseCommand):
             status = "ready" if state.available else "UNAVAILABLE"
             self.stdout.write(f"{spec.name:24} {spec.kind}  {direction:13} {status}{source}")
             for name in state.missing:
+                if name.startswith(weights.HF_PREFIX):
+                    hf = folder / "huggingface" / "hub"
+                    self.stdout.write(
+                        f"    missing Hugging Face file {name.removeprefix(weights.HF_PREFIX)}"
+                        f"  ->  put a Hugging Face cache holding it in {hf}/"
+                    )
+                    continue
                 path = folder / name
                 self.stdout.write(f"    missing {path.name}  ->  put it in {path.parent}/")
             if state.reason and not state.missing:
