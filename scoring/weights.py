@@ -184,6 +184,25 @@ def probe_files(name: str) -> tuple[list[str], str]:
     import importlib
     import sys
 
+    def fake_timm(model, pretrained_cfg=None, *args: object, **kwargs: object) -> None:
+        # timm fetches its backbones from the Hugging Face hub (model.safetensors of the
+        # config's hf_hub_id) or from a URL; record the file, keep the random weights.
+        get = (
+            pretrained_cfg.get
+            if isinstance(pretrained_cfg, dict)
+            else (lambda key, default=None: getattr(pretrained_cfg, key, default))
+        )
+        hub_id, url = get("hf_hub_id"), get("url")
+        if hub_id:
+            name = f"{HF_PREFIX}{hub_id}/{get('hf_hub_filename') or 'model.safetensors'}"
+            if name not in seen:
+                seen.append(name)
+        elif url:
+            record(Path(torch.hub.get_dir()) / "checkpoints" / Path(url.split("?")[0]).name)
+
+    import timm.models._builder as timm_builder
+
+    patches.append(mock.patch.object(timm_builder, "load_pretrained", fake_timm))
     for module_name in CLIP_MODULES:
         patches.append(
             mock.patch.object(importlib.import_module(module_name), "_download", fake_clip)
