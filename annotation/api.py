@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 
 from annotation import selectors, services
 from annotation.errors import NotFound
-from annotation.models import AnnotatorSession, Vote
+from annotation.models import AnnotatorSession, Image, Vote
 from annotation.services.annotator import IssuedTrial, Progress, ShownImage
 
 # --- plumbing -----------------------------------------------------------------------
@@ -83,7 +83,7 @@ def _progress(progress: Progress) -> dict:
     return {"done": progress.done, "total": progress.total}
 
 
-def _size(image: ShownImage | None) -> dict | None:
+def image_size(image: ShownImage | Image | None) -> dict | None:
     return None if image is None else {"width": image.width, "height": image.height}
 
 
@@ -116,9 +116,9 @@ def trial_payload(trial: IssuedTrial) -> dict:
             "reference": image_url(trial.reference.file) if trial.reference else None,
         },
         "sizes": {
-            "left": _size(trial.left),
-            "right": _size(trial.right),
-            "reference": _size(trial.reference),
+            "left": image_size(trial.left),
+            "right": image_size(trial.right),
+            "reference": image_size(trial.reference),
         },
         "lease_expires_at": trial.lease_expires_at.isoformat(),
         "progress": _progress(trial.progress),

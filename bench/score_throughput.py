@@ -28,11 +28,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+
+from annotate_load import database_url  # noqa: E402
+
 METRICS = ["psnr", "ssim", "ms_ssim", "fsim", "vsi", "gmsd", "vif"]
-
-
-def database_url(name: str) -> str:
-    return f"postgres://postgres@127.0.0.1:5432/{name}"
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
-from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
-from annotation.models import Image, Study
+from annotation.api import image_size, image_url
+from annotation.models import Study
 from annotation.selectors import study_example_pair, study_list_with_counts
 
 GENERIC_CONSENT = """\
@@ -24,22 +24,15 @@ def study_index(request: HttpRequest) -> HttpResponse:
     return render(request, "frontend/study_index.html", {"studies": study_list_with_counts()})
 
 
-def _shown(image: Image | None) -> tuple[str | None, dict | None]:
-    if image is None:
-        return None, None
-    return f"{settings.MEDIA_URL}{image.file}", {"width": image.width, "height": image.height}
-
-
 def _example(study: Study) -> dict | None:
     """A gold pair as the worked example, image A on the left."""
     pair = study_example_pair(study=study)
     if pair is None:
         return None
     slots = {"left": pair.image_a, "right": pair.image_b, "reference": pair.shown_reference}
-    shown = {slot: _shown(image) for slot, image in slots.items()}
     return {
-        "images": {slot: url for slot, (url, _) in shown.items()},
-        "sizes": {slot: size for slot, (_, size) in shown.items()},
+        "images": {slot: image and image_url(image.file) for slot, image in slots.items()},
+        "sizes": {slot: image_size(image) for slot, image in slots.items()},
         "answer": {"a": "left", "b": "right", "similar": "similar"}[pair.gold_answer],
     }
 

@@ -130,6 +130,12 @@ def score_items(spec: MetricSpec, items: Sequence[tuple[Path, Path | None]]) -> 
     return outcomes  # type: ignore[return-value]
 
 
+def _outcome(value: float, seconds: float) -> Outcome:
+    if np.isfinite(value):
+        return Outcome(value, "", seconds)
+    return Outcome(None, f"not a number: {value}", seconds)
+
+
 def _forward(model, spec, items, decoded, chunk, where) -> list[Outcome]:
     def run(indices: list[int]) -> list[float]:
         images = torch.stack([decoded[items[i][0]] for i in indices]).to(where)
@@ -145,25 +151,16 @@ def _forward(model, spec, items, decoded, chunk, where) -> list[Outcome]:
     try:
         values = run(chunk)
         share = (time.perf_counter() - started) / len(chunk)
-        return [
-            Outcome(v, "", share) if np.isfinite(v) else Outcome(None, f"not a number: {v}", share)
-            for v in values
-        ]
+        return [_outcome(v, share) for v in values]
     except Exception:
         outcomes = []
         for index in chunk:
             started = time.perf_counter()
             try:
                 (value,) = run([index])
-                outcome = (
-                    Outcome(value, "", 0.0)
-                    if np.isfinite(value)
-                    else Outcome(None, f"not a number: {value}", 0.0)
-                )
+                outcomes.append(_outcome(value, time.perf_counter() - started))
             except Exception as exc:
-                outcome = Outcome(None, _message(exc), 0.0)
-            outcome.seconds = time.perf_counter() - started
-            outcomes.append(outcome)
+                outcomes.append(Outcome(None, _message(exc), time.perf_counter() - started))
         if where.type == "cuda":
             torch.cuda.empty_cache()
         return outcomes

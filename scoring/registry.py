@@ -32,7 +32,7 @@ DISTRIBUTION_METRICS = frozenset({"fid", "sfid", "fid_dinov2", "inception_score"
 NOT_IMAGE_SCORES = frozenset({"fgresq_pair"})
 ENTRY_POINT_GROUP = "iqa_platform.metrics"
 # Metrics whose float32 values change with the other images in a forward pass (vif:
-# up to 2e-4 relative on the calibration set), so they are run one image at a time to
+# 2.3e-4 relative on the calibration set), so they are run one image at a time to
 # give exactly what pyiqa gives for a single image.
 ONE_AT_A_TIME = frozenset({"vif"})
 

@@ -11,10 +11,10 @@ from itertools import islice
 from pathlib import Path
 
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from kombu.exceptions import OperationalError as KombuOperationalError
+from kombu.exceptions import OperationalError
 
 from annotation import storage
 from annotation.errors import BrokerUnavailable
@@ -166,7 +166,7 @@ def study_score(*, study: Study, specs: list[MetricSpec]) -> list[MetricPlan]:
 def _publish(task, batch_id: int) -> None:
     try:
         task.apply_async((batch_id,), queue=settings.IQA_SCORING_QUEUE or None)
-    except (OperationalError, KombuOperationalError, OSError) as exc:
+    except (OperationalError, OSError) as exc:
         raise BrokerUnavailable(
             f"the Celery broker did not answer ({exc}); the scoring batches stay pending "
             "and are sent again by the sweep or the next score_study"

@@ -402,7 +402,6 @@ function setAnswersEnabled(enabled) {
   const focused = document.activeElement?.dataset?.choice;
   for (const button of document.querySelectorAll("button[data-choice]")) button.disabled = !enabled;
   if (enabled && focused) document.querySelector(`button[data-choice="${focused}"]`).focus();
-  app.lastFocusedChoice = focused || app.lastFocusedChoice;
 }
 
 function setProgress({ done, total }) {
