@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from django.db.models import F
 
-from annotation import aggregation, designs
+from annotation import designs
 from annotation.errors import DomainError
 from annotation.models import AnnotatorSession, Image, Pair, Study, Trial, Vote
 
@@ -69,7 +69,9 @@ def _client_columns(frame: pd.DataFrame, keys: tuple[str, ...]) -> None:
         frame[key] = frame["client_info"].map(lambda info, key=key: (info or {}).get(key))
 
 
-def pairs_frame(study: Study) -> pd.DataFrame:
+def pairs_frame(study: Study, labels: pd.DataFrame) -> pd.DataFrame:
+    """The study's pairs with their labels (``labels``: pair_id, n_votes, n_a, n_similar,
+    n_b, p_a, majority, from the report, after exclusions)."""
     rows = list(
         Pair.objects.filter(study=study)
         .order_by("scene__name", "id")
@@ -97,31 +99,12 @@ def pairs_frame(study: Study) -> pd.DataFrame:
     pairs["reference"] = pairs["scene_id"].map(references).fillna("")
     pairs["shown_reference"] = pairs["shown_reference"].fillna("")
     pairs["is_gold"] = pairs["gold_answer"] != ""
-    # A pair's votes are its counted votes: labels for study pairs, gold answers for gold
-    # pairs; practice answers never count. Late answers do.
-    votes = pd.DataFrame(
-        list(
-            Vote.objects.filter(pair__study=study)
-            .exclude(kind=Trial.Kind.PRACTICE)
-            .values("pair_id", "preferred", "kind")
-        ),
-        columns=["pair_id", "preferred", "kind"],
-    )
-    gold_ids = set(pairs.loc[pairs["is_gold"], "pair_id"])
-    counts_for = (votes["kind"] == Trial.Kind.GOLD) == votes["pair_id"].isin(gold_ids)
-    counts = aggregation.pair_counts(votes[counts_for], pairs["pair_id"])
-    for column in ("n_votes", "n_a", "n_similar", "n_b"):
-        pairs[column] = counts[column].to_numpy()
-    pairs["p_a"] = aggregation.p_a(
-        pairs["n_a"].to_numpy(), pairs["n_similar"].to_numpy(), pairs["n_votes"].to_numpy()
-    )
-    pairs["majority"] = aggregation.majority(
-        pairs["n_a"].to_numpy(), pairs["n_similar"].to_numpy(), pairs["n_b"].to_numpy()
-    )
+    label_columns = ["n_votes", "n_a", "n_similar", "n_b", "p_a", "majority"]
+    pairs = pairs.merge(labels[["pair_id", *label_columns]], on="pair_id", how="left")
     return pairs[PAIR_COLUMNS]
 
 
-def votes_frame(study: Study) -> pd.DataFrame:
+def votes_frame(study: Study, excluded: set[str]) -> pd.DataFrame:
     rows = list(
         Vote.objects.filter(pair__study=study)
         .order_by("created_at", "id")
@@ -158,9 +141,7 @@ def votes_frame(study: Study) -> pd.DataFrame:
     votes["right_image"] = np.where(a_on_left, votes["image_b"], votes["image_a"])
     votes["is_gold"] = votes["kind"] == Trial.Kind.GOLD
     votes["is_practice"] = votes["kind"] == Trial.Kind.PRACTICE
-    # Annotator exclusions come with quality control; until a rule excludes someone,
-    # nobody is excluded.
-    votes["excluded"] = False
+    votes["excluded"] = votes["annotator"].isin(excluded)
     _client_columns(votes, ("device_pixel_ratio", "viewport_width", "viewport_height"))
     votes["response_ms"] = votes["response_ms"].astype("Int64")
     votes["created_at"] = pd.to_datetime(votes["created_at"], utc=True)
@@ -205,7 +186,26 @@ def _write(frame: pd.DataFrame, path: Path, fmt: str) -> None:
         frame.to_json(path, orient="records", lines=True, date_format="iso", date_unit="us")
 
 
-def _datasheet(study: Study, tables: dict[str, pd.DataFrame]) -> str:
+def _exclusions(report) -> list[str]:
+    rules = ", ".join(
+        f"{name} {value:g}" if value is not None else f"{name} off"
+        for name, value in report.rules.as_dict().items()
+    )
+    excluded = report.excluded
+    lines = [f"Rules: {rules}.", ""]
+    if len(excluded) == 0:
+        lines.append(f"No annotator is excluded ({len(report.annotators)} checked).")
+    else:
+        lines.append(
+            f"{len(excluded)} of {len(report.annotators)} annotators are excluded from "
+            "labels, image scores and agreement (their votes are kept, `excluded` marks them):"
+        )
+        lines.append("")
+        lines += [f"- `{row.annotator}`: {row.reasons}" for row in excluded.itertuples()]
+    return lines
+
+
+def _datasheet(study: Study, tables: dict[str, pd.DataFrame], report) -> str:
     votes, pairs = tables["votes"], tables["pairs"]
     study_pairs = pairs[~pairs["is_gold"]]
     at_target = int((study_pairs["n_votes"] >= study_pairs["target_votes"]).sum())
@@ -247,19 +247,30 @@ def _datasheet(study: Study, tables: dict[str, pd.DataFrame]) -> str:
         "",
         "## Exclusions",
         "",
-        "None: no annotator is excluded.",
+        *_exclusions(report),
         "",
         "## Tables",
         "",
         "- `votes`: every answer, raw (`is_gold`, `is_practice`, `is_late` mark the kinds; "
         "`preferred` is the choice in the pair's terms, sides undone).",
-        "- `pairs`: counted votes per pair (late answers count; practice never), "
-        "p_a with similar as 0.5, and the DiffIQA majority (none on a tie).",
+        "- `pairs`: counted votes per pair (late answers count; practice and excluded "
+        "annotators never), p_a with similar as 0.5, and the DiffIQA majority (none on a tie).",
         "- `sessions`: one row per annotator, pseudonymous.",
+        "- `annotators`: quality control per annotator (gold accuracy, agreement with the "
+        "others' majority, response times, share of left and its binomial p, share of "
+        "similar), `excluded` and the `reasons`.",
+        "- `image_scores`: per scene, Thurstone Case V MAP scores (sum zero), scaled to "
+        "0..100 per scene, and Bradley-Terry, with 95% bootstrap intervals over votes "
+        f"({report.samples} resamples, seed {report.seed}).",
         "- `metric_scores`: every metric score of the study's images (FR: against the "
         "scene's reference, the reference against itself included; NR: reference empty), "
         "with `lower_better`, the `version` (pyiqa and weights) and, for a failed score, "
         "the `error` (value empty).",
+        "- `agreement`: per metric and subset, accuracy with the A-FINE rule at `delta` "
+        "(0, and the metric's own delta when set) with its 95% bootstrap interval over "
+        "pairs; strict 2AFC accuracy on pairs with a clear preference; SRCC, KRCC, PLCC "
+        "against the Thurstone scores within scenes, averaged over `n_scenes` scenes.",
+        "- `comparisons`: paired bootstrap tests of accuracy between every two metrics.",
         "",
         f"Software: {versions}.",
         "",
@@ -268,23 +279,41 @@ def _datasheet(study: Study, tables: dict[str, pd.DataFrame]) -> str:
 
 
 def study_export(
-    *, study: Study, out: Path, fmt: str = "csv", on_table: Callable | None = None
+    *,
+    study: Study,
+    out: Path,
+    fmt: str = "csv",
+    on_table: Callable | None = None,
+    samples: int = 1000,
+    seed: int = 0,
 ) -> list[WrittenTable]:
-    """Write the study's tables into ``out`` (created if needed); returns what was written."""
+    """Write the study's tables into ``out`` (created if needed); returns what was written.
+
+    ``samples`` and ``seed`` drive the bootstrap intervals of ``image_scores`` and
+    ``agreement``, so the same data export the same numbers."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    tables = {
-        "votes": votes_frame(study),
-        "pairs": pairs_frame(study),
-        "sessions": sessions_frame(study),
-    }
-    from scoring.services import scores_frame  # scoring builds on annotation, not back
+    # Analysis and scoring build on annotation, not back.
+    from analysis.report import study_report
+    from analysis.selectors import study_data
+    from scoring.services import scores_frame
 
-    tables["metric_scores"] = scores_frame(study)
+    report = study_report(study_data(study), samples=samples, seed=seed)
+    excluded = set(report.excluded["annotator"])
+    tables = {
+        "votes": votes_frame(study, excluded),
+        "pairs": pairs_frame(study, report.pairs),
+        "sessions": sessions_frame(study),
+        "annotators": report.annotators,
+        "image_scores": report.image_scores.drop(columns="image_id"),
+        "metric_scores": scores_frame(study),
+        "agreement": report.agreement,
+        "comparisons": report.comparisons,
+    }
     written = []
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp:
         staged = []
@@ -293,7 +322,7 @@ def study_export(
             _write(frame, path, fmt)
             staged.append((name, path, len(frame)))
         sheet = Path(tmp) / "README.md"
-        sheet.write_text(_datasheet(study, tables))
+        sheet.write_text(_datasheet(study, tables, report))
         staged.append(("README", sheet, 0))
         for name, path, rows in staged:
             final = out / path.name

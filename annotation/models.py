@@ -75,6 +75,34 @@ class Study(models.Model):
     consent = models.TextField(
         blank=True, help_text="Consent text shown before the first trial (a generic one if blank)."
     )
+    # Quality control: an annotator failing any rule is excluded from labels, scores and
+    # agreement (votes are kept). A blank threshold turns its rule off.
+    qc_min_gold_accuracy = models.FloatField(
+        null=True, blank=True, default=0.7, help_text="Exclude below this gold accuracy."
+    )
+    qc_min_median_response_ms = models.FloatField(
+        null=True, blank=True, default=500.0, help_text="Exclude below this median response time."
+    )
+    qc_side_bias_alpha = models.FloatField(
+        null=True,
+        blank=True,
+        default=0.001,
+        help_text="Exclude when a binomial test of the share of 'left' answers gives p below this.",
+    )
+    qc_min_majority_agreement = models.FloatField(
+        null=True,
+        blank=True,
+        default=None,
+        help_text="Exclude below this agreement with the other annotators' majority.",
+    )
+    qc_max_similar_share = models.FloatField(
+        null=True, blank=True, default=0.9, help_text="Exclude above this share of 'similar'."
+    )
+    qc_fast_response_ms = models.FloatField(
+        default=300.0, help_text="Answers faster than this count as too fast (reported)."
+    )
+    # Per-metric tie band for agreement, e.g. {"psnr": 0.5}; 0 when absent.
+    metric_deltas = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

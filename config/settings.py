@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "annotation",
     "scoring",
+    "analysis",
     "frontend",
 ]
 

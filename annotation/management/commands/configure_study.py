@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from annotation.errors import DomainError
 from annotation.models import Study
 from annotation.selectors import study_get
-from annotation.services.studies import study_configure
+from annotation.services.studies import QC_RULES, study_configure
 
 
 class Command(BaseCommand):
@@ -29,13 +29,31 @@ class Command(BaseCommand):
         parser.add_argument(
             "--consent-file", type=Path, help="A text file: the consent shown before the study."
         )
+        rules = parser.add_argument_group(
+            "quality control", "Exclusion thresholds; 'off' turns a rule off."
+        )
+        rules.add_argument("--qc-min-gold-accuracy", help="Default 0.7.")
+        rules.add_argument("--qc-min-median-response-ms", help="Default 500.")
+        rules.add_argument("--qc-side-bias-alpha", help="Binomial test level; default 0.001.")
+        rules.add_argument("--qc-min-majority-agreement", help="Default off.")
+        rules.add_argument("--qc-max-similar-share", help="Default 0.9.")
+        rules.add_argument("--qc-fast-response-ms", help="'Too fast' in reports; default 300.")
+        parser.add_argument(
+            "--metric-delta",
+            action="append",
+            default=[],
+            metavar="METRIC=DELTA",
+            help="Tie band of a metric for agreement (repeatable; 0 removes it).",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         keys = (
             "status", "title", "instructions", "gold_rate", "trials_per_session",
             "practice_trials", "completion_url", "lease_seconds", "break_every",
         )  # fmt: skip
-        changes = {key: options[key] for key in keys}
+        changes = {key: options[key] for key in (*keys, *QC_RULES, "qc_fast_response_ms")}
+        if options["metric_delta"]:
+            changes["metric_deltas"] = self._deltas(options["slug"], options["metric_delta"])
         if options["consent_file"] is not None:
             try:
                 changes["consent"] = options["consent_file"].read_text(encoding="utf-8").strip()
@@ -51,3 +69,24 @@ class Command(BaseCommand):
             f"lease {study.lease_seconds} s"
             + (f", completion URL {study.completion_url}" if study.completion_url else "")
         )
+        rules = ", ".join(
+            f"{key.removeprefix('qc_')} {getattr(study, key)}"
+            for key in (*QC_RULES, "qc_fast_response_ms")
+        )
+        self.stdout.write(f"quality control: {rules}; metric deltas: {study.metric_deltas or {}}")
+
+    @staticmethod
+    def _deltas(slug: str, items: list[str]) -> dict[str, float]:
+        """The study's deltas updated with METRIC=DELTA items."""
+        deltas = dict(
+            Study.objects.filter(slug=slug).values_list("metric_deltas", flat=True).first() or {}
+        )
+        for item in items:
+            name, sep, value = item.partition("=")
+            try:
+                deltas[name.strip()] = float(value)
+            except ValueError:
+                raise CommandError(f"--metric-delta {item!r}: expected METRIC=NUMBER") from None
+            if not sep or not name.strip():
+                raise CommandError(f"--metric-delta {item!r}: expected METRIC=NUMBER")
+        return deltas

@@ -1,0 +1,169 @@
+"""How well a metric agrees with people: DESIGN.md section 4, the A-FINE protocol.
+
+Pure functions on arrays. A metric's prediction for a pair (a, b) is the difference of
+its oriented scores, positive when it prefers a: for FR metrics m(a, r) - m(b, r) with r
+the scene's reference (m(r, r) scored like any other), for NR metrics q(a) - q(b), with
+the sign flipped for metrics where lower is better. The human label is the pair's
+DiffIQA majority (a, similar or b; pairs without one are left out).
+"""
+
+import numpy as np
+from scipy import stats
+
+LABELS = ("a", "similar", "b")
+
+
+def oriented_difference(
+    value_a: np.ndarray, value_b: np.ndarray, lower_better: bool | np.ndarray
+) -> np.ndarray:
+    """value_a - value_b, negated where lower is better: positive means "a is better"."""
+    sign = np.where(np.asarray(lower_better, dtype=bool), -1.0, 1.0)
+    return (np.asarray(value_a, dtype=np.float64) - np.asarray(value_b, dtype=np.float64)) * sign
+
+
+def correct(difference: np.ndarray, label: np.ndarray, delta: float = 0.0) -> np.ndarray:
+    """1.0 where the metric agrees with the human label, 0.0 where not, NaN where the pair
+    does not count (no human label, or no metric score).
+
+    Agreement: the metric prefers the human's side by more than ``delta``, or the
+    difference is within ``delta`` (inclusive) and the human label is similar.
+    """
+    difference = np.asarray(difference, dtype=np.float64)
+    label = np.asarray(label, dtype=object)
+    right = np.select(
+        [label == "a", label == "b", label == "similar"],
+        [difference > delta, difference < -delta, np.abs(difference) <= delta],
+        default=False,
+    ).astype(np.float64)
+    counts = np.isin(label, LABELS) & np.isfinite(difference)
+    return np.where(counts, right, np.nan)
+
+
+def correct_2afc(difference: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """Strict two-alternative accuracy on pairs with a clear human preference (a or b):
+    the metric must prefer that side; a metric tie is wrong. NaN elsewhere."""
+    difference = np.asarray(difference, dtype=np.float64)
+    label = np.asarray(label, dtype=object)
+    right = np.where(label == "a", difference > 0, difference < 0).astype(np.float64)
+    counts = np.isin(label, ("a", "b")) & np.isfinite(difference)
+    return np.where(counts, right, np.nan)
+
+
+def bootstrap_accuracy_ci(
+    n_correct: np.ndarray, n: np.ndarray, *, samples: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """95% percentile bootstrap interval of accuracies k/n, resampling the pairs.
+
+    Resampling n pairs with replacement, k of them right, gives Binomial(n, k/n) right
+    ones: that is what is drawn, for every cell at once. NaN where n is 0.
+    """
+    n_correct = np.asarray(n_correct, dtype=np.int64)
+    n = np.asarray(n, dtype=np.int64)
+    safe_n = np.maximum(n, 1)
+    draws = rng.binomial(safe_n, n_correct / safe_n, size=(samples, len(n))) / safe_n
+    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    return np.where(n > 0, low, np.nan), np.where(n > 0, high, np.nan)
+
+
+def paired_bootstrap(
+    correct_x: np.ndarray, correct_y: np.ndarray, *, samples: int, rng: np.random.Generator
+) -> dict:
+    """Accuracy of x minus accuracy of y on the pairs both score, with a 95% interval and
+    a two-sided bootstrap p-value, resampling pairs (the same resample for both metrics).
+
+    A resample's difference depends only on how many of the four (x right?, y right?)
+    kinds of pair it holds, so the kinds' counts are drawn from their multinomial.
+    """
+    both = np.isfinite(correct_x) & np.isfinite(correct_y)
+    x, y = correct_x[both] > 0.5, correct_y[both] > 0.5
+    n = int(both.sum())
+    if n == 0:
+        return {"n_pairs": 0, "difference": np.nan, "ci_low": np.nan, "ci_high": np.nan,
+                "p_value": np.nan}  # fmt: skip
+    only_x, only_y = int((x & ~y).sum()), int((~x & y).sum())
+    shares = np.array([only_x, only_y, n - only_x - only_y]) / n
+    draws = rng.multinomial(n, shares, size=samples)
+    differences = (draws[:, 0] - draws[:, 1]) / n
+    low, high = np.percentile(differences, [2.5, 97.5])
+    p_value = min(1.0, 2.0 * min((differences <= 0).mean(), (differences >= 0).mean()))
+    return {
+        "n_pairs": n,
+        "difference": (only_x - only_y) / n,
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "p_value": float(p_value),
+    }
+
+
+def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation along axis 1 of (n, k, m) against (n, k, 1); NaN if constant."""
+    xc = x - x.mean(axis=1, keepdims=True)
+    yc = y - y.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (xc * yc).sum(axis=1) / np.sqrt((xc**2).sum(axis=1) * (yc**2).sum(axis=1))
+    return np.clip(r, -1.0, 1.0)
+
+
+def _kendall_tau_b(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b (scipy.stats.kendalltau's default) along axis 1, over all pairs."""
+    first, second = np.triu_indices(x.shape[1], 1)
+    dx = np.sign(x[:, first] - x[:, second])
+    dy = np.sign(y[:, first] - y[:, second])
+    total = len(first)
+    untied_x = (dx != 0).sum(axis=1)
+    untied_y = (dy != 0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau = (dx * dy).sum(axis=1) / np.sqrt(untied_x * untied_y.astype(np.float64))
+    return np.where((untied_x == 0) | (untied_y == 0) | (total == 0), np.nan, tau)
+
+
+def scene_correlations(
+    scene: np.ndarray, metric_values: np.ndarray, human: np.ndarray
+) -> dict[str, np.ndarray]:
+    """SRCC, KRCC and PLCC between each metric and the human scores within each scene.
+
+    ``scene`` (n,) integer codes 0..s-1, ``metric_values`` (n, m) oriented so that higher
+    is better, ``human`` (n,) scaled scores. Returns {"srcc", "krcc", "plcc"} of shape
+    (s, m): NaN for scenes with fewer than 3 images, a missing score, or a constant input.
+    Scenes of equal size are computed together. Values equal scipy.stats' spearmanr,
+    kendalltau (tau-b) and pearsonr.
+    """
+    scene = np.asarray(scene)
+    metric_values = np.asarray(metric_values, dtype=np.float64)
+    human = np.asarray(human, dtype=np.float64)
+    n_scenes = int(scene.max()) + 1 if len(scene) else 0
+    m = metric_values.shape[1]
+    out = {name: np.full((n_scenes, m), np.nan) for name in ("srcc", "krcc", "plcc")}
+    order = np.argsort(scene, kind="stable")
+    sizes = np.bincount(scene, minlength=n_scenes)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    for k in np.unique(sizes):
+        if k < 3:
+            continue
+        which = np.flatnonzero(sizes == k)
+        rows = order[starts[which][:, None] + np.arange(k)]  # (n_k, k) image positions
+        x = metric_values[rows]  # (n_k, k, m)
+        y = np.broadcast_to(human[rows][:, :, None], x.shape)
+        missing = np.isnan(x).any(axis=1) | np.isnan(y).any(axis=1)
+        rank_x = stats.rankdata(x, axis=1)
+        rank_y = stats.rankdata(y, axis=1)
+        for name, value in (
+            ("srcc", _pearson_rows(rank_x, rank_y)),
+            ("plcc", _pearson_rows(x, y)),
+            ("krcc", _kendall_tau_b(x, y)),
+        ):
+            out[name][which] = np.where(missing, np.nan, value)
+    return out
+
+
+def bootstrap_mean_ci(
+    values: np.ndarray, *, samples: int, rng: np.random.Generator
+) -> tuple[float, float]:
+    """95% percentile interval of the mean of ``values`` (NaN dropped), resampling them."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return np.nan, np.nan
+    picks = rng.integers(0, len(values), size=(samples, len(values)))
+    low, high = np.percentile(values[picks].mean(axis=1), [2.5, 97.5])
+    return float(low), float(high)

@@ -1,0 +1,126 @@
+"""The one read that feeds the statistics: a study's images, pairs, votes and scores as
+data frames. Everything after this is pure functions on arrays."""
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+from django.db.models import F, Max
+
+from analysis.quality import Rules
+from annotation.models import Image, Pair, Study, Vote
+from scoring.models import Score
+
+
+@dataclass(frozen=True)
+class StudyData:
+    slug: str
+    design: str
+    rules: Rules
+    deltas: dict[str, float]
+    # image_id, name, scene, condition, role, gold
+    images: pd.DataFrame
+    # pair_id, scene, image_a, image_b, gold_answer
+    pairs: pd.DataFrame
+    # vote_id, annotator, pair_id, kind, choice, preferred, late, response_ms, gold_answer
+    votes: pd.DataFrame
+    # metric, image_id, value, lower_better: the latest version's successful scores, FR
+    # ones against the scene's reference
+    scores: pd.DataFrame
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+def study_rules(study: Study) -> Rules:
+    return Rules(
+        min_gold_accuracy=study.qc_min_gold_accuracy,
+        min_median_response_ms=study.qc_min_median_response_ms,
+        side_bias_alpha=study.qc_side_bias_alpha,
+        min_majority_agreement=study.qc_min_majority_agreement,
+        max_similar_share=study.qc_max_similar_share,
+        fast_response_ms=study.qc_fast_response_ms,
+    )
+
+
+def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns)
+
+
+def study_data(study: Study) -> StudyData:
+    """Six queries, whatever the study's size."""
+    images = _frame(
+        list(
+            Image.objects.filter(scene__study=study).values(
+                "name", "condition", "role", "gold", image_id=F("id"), scene_name=F("scene__name")
+            )
+        ),
+        ["image_id", "name", "scene_name", "condition", "role", "gold"],
+    ).rename(columns={"scene_name": "scene"})
+    pairs = _frame(
+        list(
+            Pair.objects.filter(study=study).values(
+                "gold_answer",
+                pair_id=F("id"),
+                scene_name=F("scene__name"),
+                a=F("image_a_id"),
+                b=F("image_b_id"),
+            )
+        ),
+        ["pair_id", "scene_name", "a", "b", "gold_answer"],
+    ).rename(columns={"scene_name": "scene", "a": "image_a", "b": "image_b"})
+    votes = _frame(
+        list(
+            Vote.objects.filter(pair__study=study).values(
+                "pair_id",
+                "kind",
+                "choice",
+                "preferred",
+                "late",
+                "response_ms",
+                vote_id=F("id"),
+                annotator=F("session__pseudonym"),
+                gold_answer=F("pair__gold_answer"),
+            )
+        ),
+        ["vote_id", "annotator", "pair_id", "kind", "choice", "preferred", "late",
+         "response_ms", "gold_answer"],
+    )  # fmt: skip
+    # A metric's scores of its most recent version (pyiqa or weights may have changed).
+    study_scores = Score.objects.filter(image__scene__study=study)
+    latest = {
+        row["metric"]: row["version"]
+        for row in study_scores.values("metric", "version")
+        .annotate(last=Max("id"))
+        .order_by("metric", "last")
+    }
+    references = dict(
+        Image.objects.filter(scene__study=study, role=Image.Role.REFERENCE).values_list(
+            "scene_id", "id"
+        )
+    )
+    rows = list(
+        study_scores.filter(error="").values_list(
+            "metric", "version", "image_id", "reference_id", "value", "lower_better",
+            "image__scene_id",
+        )
+    )  # fmt: skip
+    scores = pd.DataFrame(
+        rows,
+        columns=["metric", "version", "image_id", "reference_id", "value", "lower_better",
+                 "scene_id"],
+    )  # fmt: skip
+    current = scores["version"].to_numpy() == scores["metric"].map(latest).to_numpy()
+    # FR scores against the scene's reference; NR scores have none.
+    against = scores["reference_id"].isna() | (
+        scores["reference_id"] == scores["scene_id"].map(references)
+    )
+    scores = scores[current & against][["metric", "image_id", "value", "lower_better"]]
+    return StudyData(
+        slug=study.slug,
+        design=study.design,
+        rules=study_rules(study),
+        deltas={name: float(value) for name, value in (study.metric_deltas or {}).items()},
+        images=images,
+        pairs=pairs,
+        votes=votes,
+        scores=scores.reset_index(drop=True),
+        versions=latest,
+    )
