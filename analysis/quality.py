@@ -132,7 +132,7 @@ def _reasons(measures: pd.DataFrame, rules: Rules) -> list[list[str]]:
             measures["gold_accuracy"] < rules.min_gold_accuracy,
             lambda m: (
                 f"gold accuracy {m.gold_accuracy:.2f} < {rules.min_gold_accuracy:g} "
-                f"({round(m.gold_accuracy * m.n_gold)}/{m.n_gold} gold trials right)"
+                f"({m.gold_accuracy * m.n_gold:.0f}/{m.n_gold:.0f} gold trials right)"
             ),
         )
     if rules.min_median_response_ms is not None:
@@ -156,7 +156,7 @@ def _reasons(measures: pd.DataFrame, rules: Rules) -> list[list[str]]:
             measures["majority_agreement"] < rules.min_majority_agreement,
             lambda m: (
                 f"agreement with the others' majority {m.majority_agreement:.2f} < "
-                f"{rules.min_majority_agreement:g} ({m.n_majority} votes)"
+                f"{rules.min_majority_agreement:g} ({m.n_majority:.0f} votes)"
             ),
         )
     if rules.max_similar_share is not None:
