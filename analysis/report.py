@@ -114,6 +114,10 @@ def image_scores(
                 slot[scene_codes[members]], layout["local"].to_numpy()[members]
             ]
     out = layout[["scene", "image_id"]].copy()
+    # Images with the same votes (two tests each preferred 3-0 to the reference) have the
+    # same score; rounding far below the fit's precision keeps them exactly tied for ranks.
+    for model in scaling.MODELS:
+        result[model] = np.round(result[model], 10)
     out["thurstone"] = result["thurstone"]
     out["thurstone_0_100"] = out.groupby("scene")["thurstone"].transform(scaling.scaled_0_100)
     out["bradley_terry"] = result["bradley-terry"]

@@ -47,7 +47,8 @@ def test_accuracy_rule_with_a_tie_band():
 
 def test_missing_scores_do_not_count():
     right = agreement.correct(np.array([np.nan, 1.0]), np.array(["a", "a"], dtype=object))
-    assert np.isnan(right[0]) and right[1] == 1.0
+    assert np.isnan(right[0])
+    assert right[1] == 1.0
 
 
 def test_2afc_counts_clear_preferences_only_and_ties_are_wrong():
@@ -95,7 +96,8 @@ def test_accuracy_intervals_match_resampling_pairs():
     assert low[0] == pytest.approx(direct[0], abs=0.011)
     assert high[0] == pytest.approx(direct[1], abs=0.011)
     assert low[0] < 0.7 < high[0]
-    assert np.isnan(low[1]) and np.isnan(high[1])
+    assert np.isnan(low[1])
+    assert np.isnan(high[1])
 
 
 def test_paired_bootstrap_between_two_metrics():
@@ -107,7 +109,9 @@ def test_paired_bootstrap_between_two_metrics():
     test = agreement.paired_bootstrap(x, y, samples=5000, rng=rng)
     assert test["n_pairs"] == 100
     assert test["difference"] == pytest.approx(0.25)
-    assert test["ci_low"] > 0.1 and test["ci_high"] < 0.4
+    assert test["ci_low"] > 0.1
+    assert test["ci_high"] < 0.4
     assert test["p_value"] < 0.001
     same = agreement.paired_bootstrap(x, x, samples=500, rng=rng)
-    assert same["difference"] == 0 and same["p_value"] == 1.0
+    assert same["difference"] == 0
+    assert same["p_value"] == 1.0

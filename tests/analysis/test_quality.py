@@ -72,7 +72,8 @@ def test_measures_by_hand():
     assert out.loc["u1", "excluded"]
     assert out.loc["u1", "reasons"] == "gold accuracy 0.50 < 0.7 (1/2 gold trials right)"
     assert out.loc["u2", "reasons"] == "median response 225 ms < 500 ms"
-    assert not out.loc["u3", "excluded"] and out.loc["u3", "reasons"] == ""
+    assert not out.loc["u3", "excluded"]
+    assert out.loc["u3", "reasons"] == ""
 
 
 def test_side_bias_similar_overuse_and_majority_rules():
@@ -87,9 +88,9 @@ def test_side_bias_similar_overuse_and_majority_rules():
     # Off by default, the majority rule excludes the two once set (they disagree with the
     # honest majority on half the pairs or all of them).
     strict = annotator_quality(votes, Rules(min_majority_agreement=0.6)).set_index("annotator")
-    assert "agreement with the others' majority 0.50 < 0.6 (20 votes)" in strict.loc[
-        "left", "reasons"
-    ]
+    assert (
+        "agreement with the others' majority 0.50 < 0.6 (20 votes)" in strict.loc["left", "reasons"]
+    )
     assert "agreement with the others' majority 0.00 < 0.6" in strict.loc["sim", "reasons"]
     everything_off = Rules(None, None, None, None, None)
     assert not annotator_quality(votes, everything_off)["excluded"].any()

@@ -104,7 +104,8 @@ def test_bootstrap_resamples_the_votes():
     assert draws.shape == (400, 3)
     point = scaling.fit(scaling.count_matrices(np.zeros(3, int), i, j, n_i, n_s, n_j, 1, 3)[0])
     low, high = np.percentile(draws, [2.5, 97.5], axis=0)
-    assert (low < point).all() and (point < high).all()
+    assert (low < point).all()
+    assert (point < high).all()
     assert draws.std(axis=0).min() > 0.05
     fixed = scaling.bootstrap(
         np.array([0]), np.array([1]), np.array([5]), np.array([0]), np.array([0]), 2,

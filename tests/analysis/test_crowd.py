@@ -1,0 +1,124 @@
+"""A simulated crowd through the annotator API recovers SRIQA-Bench's latent scores, and
+quality control catches the spammers in it."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from rest_framework.test import APIClient
+from scipy import stats
+
+from analysis.report import study_report
+from analysis.selectors import study_data
+from annotation.models import AnnotatorSession, Image, Study
+from annotation.services import study_import
+from tests.images import write_manifest, write_png
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+MOS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "sriqa_mos.txt"
+SCENES = 20  # of the file's 100: 11,000 label votes through the API
+# SRIQA-Bench's scores are Thurstone scores scaled to 0..100 per scene; the simulation
+# maps them back to a latent scale of 3 units (the best image of a scene is preferred to
+# the worst with probability Phi(3) = 0.9987 by one annotator).
+LATENT_RANGE = 3.0
+SIMILAR_BAND = 0.05  # an annotator says "similar" when the perceived difference is this small
+
+
+def sriqa_scenes() -> pd.DataFrame:
+    mos = pd.read_csv(MOS, header=None, names=["image", "reference", "score"])
+    mos["scene"] = mos["image"].str.split("_").str[0]
+    mos["method"] = mos["image"].str.split("_", n=1).str[1].str[:-4]
+    scenes = sorted(mos["scene"].unique())[:SCENES]
+    mos = mos[mos["scene"].isin(scenes)].copy()
+    latent = mos["score"] / 100.0 * LATENT_RANGE
+    mos["latent"] = latent - latent.groupby(mos["scene"]).transform("mean")
+    return mos
+
+
+class Annotator:
+    def __init__(self, kind: str, rng: np.random.Generator):
+        self.kind, self.rng = kind, rng
+
+    def answer(self, left: float, right: float) -> tuple[str, int]:
+        rt = int(self.rng.lognormal(np.log(1800), 0.4))
+        if self.kind == "spammer":
+            return str(self.rng.choice(["left", "similar", "right"])), rt
+        if self.kind == "always-left":
+            return "left", rt
+        perceived = left - right + self.rng.normal()
+        if abs(perceived) < SIMILAR_BAND:
+            return "similar", rt
+        return ("left" if perceived > 0 else "right"), rt
+
+
+def run_crowd(study: Study, latent_by_file: dict[str, float]) -> dict[str, str]:
+    """Sessions answer until the study has nothing left; session 3 is a random spammer and
+    session 7 always answers left. Returns participant id -> kind."""
+    api = APIClient()
+    rng = np.random.default_rng(2025)
+    kinds: dict[str, str] = {}
+    for n in range(1000):
+        kind = {3: "spammer", 7: "always-left"}.get(n, "honest")
+        person = f"p{n}"
+        token = api.post(
+            f"/api/v1/studies/{study.slug}/sessions", {"participant_id": person}, format="json"
+        ).json()["token"]
+        annotator, answered = Annotator(kind, rng), 0
+        while (trial := api.get(f"/api/v1/sessions/{token}/next-trial")).status_code == 200:
+            images = trial.json()["images"]
+            choice, rt = annotator.answer(
+                latent_by_file[images["left"]], latent_by_file[images["right"]]
+            )
+            body = {"trial_id": trial.json()["trial_id"], "choice": choice, "response_ms": rt}
+            assert (
+                api.post(f"/api/v1/sessions/{token}/votes", body, format="json").status_code == 201
+            )
+            answered += not trial.json()["practice"]
+        if answered == 0:
+            break
+        kinds[person] = kind
+    return kinds
+
+
+def test_a_simulated_crowd_recovers_the_latent_scores(tmp_path):
+    mos = sriqa_scenes()
+    rows = []
+    for position, row in enumerate(mos.itertuples()):
+        path = write_png(tmp_path / row.scene / f"{row.method}.png", size=(16, 16), seed=position)
+        role = "reference" if row.method == "Original" else "test"
+        rows.append((row.scene, str(path.relative_to(tmp_path)), role, row.method))
+    study_import(
+        source=write_manifest(tmp_path / "manifest.csv", rows), slug="sriqa", design="pairwise",
+        votes_per_pair=10, gold_rate=0.1, practice_trials=2, trials_per_session=100, live=True,
+    )  # fmt: skip
+    study = Study.objects.get(slug="sriqa")
+    latent = dict(zip(mos["scene"] + "/" + mos["method"] + ".png", mos["latent"], strict=True))
+    latent_by_file = {
+        f"/media/{image.file}": latent.get(image.name, -10.0)  # gold decoys: clearly worst
+        for image in Image.objects.filter(scene__study=study)
+    }
+    kinds = run_crowd(study, latent_by_file)
+
+    report = study_report(study_data(study), samples=500, seed=0)
+    pseudonyms = dict(
+        AnnotatorSession.objects.filter(study=study).values_list("participant_id", "pseudonym")
+    )
+    excluded = set(report.excluded["annotator"])
+    cheats = {pseudonyms[p] for p, kind in kinds.items() if kind != "honest"}
+    honest = {pseudonyms[p] for p, kind in kinds.items() if kind == "honest"}
+    assert cheats <= excluded, report.annotators[report.annotators["annotator"].isin(cheats)]
+    assert not excluded & honest
+    assert report.counts["counted_votes"] >= SCENES * 55 * 10 - 300
+
+    scores = report.image_scores.assign(latent=report.image_scores["image"].map(latent))
+    srcc = scores.groupby("scene").apply(
+        lambda s: stats.spearmanr(s["thurstone"], s["latent"]).statistic, include_groups=False
+    )
+    assert len(srcc) == SCENES
+    assert srcc.median() >= 0.9, srcc.describe()
+    inside = (scores["ci_low"] <= scores["latent"]) & (scores["latent"] <= scores["ci_high"])
+    covered = inside.mean()
+    print(f"crowd: median SRCC {srcc.median():.3f}, 95% intervals cover {covered:.1%}")
+    assert 0.90 <= covered <= 0.99, covered
