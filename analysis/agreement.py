@@ -69,30 +69,54 @@ def paired_bootstrap(
     correct_x: np.ndarray, correct_y: np.ndarray, *, samples: int, rng: np.random.Generator
 ) -> dict:
     """Accuracy of x minus accuracy of y on the pairs both score, with a 95% interval and
-    a two-sided bootstrap p-value, resampling pairs (the same resample for both metrics).
+    a two-sided bootstrap p-value, resampling pairs (the same resample for both metrics)."""
+    (test,) = paired_bootstraps(
+        np.column_stack([correct_x, correct_y]), [(0, 1)], samples=samples, rng=rng
+    )
+    return test
 
-    A resample's difference depends only on how many of the four (x right?, y right?)
-    kinds of pair it holds, so the kinds' counts are drawn from their multinomial.
+
+def paired_bootstraps(
+    correct: np.ndarray, pairs: list[tuple[int, int]], *, samples: int, rng: np.random.Generator
+) -> list[dict]:
+    """``paired_bootstrap`` for the metric columns (x, y) of ``correct`` in ``pairs``.
+
+    A resample's difference depends only on how many pairs of each kind it holds (x right
+    and y wrong, y right and x wrong, the rest), so those counts are drawn from their
+    multinomial: a binomial and then a binomial of what remains, for all tests at once.
     """
-    both = np.isfinite(correct_x) & np.isfinite(correct_y)
-    x, y = correct_x[both] > 0.5, correct_y[both] > 0.5
-    n = int(both.sum())
-    if n == 0:
-        return {"n_pairs": 0, "difference": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-                "p_value": np.nan}  # fmt: skip
-    only_x, only_y = int((x & ~y).sum()), int((~x & y).sum())
-    shares = np.array([only_x, only_y, n - only_x - only_y]) / n
-    draws = rng.multinomial(n, shares, size=samples)
-    differences = (draws[:, 0] - draws[:, 1]) / n
-    low, high = np.percentile(differences, [2.5, 97.5])
-    p_value = min(1.0, 2.0 * min((differences <= 0).mean(), (differences >= 0).mean()))
-    return {
-        "n_pairs": n,
-        "difference": (only_x - only_y) / n,
-        "ci_low": float(low),
-        "ci_high": float(high),
-        "p_value": float(p_value),
-    }
+    if not pairs:
+        return []
+    x_index, y_index = (np.array(side) for side in zip(*pairs, strict=True))
+    # Counts for every two metrics at once: scored[i] . scored[j] pairs scored by both,
+    # right[i] . wrong[j] pairs where only i is right.
+    scored = np.isfinite(correct).astype(np.float64)
+    right = np.where(scored > 0, correct > 0.5, False).astype(np.float64)
+    wrong = scored - right
+    n = np.rint((scored.T @ scored)[x_index, y_index]).astype(np.int64)
+    right_wrong = np.rint(right.T @ wrong).astype(np.int64)
+    only_x, only_y = right_wrong[x_index, y_index], right_wrong[y_index, x_index]
+    safe_n = np.maximum(n, 1)
+    draws_x = rng.binomial(safe_n, only_x / safe_n, size=(samples, len(n)))
+    rest = safe_n - only_x
+    draws_y = rng.binomial(
+        safe_n - draws_x, np.divide(only_y, rest, out=np.zeros(len(n)), where=rest > 0)
+    )
+    differences = (draws_x - draws_y) / safe_n
+    low, high = np.percentile(differences, [2.5, 97.5], axis=0)
+    p_value = np.minimum(
+        1.0, 2.0 * np.minimum((differences <= 0).mean(axis=0), (differences >= 0).mean(axis=0))
+    )
+    return [
+        {
+            "n_pairs": int(n[t]),
+            "difference": (only_x[t] - only_y[t]) / n[t] if n[t] else np.nan,
+            "ci_low": float(low[t]) if n[t] else np.nan,
+            "ci_high": float(high[t]) if n[t] else np.nan,
+            "p_value": float(p_value[t]) if n[t] else np.nan,
+        }
+        for t in range(len(n))
+    ]
 
 
 def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -158,12 +182,22 @@ def scene_correlations(
 
 def bootstrap_mean_ci(
     values: np.ndarray, *, samples: int, rng: np.random.Generator
-) -> tuple[float, float]:
-    """95% percentile interval of the mean of ``values`` (NaN dropped), resampling them."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """95% percentile intervals of the column means of ``values`` (scenes x metrics, NaN
+    dropped per column), resampling the rows: the same resamples for every column."""
     values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return np.nan, np.nan
-    picks = rng.integers(0, len(values), size=(samples, len(values)))
-    low, high = np.percentile(values[picks].mean(axis=1), [2.5, 97.5])
-    return float(low), float(high)
+    rows = values.shape[0]
+    if rows == 0:
+        return np.full(values.shape[1], np.nan), np.full(values.shape[1], np.nan)
+    picks = rng.integers(0, rows, size=(samples, rows))
+    weights = np.bincount(
+        (picks + rows * np.arange(samples)[:, None]).ravel(), minlength=samples * rows
+    ).reshape(samples, rows)
+    finite = np.isfinite(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (weights @ np.where(finite, values, 0.0)) / (weights @ finite)
+    low, high = np.full(values.shape[1], np.nan), np.full(values.shape[1], np.nan)
+    some = finite.any(axis=0)
+    if some.any():
+        low[some], high[some] = np.percentile(means[:, some], [2.5, 97.5], axis=0)
+    return low, high

@@ -13,8 +13,6 @@ from scipy import stats
 
 from annotation import aggregation
 
-ANSWERS = ("a", "similar", "b")
-
 
 @dataclass(frozen=True)
 class Rules:
@@ -57,7 +55,7 @@ def side_bias_p(n_left: np.ndarray, n_sided: np.ndarray) -> np.ndarray:
 def leave_one_out_majority(pair_index: np.ndarray, preferred: np.ndarray) -> np.ndarray:
     """For each vote, the DiffIQA majority of the other votes on its pair ("none" when
     they tie or there are none)."""
-    answer = pd.Categorical(preferred, categories=ANSWERS).codes
+    answer = pd.Categorical(preferred, categories=aggregation.ANSWERS).codes
     n_pairs = int(pair_index.max()) + 1 if len(pair_index) else 0
     counts = np.zeros((n_pairs, 3), dtype=np.int64)
     np.add.at(counts, (pair_index, answer), 1)
@@ -74,45 +72,53 @@ def annotator_quality(votes: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     gold_answer (the gold pair's answer, "" otherwise).
     """
     votes = votes[votes["kind"] != "practice"]
-    label = votes[votes["kind"] == "label"]
-    gold = votes[votes["kind"] == "gold"]
-    annotators = pd.Index(sorted(votes["annotator"].unique()), name="annotator")
-    out = pd.DataFrame(index=annotators)
-    out["n_votes"] = votes.groupby("annotator").size().reindex(annotators, fill_value=0)
-    out["n_gold"] = gold.groupby("annotator").size().reindex(annotators, fill_value=0)
-    gold_right = (gold["preferred"] == gold["gold_answer"]).groupby(gold["annotator"]).sum()
-    out["gold_accuracy"] = gold_right.reindex(annotators, fill_value=0) / out["n_gold"].where(
-        out["n_gold"] > 0
+    codes, names = pd.factorize(votes["annotator"], sort=True)
+    n = len(names)
+
+    def per_annotator(mask: np.ndarray, among: np.ndarray | None = None) -> np.ndarray:
+        keep = mask if among is None else mask & among
+        return np.bincount(codes[keep], minlength=n)
+
+    def share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(whole > 0, part / np.maximum(whole, 1), np.nan)
+
+    kind = votes["kind"].to_numpy()
+    choice = votes["choice"].to_numpy()
+    preferred = votes["preferred"].to_numpy()
+    everyone = np.ones(len(votes), dtype=bool)
+    gold = kind == "gold"
+    label = kind == "label"
+    out = pd.DataFrame(index=pd.Index(names, name="annotator"))
+    out["n_votes"] = per_annotator(everyone)
+    out["n_gold"] = per_annotator(gold)
+    out["gold_accuracy"] = share(
+        per_annotator(gold, preferred == votes["gold_answer"].to_numpy()), out["n_gold"].to_numpy()
     )
 
-    pair_codes, _ = pd.factorize(label["pair_id"])
-    loo = leave_one_out_majority(pair_codes, label["preferred"].to_numpy())
-    has_majority = loo != aggregation.NONE
-    agrees = pd.Series((loo == label["preferred"].to_numpy()) & has_majority, index=label.index)
-    grouped = pd.DataFrame(
-        {"annotator": label["annotator"], "agrees": agrees, "counted": has_majority}
-    ).groupby("annotator")
-    out["n_majority"] = grouped["counted"].sum().reindex(annotators, fill_value=0)
-    out["majority_agreement"] = grouped["agrees"].sum().reindex(annotators, fill_value=0) / out[
-        "n_majority"
-    ].where(out["n_majority"] > 0)
+    pair_codes, _ = pd.factorize(votes["pair_id"].to_numpy()[label])
+    loo = leave_one_out_majority(pair_codes, preferred[label])
+    has_majority = np.zeros(len(votes), dtype=bool)
+    agrees = np.zeros(len(votes), dtype=bool)
+    has_majority[label] = loo != aggregation.NONE
+    agrees[label] = (loo == preferred[label]) & has_majority[label]
+    out["n_majority"] = per_annotator(has_majority)
+    out["majority_agreement"] = share(per_annotator(agrees), out["n_majority"].to_numpy())
 
-    times = votes["response_ms"].astype("float64")
-    out["median_response_ms"] = times.groupby(votes["annotator"]).median().reindex(annotators)
-    fast = (times < rules.fast_response_ms).where(times.notna())
-    out["fast_share"] = fast.groupby(votes["annotator"]).mean().reindex(annotators)
+    times = votes["response_ms"].astype("float64").to_numpy()
+    timed = ~np.isnan(times)
+    out["median_response_ms"] = (
+        pd.Series(times[timed]).groupby(codes[timed]).median().reindex(range(n)).to_numpy()
+    )
+    out["fast_share"] = share(per_annotator(timed, times < rules.fast_response_ms),
+                              per_annotator(timed))  # fmt: skip
 
-    sided = votes["choice"] != "similar"
-    n_left = (votes["choice"] == "left").groupby(votes["annotator"]).sum()
-    n_sided = sided.groupby(votes["annotator"]).sum()
-    out["n_left"] = n_left.reindex(annotators, fill_value=0).astype("int64")
-    out["left_share"] = out["n_left"] / n_sided.reindex(annotators).where(lambda n: n > 0)
-    out["side_bias_p"] = side_bias_p(
-        out["n_left"].to_numpy(), n_sided.reindex(annotators, fill_value=0).to_numpy()
-    )
-    out["similar_share"] = (
-        (votes["choice"] == "similar").groupby(votes["annotator"]).mean().reindex(annotators)
-    )
+    n_left = per_annotator(choice == "left")
+    n_sided = per_annotator(choice != "similar")
+    out["n_left"] = n_left
+    out["left_share"] = share(n_left, n_sided)
+    out["side_bias_p"] = side_bias_p(n_left, n_sided)
+    out["similar_share"] = share(per_annotator(choice == "similar"), out["n_votes"].to_numpy())
 
     reasons = _reasons(out, rules)
     out["excluded"] = [bool(r) for r in reasons]

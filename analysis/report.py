@@ -119,7 +119,7 @@ def image_scores(
     for model in scaling.MODELS:
         result[model] = np.round(result[model], 10)
     out["thurstone"] = result["thurstone"]
-    out["thurstone_0_100"] = out.groupby("scene")["thurstone"].transform(scaling.scaled_0_100)
+    out["thurstone_0_100"] = scaling.scaled_0_100(out["thurstone"].to_numpy(), groups=scene_codes)
     out["bradley_terry"] = result["bradley-terry"]
     votes_per_image = (
         pd.concat(
@@ -193,7 +193,7 @@ def metric_table(scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """Wide values (image_id x metric) and each metric's ``lower_better``."""
     if scores.empty:
         return pd.DataFrame(), pd.Series(dtype=bool)
-    wide = scores.pivot_table(index="image_id", columns="metric", values="value", aggfunc="last")
+    wide = scores.pivot(index="image_id", columns="metric", values="value")
     lower = scores.groupby("metric")["lower_better"].last().astype(bool)
     return wide, lower.reindex(wide.columns)
 
@@ -260,6 +260,9 @@ def agreement_tables(
     correlations = agreement.scene_correlations(
         scene_codes, oriented, scaled["thurstone"].to_numpy()
     )
+    srcc_lows, srcc_highs = agreement.bootstrap_mean_ci(
+        correlations["srcc"], samples=samples, rng=rng
+    )
     rows: list[dict] = []
     correct_at_zero = agreement.correct(difference, label, 0.0)
     for delta_kind in ("zero", "metric"):
@@ -278,7 +281,7 @@ def agreement_tables(
             if delta_kind == "metric" and metric_delta[m] == 0:
                 continue
             srcc = correlations["srcc"][:, m]
-            srcc_low, srcc_high = agreement.bootstrap_mean_ci(srcc, samples=samples, rng=rng)
+            srcc_low, srcc_high = srcc_lows[m], srcc_highs[m]
             for s, subset in enumerate(subsets.columns):
                 whole = subset == "all"
                 flat = s * len(metrics) + m
@@ -306,24 +309,21 @@ def agreement_tables(
     table = pd.DataFrame(rows, columns=columns)
     overall = table[(table["subset"] == "all") & (table["delta"] == 0)].set_index("metric")
     ranked = overall["accuracy"].sort_values(ascending=False, kind="stable").index
-    comparisons = []
-    for x_pos, x in enumerate(ranked):
-        for y in ranked[x_pos + 1 :]:
-            test = agreement.paired_bootstrap(
-                correct_at_zero[:, metrics.index(x)],
-                correct_at_zero[:, metrics.index(y)],
-                samples=samples,
-                rng=rng,
-            )
-            comparisons.append(
-                {
-                    "metric_a": x,
-                    "metric_b": y,
-                    "accuracy_a": overall.at[x, "accuracy"],
-                    "accuracy_b": overall.at[y, "accuracy"],
-                    **test,
-                }
-            )
+    column = {metric: m for m, metric in enumerate(metrics)}
+    tested = [(x, y) for position, x in enumerate(ranked) for y in ranked[position + 1 :]]
+    tests = agreement.paired_bootstraps(
+        correct_at_zero, [(column[x], column[y]) for x, y in tested], samples=samples, rng=rng
+    )
+    comparisons = [
+        {
+            "metric_a": x,
+            "metric_b": y,
+            "accuracy_a": overall.at[x, "accuracy"],
+            "accuracy_b": overall.at[y, "accuracy"],
+            **test,
+        }
+        for (x, y), test in zip(tested, tests, strict=True)
+    ]
     metric_rank = {metric: position for position, metric in enumerate(ranked)}
     subset_rank = {subset: position for position, subset in enumerate(subsets.columns)}
     table = table.assign(

@@ -89,13 +89,23 @@ def fit(
     return scores[0] if single else scores
 
 
-def scaled_0_100(scores: np.ndarray) -> np.ndarray:
-    """Min-max scaling of one scene's scores to 0..100 (all 50 when they are all equal)."""
+def scaled_0_100(scores: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """Min-max scaling to 0..100 within each group (scene), 50 where a group is constant.
+
+    ``groups`` holds integer codes 0..g-1 (one group when omitted)."""
     scores = np.asarray(scores, dtype=np.float64)
-    low, high = scores.min(initial=np.inf), scores.max(initial=-np.inf)
-    if not np.isfinite(low) or high - low <= 0:
-        return np.full(scores.shape, 50.0)
-    return (scores - low) / (high - low) * 100.0
+    groups = np.zeros(len(scores), dtype=np.int64) if groups is None else np.asarray(groups)
+    if len(scores) == 0:
+        return scores.copy()
+    n_groups = int(groups.max()) + 1
+    low = np.full(n_groups, np.inf)
+    high = np.full(n_groups, -np.inf)
+    np.minimum.at(low, groups, scores)
+    np.maximum.at(high, groups, scores)
+    span = (high - low)[groups]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = (scores - low[groups]) / span * 100.0
+    return np.where(span > 0, scaled, 50.0)
 
 
 def count_matrices(

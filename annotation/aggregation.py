@@ -9,26 +9,23 @@ import numpy as np
 import pandas as pd
 
 NONE = "none"
+ANSWERS = ("a", "similar", "b")
 
 
 def pair_counts(votes: pd.DataFrame, pair_ids: pd.Series) -> pd.DataFrame:
     """Counts of ``preferred`` per pair: columns n_a, n_similar, n_b, n_votes.
 
     ``votes`` holds the votes that count (columns pair_id, preferred); every id in
-    ``pair_ids`` gets a row, zero when it has no votes.
+    ``pair_ids`` gets a row, zero when it has no votes (votes on other pairs are ignored).
     """
-    counts = (
-        pd.crosstab(votes["pair_id"], votes["preferred"])
-        if len(votes)
-        else pd.DataFrame(index=pd.Index([], name="pair_id"))
-    )
-    counts = counts.reindex(index=pd.Index(pair_ids, name="pair_id"), fill_value=0)
-    out = pd.DataFrame(index=counts.index)
-    for answer in ("a", "similar", "b"):
-        out[f"n_{answer}"] = (
-            counts[answer].astype("int64") if answer in counts else np.zeros(len(out), "int64")
-        )
-    out["n_votes"] = out["n_a"] + out["n_similar"] + out["n_b"]
+    index = pd.Index(pair_ids, name="pair_id")
+    position = index.get_indexer(votes["pair_id"])
+    answer = pd.Categorical(votes["preferred"], categories=ANSWERS).codes
+    keep = (position >= 0) & (answer >= 0)
+    flat = np.bincount(position[keep] * 3 + answer[keep], minlength=3 * len(index))
+    counts = flat.reshape(len(index), 3).astype("int64")
+    out = pd.DataFrame(counts, index=index, columns=["n_a", "n_similar", "n_b"])
+    out["n_votes"] = counts.sum(axis=1)
     return out
 
 

@@ -115,3 +115,19 @@ def test_paired_bootstrap_between_two_metrics():
     same = agreement.paired_bootstrap(x, x, samples=500, rng=rng)
     assert same["difference"] == 0
     assert same["p_value"] == 1.0
+
+
+def test_mean_intervals_per_column_resampling_rows():
+    """Each column's interval brackets its mean (NaN rows dropped), matches resampling the
+    column alone, and an all-NaN column has none."""
+    rng = np.random.default_rng(2)
+    values = np.column_stack([rng.normal(0.5, 0.2, 60), np.full(60, np.nan)])
+    values[:10, 0] = np.nan
+    low, high = agreement.bootstrap_mean_ci(values, samples=20000, rng=rng)
+    column = values[10:, 0]
+    picks = rng.integers(0, 50, size=(20000, 50))
+    direct = np.percentile(column[picks].mean(axis=1), [2.5, 97.5])
+    assert low[0] < column.mean() < high[0]
+    assert [low[0], high[0]] == pytest.approx(direct, abs=0.01)
+    assert np.isnan(low[1])
+    assert np.isnan(high[1])

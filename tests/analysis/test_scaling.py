@@ -93,6 +93,10 @@ def test_incomplete_designs_and_an_image_nobody_compared():
 def test_scaled_0_100_per_scene():
     assert scaling.scaled_0_100(np.array([-1.0, 0.0, 3.0])) == pytest.approx([0.0, 25.0, 100.0])
     assert scaling.scaled_0_100(np.array([0.0, 0.0])) == pytest.approx([50.0, 50.0])
+    two_scenes = scaling.scaled_0_100(
+        np.array([2.0, 1.0, 5.0, 7.0, 4.0]), np.array([0, 0, 1, 1, 0])
+    )
+    assert two_scenes == pytest.approx([100 / 3, 0.0, 0.0, 100.0, 100.0])
 
 
 def test_bootstrap_resamples_the_votes():

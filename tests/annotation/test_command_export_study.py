@@ -118,17 +118,15 @@ def test_exported_pairs_count_the_counted_votes(voted_study, tmp_path):
         assert pair["n_a"] == (mine["preferred"] == "a").sum()
         assert pair["n_b"] == (mine["preferred"] == "b").sum()
         if len(mine):
-            assert pair["p_a"] == pytest.approx(
-                (pair["n_a"] + 0.5 * pair["n_similar"]) / len(mine)
-            )
+            assert pair["p_a"] == pytest.approx((pair["n_a"] + 0.5 * pair["n_similar"]) / len(mine))
     gold = pairs[pairs["is_gold"]]
     assert set(gold["gold_answer"]) == {"b"}
     assert set(gold["condition_a"]) == {"gold-decoy"}
     sheet = (out / "README.md").read_text()
     assert "design: ref-vs-test" in sheet
     assert f"votes: {len(votes)}" in sheet
-    for annotator in excluded:
-        assert f"- `{annotator}`: {annotators.at[annotator, 'reasons']}" in sheet
+    for who in excluded:
+        assert f"- `{who}`: {annotators.at[who, 'reasons']}" in sheet
 
 
 def test_majority_follows_the_diffiqa_rule():
