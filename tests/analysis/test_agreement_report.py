@@ -5,6 +5,7 @@ import json
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 from rest_framework.test import APIClient
 from scipy import optimize, stats
@@ -108,7 +109,7 @@ def independent_agreement(study: Study, metric: str) -> dict:
 
 
 def test_agreement_of_psnr_and_ssim_on_the_demo_equals_an_independent_computation(
-    manage, celery_worker
+    manage, celery_worker, tmp_path
 ):
     assert manage("build_demo").returncode == 0
     rng = np.random.default_rng(11)
@@ -141,6 +142,24 @@ def test_agreement_of_psnr_and_ssim_on_the_demo_equals_an_independent_computatio
                 rows[("psnr", s)]["n_pairs"] for s in ("ref<test", "ref=test", "ref>test")
             )
             assert n_outcomes == rows[("psnr", "all")]["n_pairs"]
+
+    # The export carries the same agreement and the scaled images.
+    exported = manage("export_study", "demo", "--out", str(tmp_path / "out"))
+    assert exported.returncode == 0, exported.stderr
+    table = pd.read_csv(tmp_path / "out" / "agreement.csv")
+    whole = table[(table["subset"] == "all") & (table["delta"] == 0)].set_index("metric")
+    rows = {r["metric"]: r for r in reports["demo"]["agreement"] if r["subset"] == "all"}
+    for metric in ("psnr", "ssim"):
+        assert whole.at[metric, "accuracy"] == pytest.approx(rows[metric]["accuracy"])
+        assert whole.at[metric, "ci_low"] == pytest.approx(rows[metric]["ci_low"])
+    images = pd.read_csv(tmp_path / "out" / "image_scores.csv")
+    assert len(images) == 4 * 12  # every compared image of the four scenes
+    assert images.groupby("scene")["thurstone"].sum().abs().max() < 1e-6
+    assert (
+        images.groupby("scene")["thurstone_0_100"].agg(["min", "max"]).values.tolist()
+        == [[0.0, 100.0]] * 4
+    )
+    assert (images["ci_low"] <= images["thurstone"]).all()
 
     text = manage("agreement_report", "demo")
     assert text.returncode == 0, text.stderr
