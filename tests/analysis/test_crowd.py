@@ -1,6 +1,7 @@
 """A simulated crowd through the annotator API recovers SRIQA-Bench's latent scores, and
 quality control catches the spammers in it."""
 
+import random
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from tests.images import write_manifest, write_png
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 MOS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "sriqa_mos.txt"
-SCENES = 20  # of the file's 100: 11,000 label votes through the API
+SCENES = 30  # of the file's 100: 16,500 label votes through the API
 # SRIQA-Bench's scores are Thurstone scores scaled to 0..100 per scene; the simulation
 # maps them back to a latent scale of 3 units (the best image of a scene is preferred to
 # the worst with probability Phi(3) = 0.9987 by one annotator).
@@ -83,6 +84,11 @@ def run_crowd(study: Study, latent_by_file: dict[str, float]) -> dict[str, str]:
 
 
 def test_a_simulated_crowd_recovers_the_latent_scores(tmp_path):
+    """The percentile intervals' coverage here is about 93% on average (their MAP
+    estimates are shrunk by the prior); 330 images keep a run's share well inside 90-99%.
+    The platform's own draws (pair order, sides, gold trials) are seeded too, so a run is
+    reproducible."""
+    random.seed(7)
     mos = sriqa_scenes()
     rows = []
     for position, row in enumerate(mos.itertuples()):
@@ -110,7 +116,7 @@ def test_a_simulated_crowd_recovers_the_latent_scores(tmp_path):
     honest = {pseudonyms[p] for p, kind in kinds.items() if kind == "honest"}
     assert cheats <= excluded, report.annotators[report.annotators["annotator"].isin(cheats)]
     assert not excluded & honest
-    assert report.counts["counted_votes"] >= SCENES * 55 * 10 - 300
+    assert report.counts["counted_votes"] >= SCENES * 55 * 10 * 0.97
 
     scores = report.image_scores.assign(latent=report.image_scores["image"].map(latent))
     srcc = scores.groupby("scene").apply(

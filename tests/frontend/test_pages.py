@@ -46,12 +46,17 @@ def test_imported_study_settings_are_read_only_in_the_admin(admin_client):
         {"slug": "changed", "design": "ref-vs-test", "title": "New title", "votes_per_pair": 5,
          "gold_rate": 0.1, "status": "live", "completion_code": "ABC", "instructions": "",
          "trials_per_session": 40, "practice_trials": 1, "lease_seconds": 300,
-             "break_every": 20},
+         "break_every": 20, "qc_min_gold_accuracy": 0.8, "qc_min_median_response_ms": "",
+         "qc_side_bias_alpha": 0.001, "qc_max_similar_share": 0.9, "qc_fast_response_ms": 300,
+         "metric_deltas": '{"psnr": 0.5}'},
     )  # fmt: skip
     assert response.status_code == 302
     study.refresh_from_db()
     assert (study.slug, study.design, study.votes_per_pair) == ("fixed", "pairwise", 3)
     assert (study.title, study.status, study.trials_per_session) == ("New title", "live", 40)
+    # Quality-control rules are settings: editable, a blank threshold turns a rule off.
+    assert (study.qc_min_gold_accuracy, study.qc_min_median_response_ms) == (0.8, None)
+    assert study.metric_deltas == {"psnr": 0.5}
 
 
 @pytest.mark.parametrize("model", [Study, Scene, Image, Pair, AnnotatorSession, Trial, Vote])
