@@ -83,6 +83,7 @@ def run_crowd(study: Study, latent_by_file: dict[str, float]) -> dict[str, str]:
     return kinds
 
 
+@pytest.mark.timeout(1200)  # about 4 min here, more on a busy machine
 def test_a_simulated_crowd_recovers_the_latent_scores(tmp_path):
     """The percentile intervals' coverage here is about 93% on average (their MAP
     estimates are shrunk by the prior); 330 images keep a run's share well inside 90-99%.
