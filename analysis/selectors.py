@@ -40,21 +40,17 @@ def study_rules(study: Study) -> Rules:
     )
 
 
-def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=columns)
-
-
 def study_data(study: Study) -> StudyData:
     """Six queries, whatever the study's size."""
-    images = _frame(
+    images = pd.DataFrame(
         list(
             Image.objects.filter(scene__study=study).values(
                 "name", "condition", "role", "gold", image_id=F("id"), scene_name=F("scene__name")
             )
         ),
-        ["image_id", "name", "scene_name", "condition", "role", "gold"],
+        columns=["image_id", "name", "scene_name", "condition", "role", "gold"],
     ).rename(columns={"scene_name": "scene"})
-    pairs = _frame(
+    pairs = pd.DataFrame(
         list(
             Pair.objects.filter(study=study).values(
                 "gold_answer",
@@ -64,9 +60,9 @@ def study_data(study: Study) -> StudyData:
                 b=F("image_b_id"),
             )
         ),
-        ["pair_id", "scene_name", "a", "b", "gold_answer"],
+        columns=["pair_id", "scene_name", "a", "b", "gold_answer"],
     ).rename(columns={"scene_name": "scene", "a": "image_a", "b": "image_b"})
-    votes = _frame(
+    votes = pd.DataFrame(
         list(
             Vote.objects.filter(pair__study=study).values(
                 "pair_id",
@@ -80,7 +76,7 @@ def study_data(study: Study) -> StudyData:
                 gold_answer=F("pair__gold_answer"),
             )
         ),
-        ["vote_id", "annotator", "pair_id", "kind", "choice", "preferred", "late",
+        columns=["vote_id", "annotator", "pair_id", "kind", "choice", "preferred", "late",
          "response_ms", "gold_answer"],
     )  # fmt: skip
     # A metric's scores of its most recent version (pyiqa or weights may have changed).

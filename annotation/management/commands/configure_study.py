@@ -52,15 +52,19 @@ class Command(BaseCommand):
             "practice_trials", "completion_url", "lease_seconds", "break_every",
         )  # fmt: skip
         changes = {key: options[key] for key in (*keys, *QC_RULES, "qc_fast_response_ms")}
+        try:
+            study = study_get(slug=options["slug"])
+        except DomainError as exc:
+            raise CommandError(str(exc)) from exc
         if options["metric_delta"]:
-            changes["metric_deltas"] = self._deltas(options["slug"], options["metric_delta"])
+            changes["metric_deltas"] = self._deltas(study.metric_deltas, options["metric_delta"])
         if options["consent_file"] is not None:
             try:
                 changes["consent"] = options["consent_file"].read_text(encoding="utf-8").strip()
             except (OSError, UnicodeDecodeError) as exc:
                 raise CommandError(f"cannot read --consent-file: {exc}") from exc
         try:
-            study = study_configure(study=study_get(slug=options["slug"]), **changes)
+            study = study_configure(study=study, **changes)
         except DomainError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
@@ -76,17 +80,15 @@ class Command(BaseCommand):
         self.stdout.write(f"quality control: {rules}; metric deltas: {study.metric_deltas or {}}")
 
     @staticmethod
-    def _deltas(slug: str, items: list[str]) -> dict[str, float]:
+    def _deltas(current: dict, items: list[str]) -> dict[str, float]:
         """The study's deltas updated with METRIC=DELTA items."""
-        deltas = dict(
-            Study.objects.filter(slug=slug).values_list("metric_deltas", flat=True).first() or {}
-        )
+        deltas = dict(current or {})
         for item in items:
             name, sep, value = item.partition("=")
             try:
+                if not sep or not name.strip():
+                    raise ValueError
                 deltas[name.strip()] = float(value)
             except ValueError:
                 raise CommandError(f"--metric-delta {item!r}: expected METRIC=NUMBER") from None
-            if not sep or not name.strip():
-                raise CommandError(f"--metric-delta {item!r}: expected METRIC=NUMBER")
         return deltas
