@@ -115,9 +115,9 @@ def image_scores(
             ]
     out = layout[["scene", "image_id"]].copy()
     # Images with the same votes (two tests each preferred 3-0 to the reference) have the
-    # same score; rounding far below the fit's precision keeps them exactly tied for ranks.
+    # same score; merging scores closer than the fit's precision keeps them tied for ranks.
     for model in scaling.MODELS:
-        result[model] = np.round(result[model], 10)
+        result[model] = scaling.merge_ties(result[model], scene_codes)
     out["thurstone"] = result["thurstone"]
     out["thurstone_0_100"] = scaling.scaled_0_100(out["thurstone"].to_numpy(), groups=scene_codes)
     out["bradley_terry"] = result["bradley-terry"]
@@ -349,14 +349,16 @@ def study_report(
     ``seed``, so the same data give the same report. ``image_intervals`` adds the
     per-image bootstrap intervals (one refit per resample and scene).
     """
-    rng = np.random.default_rng(seed)
+    # Two streams, so the agreement's intervals are the same whether or not the image
+    # intervals are drawn first (agreement_report skips those, the export draws them).
+    image_rng, agreement_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     annotators = annotator_quality(data.votes, data.rules)
     excluded = set(annotators.loc[annotators["excluded"], "annotator"])
     votes = counted_votes(data.votes, data.pairs, excluded)
     labels = pair_labels(votes, data.pairs)
     study_pairs = data.pairs.merge(labels[~labels["is_gold"]], on="pair_id")
     scaled = image_scores(
-        study_pairs, data.images, intervals=image_intervals, samples=samples, rng=rng
+        study_pairs, data.images, intervals=image_intervals, samples=samples, rng=image_rng
     )
     table, comparisons = agreement_tables(
         study_pairs,
@@ -366,7 +368,7 @@ def study_report(
         design=data.design,
         deltas=data.deltas,
         samples=samples,
-        rng=rng,
+        rng=agreement_rng,
     )
     counts = {
         "annotators": len(annotators),

@@ -108,6 +108,27 @@ def scaled_0_100(scores: np.ndarray, groups: np.ndarray | None = None) -> np.nda
     return np.where(span > 0, scaled, 50.0)
 
 
+def merge_ties(scores: np.ndarray, groups: np.ndarray, atol: float = 1e-9) -> np.ndarray:
+    """Scores with ties made exact: within each group (scene), a score less than ``atol``
+    above the previous one in sorted order takes the lowest value of its run.
+
+    Images with the same votes have the same optimum, but the fit's last digits differ
+    with summation order; rounding would still split a tie that straddles a rounding
+    boundary, while merging by distance cannot."""
+    scores = np.asarray(scores, dtype=np.float64)
+    groups = np.asarray(groups)
+    if len(scores) == 0:
+        return scores.copy()
+    order = np.lexsort((scores, groups))
+    ordered, ordered_groups = scores[order], groups[order]
+    starts = np.ones(len(scores), dtype=bool)
+    starts[1:] = (ordered_groups[1:] != ordered_groups[:-1]) | (np.diff(ordered) >= atol)
+    run = np.cumsum(starts) - 1
+    merged = np.empty_like(scores)
+    merged[order] = ordered[starts][run]
+    return merged
+
+
 def count_matrices(
     scene_index: np.ndarray,
     i: np.ndarray,

@@ -14,3 +14,13 @@ class MissingWeights(DomainError):
         self.files = files
         self.folder = folder
         super().__init__(f"missing weight files {', '.join(files)} (put them in {folder})")
+
+
+class WrongWeights(DomainError):
+    """A weight file is there but is not the published file (its checksum differs)."""
+
+    def __init__(self, path: str, expected: str, found: str) -> None:
+        super().__init__(
+            f"{path} is not the published file (SHA256 {found[:12]}..., expected "
+            f"{expected[:12]}...): replace it"
+        )

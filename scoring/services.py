@@ -45,32 +45,15 @@ def metric_availability(spec: MetricSpec) -> Availability:
     missing = weights.missing_files(entry["files"])
     if missing:
         return Availability(False, missing, "missing weight files")
-    if entry["error"] and not entry["files"]:
-        # The probe could not create it: it needs something beyond weight files.
-        return Availability(False, [], _probe_reason(entry["error"]))
     if entry["error"]:
+        # The probe could not create it (a newer pyiqa than the catalog, say): the files
+        # it names are there, but the list may stop short.
         return Availability(
-            True, [], f"more files may be needed (the catalog's probe stopped at: {entry['error']})"
+            bool(entry["files"]),
+            [],
+            f"the weights catalog's probe stopped at: {entry['error']} (run metrics_catalog)",
         )
     return Availability(True, [])
-
-
-# What the catalog's probe errors mean for an operator.
-PROBE_REASONS = {
-    "LocalEntryNotFoundError": "loads a backbone from the Hugging Face hub (timm or "
-    "transformers), which the offline weights folder does not provide yet",
-    "URLError": "downloads a file outside pyiqa's and torchvision's loaders, which the "
-    "offline weights folder does not provide yet",
-    "pkg_resources": "needs setuptools' pkg_resources (OpenAI CLIP), not installed",
-    "not probed": "a multi-billion-parameter model, not supported here",
-}
-
-
-def _probe_reason(error: str) -> str:
-    for marker, reason in PROBE_REASONS.items():
-        if marker in error:
-            return f"{reason} ({error[:120]})"
-    return error
 
 
 def metric_version(spec: MetricSpec) -> str:

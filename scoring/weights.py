@@ -7,8 +7,9 @@ PyTorch there before importing pyiqa, and :func:`offline` turns every download p
 torchvision would start into :class:`MissingWeights` naming the file and its folder.
 
 Which files a metric needs comes from ``weights_catalog.json`` (committed; regenerate with
-``manage.py metrics_catalog`` after upgrading pyiqa), made by :func:`probe_files`:
-creating the metric with every download and weight load intercepted and recorded.
+``manage.py metrics_catalog`` after upgrading pyiqa), made by
+:func:`scoring.probe.probe_files`: creating the metric with every download and weight
+load intercepted and recorded.
 """
 
 import hashlib
@@ -23,12 +24,12 @@ from unittest import mock
 
 from django.conf import settings
 
-from scoring.errors import MissingWeights
+from scoring.errors import MissingWeights, WrongWeights
 
 CATALOG = Path(__file__).with_name("weights_catalog.json")
-# pyiqa's copies of OpenAI CLIP's loader, which download with urllib to a folder of their
-# own (``~/.cache/clip`` for A-FINE); here they read ``<weights>/clip/``.
-CLIP_MODULES = ("pyiqa.archs.clip_model", "pyiqa.archs.afineclip_model")
+# OpenAI CLIP's loader and pyiqa's copies of it, which download with urllib to a folder
+# of their own (``~/.cache/clip``); here they read ``<weights>/clip/``.
+CLIP_MODULES = ("clip.clip", "pyiqa.archs.clip_model", "pyiqa.archs.afineclip_model")
 # Files fetched from the Hugging Face hub (timm backbones, transformers models) are named
 # in the catalog as ``huggingface:<repo id>/<file>`` and looked up in the Hugging Face
 # cache under ``<weights>/huggingface/hub/``.
@@ -58,17 +59,29 @@ def _refuse(url: str, dst: str, *args: object, **kwargs: object) -> None:
     raise MissingWeights([path.name], str(path.parent))
 
 
-def _clip_loader(original):
-    """CLIP's ``_download(url, root)``, reading ``<weights>/clip/`` and never the network."""
+def url_file_name(url: str) -> str:
+    """The file a download URL saves to: its last path part, without the query."""
+    return Path(url.split("?")[0]).name
 
-    def load(url: str, root: str) -> str:
-        folder = weights_dir() / "clip"
-        target = folder / Path(url).name
-        if not target.is_file():
-            raise MissingWeights([target.name], str(folder))
-        return original(url, str(folder))  # checks the file's sha256; no download
 
-    return load
+def clip_path(url: str) -> Path:
+    """Where the weights folder keeps the CLIP checkpoint at ``url``."""
+    return weights_dir() / "clip" / url_file_name(url)
+
+
+def clip_file(url: str, root: str) -> str:
+    """CLIP's ``_download(url, root)``, reading ``<weights>/clip/`` and never the network.
+    CLIP's URLs name the file's SHA256; where CLIP would download the file again over a
+    file of other contents, this says so."""
+    target = clip_path(url)
+    if not target.is_file():
+        raise MissingWeights([target.name], str(target.parent))
+    expected = url.split("/")[-2]
+    stat = target.stat()
+    found = _file_digest(str(target), stat.st_size, stat.st_mtime)
+    if found != expected:
+        raise WrongWeights(str(target), expected, found)
+    return str(target)
 
 
 @contextmanager
@@ -86,7 +99,7 @@ def offline() -> Iterator[None]:
     ]
     for name in CLIP_MODULES:
         module = importlib.import_module(name)
-        patches.append(mock.patch.object(module, "_download", _clip_loader(module._download)))
+        patches.append(mock.patch.object(module, "_download", clip_file))
     for patch in patches:
         patch.start()
     try:
@@ -104,133 +117,6 @@ def relative(path: Path) -> str:
         return str(path)
 
 
-class _Recorded(Exception):
-    pass
-
-
-def probe_files(name: str) -> tuple[list[str], str]:
-    """The files pyiqa metric ``name`` loads (relative to the weights folder), found by
-    creating it with every download and every weight load recorded and skipped (the
-    network is left with random weights). Returns (files, error: "" when it was created).
-    """
-    import pyiqa
-    import pyiqa.archs.arch_util as arch_util
-    import pyiqa.utils.download_util as pyiqa_download
-    import torch
-    import torch.hub
-    import torchvision.models._api as tv_api
-
-    seen: list[str] = []
-
-    def record(path: Path) -> None:
-        if relative(path) not in seen:
-            seen.append(relative(path))
-
-    def fake_download(url: str, dst: str, *args: object, **kwargs: object) -> None:
-        record(Path(dst))
-        raise _Recorded(dst)
-
-    def fake_file(url: str, model_dir=None, progress=True, file_name=None) -> str:
-        folder = Path(model_dir or pyiqa_download.DEFAULT_CACHE_DIR)
-        path = folder / (file_name or Path(url.split("?")[0]).name)
-        record(path)
-        return str(path)
-
-    def fake_network(net, model_path, strict=True, weight_keys=None) -> None:
-        if model_path.startswith(("http://", "https://")):
-            fake_file(model_path)
-        else:
-            record(Path(model_path))
-
-    def fake_state_dict(url: str, model_dir=None, *args: object, **kwargs: object):
-        folder = Path(model_dir or Path(torch.hub.get_dir()) / "checkpoints")
-        record(folder / Path(url.split("?")[0]).name)
-        return None
-
-    original_load = torch.nn.Module.load_state_dict
-
-    def skip_none(self, state_dict, *args: object, **kwargs: object):
-        if state_dict is None:
-            return torch.nn.modules.module._IncompatibleKeys([], [])
-        return original_load(self, state_dict, *args, **kwargs)
-
-    def fake_clip(url: str, root: str) -> str:
-        path = weights_dir() / "clip" / Path(url).name
-        record(path)
-        return str(path)
-
-    def fake_hf(repo_id: str, filename: str, *args: object, **kwargs: object):
-        name = f"{HF_PREFIX}{repo_id}/{filename}"
-        if name not in seen:
-            seen.append(name)
-        raise _Recorded(name)
-
-    import huggingface_hub
-    import huggingface_hub.file_download
-
-    patches = [
-        mock.patch.object(huggingface_hub, "hf_hub_download", fake_hf),
-        mock.patch.object(huggingface_hub.file_download, "hf_hub_download", fake_hf),
-        mock.patch.object(pyiqa_download, "download_url_to_file", fake_download),
-        mock.patch.object(torch.hub, "download_url_to_file", fake_download),
-        mock.patch.object(pyiqa_download, "load_file_from_url", fake_file),
-        mock.patch.object(torch.hub, "load_state_dict_from_url", fake_state_dict),
-        mock.patch.object(tv_api, "load_state_dict_from_url", fake_state_dict),
-        mock.patch.object(torch.nn.Module, "load_state_dict", skip_none),
-        mock.patch.object(arch_util, "load_pretrained_network", fake_network),
-        mock.patch.object(arch_util, "load_file_from_url", fake_file),
-    ]
-    # Arch modules import these helpers by name.
-    import importlib
-    import sys
-
-    def fake_timm(model, pretrained_cfg=None, *args: object, **kwargs: object) -> None:
-        # timm fetches its backbones from the Hugging Face hub (model.safetensors of the
-        # config's hf_hub_id) or from a URL; record the file, keep the random weights.
-        get = (
-            pretrained_cfg.get
-            if isinstance(pretrained_cfg, dict)
-            else (lambda key, default=None: getattr(pretrained_cfg, key, default))
-        )
-        hub_id, url = get("hf_hub_id"), get("url")
-        if hub_id:
-            name = f"{HF_PREFIX}{hub_id}/{get('hf_hub_filename') or 'model.safetensors'}"
-            if name not in seen:
-                seen.append(name)
-        elif url:
-            record(Path(torch.hub.get_dir()) / "checkpoints" / Path(url.split("?")[0]).name)
-
-    import timm.models._builder as timm_builder
-
-    patches.append(mock.patch.object(timm_builder, "load_pretrained", fake_timm))
-    for module_name in CLIP_MODULES:
-        patches.append(
-            mock.patch.object(importlib.import_module(module_name), "_download", fake_clip)
-        )
-    for module_name, module in list(sys.modules.items()):
-        hub_user = module_name.startswith(("timm.", "transformers.")) and module is not None
-        if hub_user and getattr(module, "hf_hub_download", None) is not None:
-            patches.append(mock.patch.object(module, "hf_hub_download", fake_hf))
-        if module_name.startswith("pyiqa.") and module is not None:
-            for attribute, fake in (
-                ("load_pretrained_network", fake_network),
-                ("load_file_from_url", fake_file),
-            ):
-                if hasattr(module, attribute):
-                    patches.append(mock.patch.object(module, attribute, fake))
-    error = ""
-    for patch in patches:
-        patch.start()
-    try:
-        pyiqa.create_metric(name, device=torch.device("cpu"))
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"[:300]
-    finally:
-        for patch in reversed(patches):
-            patch.stop()
-    return seen, error
-
-
 @cache
 def catalog() -> dict[str, dict]:
     if not CATALOG.exists():
@@ -244,23 +130,38 @@ def needed_files(name: str) -> list[str] | None:
     return None if entry is None else list(entry["files"])
 
 
-def _hf_cached(name: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    # Repo ids are owner/name; the file's path inside the repo follows.
+def hf_parts(name: str) -> tuple[str, str]:
+    """``huggingface:owner/repo/path/in/repo`` -> (repo id, path); the path is "" for a
+    whole repository (a transformers model loaded with ``from_pretrained``)."""
     owner, _, rest = name.removeprefix(HF_PREFIX).partition("/")
     repo, _, filename = rest.partition("/")
-    found = try_to_load_from_cache(
-        f"{owner}/{repo}", filename, cache_dir=str(weights_dir() / "huggingface" / "hub")
-    )
-    return isinstance(found, str)
+    return f"{owner}/{repo}", filename
+
+
+def _hf_cached(name: str) -> str | None:
+    """Where the Hugging Face cache in the weights folder holds ``name`` (a file, or a
+    repository's snapshot), or None."""
+    from huggingface_hub import snapshot_download, try_to_load_from_cache
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    cache = str(weights_dir() / "huggingface" / "hub")
+    repo, filename = hf_parts(name)
+    if not filename:
+        try:
+            return snapshot_download(repo, cache_dir=cache, local_files_only=True)
+        except LocalEntryNotFoundError:
+            return None
+    found = try_to_load_from_cache(repo, filename, cache_dir=cache)
+    return found if isinstance(found, str) else None
 
 
 def missing_files(files: list[str]) -> list[str]:
     return [
         f
         for f in files
-        if not (_hf_cached(f) if f.startswith(HF_PREFIX) else (weights_dir() / f).is_file())
+        if not (
+            _hf_cached(f) is not None if f.startswith(HF_PREFIX) else (weights_dir() / f).is_file()
+        )
     ]
 
 
@@ -278,7 +179,8 @@ def files_digest(files: list[str]) -> str:
     digest = hashlib.sha256()
     for name in sorted(files):
         if name.startswith(HF_PREFIX):
-            digest.update(name.encode() + b"\0")  # the cache's snapshot names the content
+            # The cache's path names the snapshot: the repository's commit.
+            digest.update(name.encode() + b"\0" + relative(Path(_hf_cached(name))).encode())
             continue
         path = weights_dir() / name
         stat = path.stat()

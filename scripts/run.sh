@@ -56,8 +56,9 @@ cat <<MSG
     Annotator API: POST http://$HOST:$PORT/api/v1/studies/demo/sessions
 
 MSG
-# Ctrl-C ends here through the trap; reaching the next line means a process died.
+# Ctrl-C ends here through the trap. A process that ends first either stopped cleanly
+# (status 0: Ctrl-C reached it before this shell ran its trap) or died (its status).
 status=0
 wait -n "${pids[@]}" || status=$?
-echo "A process exited (status $status); stopping the other." >&2
-exit $(( status == 0 ? 1 : status ))
+echo "A process exited (status $status); stopping the others." >&2
+exit "$status"

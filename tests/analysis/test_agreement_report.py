@@ -94,11 +94,19 @@ def independent_agreement(study: Study, metric: str) -> dict:
             d = s[:, None] - s[None, :]
             return -(np.sum(wins * norm.logcdf(d)) - 0.5 * np.sum(s**2))
 
+        def slope(s, wins=wins):
+            d = s[:, None] - s[None, :]
+            weighted = wins * np.exp(norm.logpdf(d) - norm.logcdf(d))
+            return -(weighted.sum(axis=1) - weighted.sum(axis=0) - s)
+
         fitted = optimize.minimize(
-            negative, np.zeros(len(images)), method="BFGS", options={"gtol": 1e-10}
+            negative, np.zeros(len(images)), jac=slope, method="BFGS", options={"gtol": 1e-9}
         ).x
-        # Images with the same votes tie exactly; the optimiser's last digits do not.
-        fitted = np.round(fitted, 5)
+        # Images with the same votes tie exactly; the optimiser's last digits do not, so
+        # scores closer than its precision share one rank.
+        order = np.argsort(fitted)
+        tied = np.concatenate([[0], np.cumsum(np.diff(fitted[order]) > 1e-6)])
+        fitted[order] = tied
         srccs.append(stats.spearmanr([values[i] for i in images], fitted).statistic)
     return {
         "n_pairs": len(right),

@@ -157,3 +157,33 @@ def test_the_same_data_give_the_same_report():
     first = study_report(study(VOTES), samples=100, seed=3)
     second = study_report(study(VOTES), samples=100, seed=3)
     pd.testing.assert_frame_equal(first.image_scores, second.image_scores)
+
+
+def test_the_agreement_intervals_do_not_depend_on_the_image_intervals():
+    """agreement_report skips the image intervals and the export draws them: both give
+    the same agreement table (two random streams, not one shared)."""
+    rng = np.random.default_rng(5)
+    images, pairs, rows, scores = [], [], [], []
+    for scene in range(4):
+        ids = [100 * scene + i for i in range(7)]  # the reference, then six tests
+        for i, image in enumerate(ids):
+            role = "reference" if i == 0 else "test"
+            images.append((image, f"{scene}/{i}.png", str(scene), "", role, ""))
+            for metric in ("m1", "m2"):
+                scores.append((metric, image, float(rng.normal()), False))
+        for image in ids[1:]:
+            pairs.append((image, str(scene), image, ids[0], ""))
+            for who in range(5):
+                rows.append((f"u{who}", image, str(rng.choice(["a", "b", "similar"])), "label"))
+    data = StudyData(
+        slug="s", design="ref-vs-test", rules=Rules(), deltas={},
+        images=pd.DataFrame(images, columns=IMAGES.columns),
+        pairs=pd.DataFrame(pairs, columns=PAIRS.columns),
+        votes=votes_frame([(*row, False) for row in rows]),
+        scores=pd.DataFrame(scores, columns=["metric", "image_id", "value", "lower_better"]),
+    )  # fmt: skip
+    with_images = study_report(data, samples=200, seed=3)
+    without = study_report(data, samples=200, seed=3, image_intervals=False)
+    assert with_images.image_scores["ci_low"].notna().all()
+    pd.testing.assert_frame_equal(with_images.agreement, without.agreement)
+    pd.testing.assert_frame_equal(with_images.comparisons, without.comparisons)

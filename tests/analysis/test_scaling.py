@@ -99,6 +99,31 @@ def test_scaled_0_100_per_scene():
     assert two_scenes == pytest.approx([100 / 3, 0.0, 0.0, 100.0, 100.0])
 
 
+def test_merge_ties_joins_scores_closer_than_the_tolerance_within_a_scene():
+    """Two scores a hair apart on either side of a rounding boundary are one tie;
+    rounding would split them, merging by distance does not."""
+    below, above = 1.5e-10 - 5e-14, 1.5e-10 + 5e-14
+    assert np.round(below, 10) != np.round(above, 10)
+    scores = np.array([above, 0.7, below, 0.7 + 1e-6, above, 2.0])
+    groups = np.array([0, 0, 0, 0, 1, 1])
+    merged = scaling.merge_ties(scores, groups)
+    assert merged.tolist() == [below, 0.7, below, 0.7 + 1e-6, above, 2.0]
+    assert scaling.merge_ties(np.array([]), np.array([], dtype=int)).size == 0
+
+
+def test_images_with_the_same_votes_fit_to_one_score_once_merged():
+    """Images 1 and 3 each beat image 0 twice and lost once to image 2: one optimum."""
+    counts = np.zeros((4, 4))
+    counts[1, 0] = counts[3, 0] = 2.0
+    counts[2, 1] = counts[2, 3] = 1.0
+    counts[0, 2] = 0.5
+    fitted = scaling.fit(counts)
+    assert fitted[1] == pytest.approx(fitted[3], abs=1e-12)
+    merged = scaling.merge_ties(fitted, np.zeros(4, dtype=int))
+    assert merged[1] == merged[3]
+    assert len(set(merged.tolist())) == 3
+
+
 def test_bootstrap_resamples_the_votes():
     """Replicates vary around the fit; with one answer only, every replicate is the fit."""
     i, j = np.array([0, 1, 0]), np.array([1, 2, 2])

@@ -31,3 +31,27 @@ class SlowMeanDifference:
             return (images - references).abs().mean(dim=(1, 2, 3))
 
         return score
+
+
+class PixelSpread:
+    """NR: the standard deviation of an image's pixels in [0, 1]; registered through an
+    entry point (see ``install_entry_point``)."""
+
+    name = "pixel_spread"
+    kind = "NR"
+    lower_better = False
+    version = "2"
+
+    def load(self, device):
+        return lambda images, references: images.flatten(1).std(dim=1, correction=0)
+
+
+def install_entry_point(folder, name: str, target: str):
+    """An installed distribution in ``folder`` (put it on the Python path) declaring
+    ``target`` (``module:attribute``) in the ``iqa_platform.metrics`` entry-point group,
+    as ``pip install`` of a researcher's package would."""
+    info = folder / "iqa_test_metrics-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: iqa-test-metrics\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[iqa_platform.metrics]\n{name} = {target}\n")
+    return folder

@@ -14,6 +14,7 @@ from scoring.models import Score, ScoreBatch
 from scoring.registry import metric_get
 from tests.conftest import start_worker, stop_worker, wait_until
 from tests.images import write_scene_folder
+from tests.scoring.plugins import install_entry_point
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -21,9 +22,14 @@ PLUGINS = "tests.scoring.plugins.MeanBrightness,tests.scoring.plugins.SlowMeanDi
 
 
 def test_a_plugin_metric_scores_a_study_next_to_the_built_in_ones(tmp_path, media_root, manage):
+    """One plug-in named in IQA_METRIC_PLUGINS, one declared by an installed package's
+    entry point: both score beside psnr."""
     source = write_scene_folder(tmp_path / "src", {"s": ["reference", "a", "b"]}, size=(40, 30))
     manage("import_study", str(source), "--slug", "p", "--design", "ref-vs-test")
-    env = {"IQA_METRIC_PLUGINS": PLUGINS}
+    package = install_entry_point(
+        tmp_path / "site", "pixel_spread", "tests.scoring.plugins:PixelSpread"
+    )
+    env = {"IQA_METRIC_PLUGINS": PLUGINS, "PYTHONPATH": str(package)}
     worker = start_worker(
         name="plugin", broker_url=settings.CELERY_BROKER_URL, media=media_root, extra_env=env
     )
@@ -31,22 +37,27 @@ def test_a_plugin_metric_scores_a_study_next_to_the_built_in_ones(tmp_path, medi
         status = manage("metrics_status", env_extra=env)
         assert "mean_brightness" in status.stdout
         assert "[plug-in tests.scoring.plugins.MeanBrightness]" in status.stdout
+        assert "[plug-in entry point pixel_spread]" in status.stdout
         done = manage(
-            "score_study", "p", "--metrics", "psnr,mean_brightness", "--wait", "--timeout", "300",
-            env_extra={**env, "IQA_SCORING_QUEUE": worker.queue},
+            "score_study", "p", "--metrics", "psnr,mean_brightness,pixel_spread", "--wait",
+            "--timeout", "300", env_extra={**env, "IQA_SCORING_QUEUE": worker.queue},
         )  # fmt: skip
     finally:
         stop_worker(worker)
     assert done.returncode == 0, done.stderr
     assert "p mean_brightness: done" in done.stdout
+    assert "p pixel_spread: done" in done.stdout
     assert "p psnr: done" in done.stdout
     for image in Image.objects.all():
         with PIL.Image.open(media_root / image.file) as file:
-            expected = np.asarray(file.convert("RGB"), dtype=np.float64).mean() / 255.0
+            pixels = np.asarray(file.convert("RGB"), dtype=np.float64) / 255.0
         score = Score.objects.get(metric="mean_brightness", image=image)
-        assert score.value == pytest.approx(expected, rel=1e-5)
+        assert score.value == pytest.approx(pixels.mean(), rel=1e-5)
         assert score.reference is None
         assert score.version == "plugin-1"
+        spread = Score.objects.get(metric="pixel_spread", image=image)
+        assert spread.value == pytest.approx(pixels.std(), rel=1e-4)
+        assert spread.version == "plugin-2"
     assert Score.objects.filter(metric="psnr").count() == 3
 
 

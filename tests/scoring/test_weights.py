@@ -121,10 +121,12 @@ def test_missing_files_are_reported_by_name_and_folder_and_nothing_crashes(
         media=media_root,
         extra_env={"IQA_WEIGHTS_DIR": str(weights), **NO_NETWORK},
     )
+    # clipscore loads OpenAI CLIP's checkpoint with CLIP's own downloader.
+    specs = [metric_get("dists"), metric_get("clipscore")]
     try:
         with override_settings(IQA_WEIGHTS_DIR=weights, IQA_SCORING_QUEUE=worker.queue):
-            services.study_score(study=Study.objects.get(slug="m"), specs=[metric_get("dists")])
-        wait_until(lambda: Score.objects.filter(metric="dists").count() == 2, timeout=120)
+            services.study_score(study=Study.objects.get(slug="m"), specs=specs)
+        wait_until(lambda: Score.objects.count() == 4, timeout=120)
         assert worker.process.poll() is None  # the worker lives on
     finally:
         stop_worker(worker)
@@ -133,6 +135,41 @@ def test_missing_files_are_reported_by_name_and_folder_and_nothing_crashes(
     (error,) = errors
     assert "missing weight files vgg16-397923af.pth" in error
     assert str(weights / "hub" / "checkpoints") in error
+    errors = set(Score.objects.filter(metric="clipscore").values_list("error", flat=True))
+    assert len(errors) == 1
+    (error,) = errors
+    assert "missing weight files ViT-B-32.pt" in error
+    assert str(weights / "clip") in error
+
+
+def test_availability_follows_the_catalog_and_the_folder(tmp_path, settings, monkeypatch):
+    from scoring import weights
+    from scoring.registry import MetricSpec
+
+    settings.IQA_WEIGHTS_DIR = tmp_path
+    (tmp_path / "hub" / "pyiqa").mkdir(parents=True)
+    (tmp_path / "hub" / "pyiqa" / "here.pth").write_bytes(b"h")
+    catalog = {
+        "complete": {"files": ["hub/pyiqa/here.pth"], "error": ""},
+        "missing": {"files": ["hub/pyiqa/here.pth", "clip/RN50.pt"], "error": ""},
+        "stopped": {"files": ["hub/pyiqa/here.pth"], "error": "OSError: no config.json"},
+        "never_created": {"files": [], "error": "ModuleNotFoundError: No module named 'x'"},
+    }
+    monkeypatch.setattr(weights, "catalog", lambda: catalog)
+
+    def state(name: str) -> services.Availability:
+        return services.metric_availability(MetricSpec(name=name, kind="NR", lower_better=False))
+
+    assert state("complete") == services.Availability(True, [])
+    assert state("missing") == services.Availability(
+        False, ["clip/RN50.pt"], "missing weight files"
+    )
+    assert state("stopped").available
+    assert "probe stopped at: OSError: no config.json" in state("stopped").reason
+    assert not state("never_created").available
+    assert "No module named 'x'" in state("never_created").reason
+    assert not state("not_in_catalog").available
+    assert "not in the weights catalog" in state("not_in_catalog").reason
 
 
 def test_install_weights_places_files_by_name_from_a_folder_or_an_archive(tmp_path, manage):
@@ -143,6 +180,8 @@ def test_install_weights_places_files_by_name_from_a_folder_or_an_archive(tmp_pa
     (source / "DISTS_weights-f5e65c96.pth").write_bytes(b"d")
     (source / "vgg16-397923af.pth").write_bytes(b"v")
     (source / "notes.txt").write_text("x")
+    # Saved from pyiqa's URL by a browser, which decodes %2B: placed under pyiqa's name.
+    (source / "CLIP-IQA+_learned_prompts-603f3273.pth").write_bytes(b"c")
     archive = tmp_path / "weights.tar.gz"
     with tarfile.open(archive, "w:gz") as handle:
         handle.add(source, arcname="bundle")
@@ -151,6 +190,8 @@ def test_install_weights_places_files_by_name_from_a_folder_or_an_archive(tmp_pa
         assert done.returncode == 0, done.stderr
         assert (folder / DISTS_FILES[1]).read_bytes() == b"d"
         assert (folder / DISTS_FILES[0]).read_bytes() == b"v"
+        clipiqa = folder / "hub" / "pyiqa" / "CLIP-IQA%2B_learned_prompts-603f3273.pth"
+        assert clipiqa.read_bytes() == b"c"
         assert "skipped" in done.stdout
         assert "notes.txt" in done.stdout
     refused = manage("install_weights", str(tmp_path / "nope.zip"))
@@ -158,28 +199,47 @@ def test_install_weights_places_files_by_name_from_a_folder_or_an_archive(tmp_pa
     assert "no such file or folder" in refused.stderr
 
 
+def hugging_face_cache(folder, repo: str, files: dict[str, bytes], commit: str = "0" * 40):
+    """The layout `huggingface-cli download REPO` leaves in a cache."""
+    owner, name = repo.split("/")
+    root = folder / "huggingface" / "hub" / f"models--{owner}--{name}"
+    snapshot = root / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for file, content in files.items():
+        (snapshot / file).write_bytes(content)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(commit)
+
+
 def test_hugging_face_and_clip_files_are_looked_up_in_the_weights_folder(tmp_path, settings):
-    """timm backbones come from a Hugging Face cache under <weights>/huggingface/hub, and
-    CLIP's files from <weights>/clip; both are named exactly while missing."""
+    """timm backbones (a file) and transformers models (a whole repository) come from a
+    Hugging Face cache under <weights>/huggingface/hub, and CLIP's files from
+    <weights>/clip; all are named exactly while missing."""
     from scoring import weights
 
     settings.IQA_WEIGHTS_DIR = tmp_path
     hf = "huggingface:timm/resnet50.a1_in1k/model.safetensors"
+    repository = "huggingface:q-future/one-align"
     clip = "clip/ViT-B-32.pt"
-    assert weights.missing_files([hf, clip]) == [hf, clip]
+    assert weights.missing_files([hf, repository, clip]) == [hf, repository, clip]
     assert hf in weights.needed_files("topiq_fr")
     assert clip in weights.needed_files("afine_fr")
+    assert weights.needed_files("qalign") == [repository]
 
-    # The layout `huggingface-cli download timm/resnet50.a1_in1k` leaves in a cache.
-    repo = tmp_path / "huggingface" / "hub" / "models--timm--resnet50.a1_in1k"
-    snapshot = repo / "snapshots" / ("0" * 40)
-    snapshot.mkdir(parents=True)
-    (snapshot / "model.safetensors").write_bytes(b"w")
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("0" * 40)
+    hugging_face_cache(tmp_path, "timm/resnet50.a1_in1k", {"model.safetensors": b"w"})
+    hugging_face_cache(tmp_path, "q-future/one-align", {"config.json": b"{}"})
     (tmp_path / "clip").mkdir()
     (tmp_path / "clip" / "ViT-B-32.pt").write_bytes(b"c")
-    assert weights.missing_files([hf, clip]) == []
+    assert weights.missing_files([hf, repository, clip]) == []
+    # A version names the repository's snapshot, not the folder it was installed in.
+    digest = weights.files_digest([repository])
+    settings.IQA_WEIGHTS_DIR = tmp_path / "elsewhere"
+    assert weights.missing_files([repository]) == [repository]
+    hugging_face_cache(tmp_path / "elsewhere", "q-future/one-align", {"config.json": b"{}"})
+    assert weights.files_digest([repository]) == digest
+    settings.IQA_WEIGHTS_DIR = tmp_path / "newer"
+    hugging_face_cache(tmp_path / "newer", "q-future/one-align", {"config.json": b"{}"}, "1" * 40)
+    assert weights.files_digest([repository]) != digest
 
 
 def test_metrics_status_names_hugging_face_and_clip_files(tmp_path, manage):
@@ -192,3 +252,33 @@ def test_metrics_status_names_hugging_face_and_clip_files(tmp_path, manage):
     )
     afine = lines.index(next(line for line in lines if line.startswith("afine_fr ")))
     assert lines[afine + 1].strip() == f"missing ViT-B-32.pt  ->  put it in {tmp_path}/clip/"
+    assert lines[afine + 2].strip() == f"missing afine.pth  ->  put it in {tmp_path}/hub/pyiqa/"
+    qalign = lines.index(next(line for line in lines if line.startswith("qalign ")))
+    assert lines[qalign + 1].strip() == (
+        "missing Hugging Face repository q-future/one-align  ->  put a Hugging Face cache "
+        f"holding it in {tmp_path}/huggingface/hub/"
+    )
+
+
+def test_clip_checkpoints_are_read_from_the_folder_and_checked_never_downloaded(tmp_path, settings):
+    """OpenAI CLIP's loaders download when a file is missing or its SHA256 (named in its
+    URL) differs; in a worker they read <weights>/clip/ and say what is wrong instead."""
+    import hashlib
+
+    from scoring import weights
+    from scoring.errors import MissingWeights, WrongWeights
+
+    settings.IQA_WEIGHTS_DIR = tmp_path
+    content = b"a CLIP checkpoint"
+    digest = hashlib.sha256(content).hexdigest()
+    url = f"https://openaipublic.azureedge.net/clip/models/{digest}/ViT-B-32.pt"
+    with pytest.raises(MissingWeights, match=f"ViT-B-32.pt \\(put them in {tmp_path}/clip\\)"):
+        weights.clip_file(url, "/root/.cache/clip")
+    (tmp_path / "clip").mkdir()
+    (tmp_path / "clip" / "ViT-B-32.pt").write_bytes(b"something else")
+    with pytest.raises(
+        WrongWeights, match=f"ViT-B-32.pt is not the published file .*{digest[:12]}"
+    ):
+        weights.clip_file(url, "/root/.cache/clip")
+    (tmp_path / "clip" / "ViT-B-32.pt").write_bytes(content)
+    assert weights.clip_file(url, "/root/.cache/clip") == str(tmp_path / "clip" / "ViT-B-32.pt")

@@ -2,8 +2,9 @@
 
 SOURCE is a folder or an archive (.zip, .tar, .tar.gz, ...) that the operator provides.
 A file is placed by its name, as the weights catalog knows it (``hub/pyiqa/...`` for
-pyiqa's files, ``hub/checkpoints/...`` for torchvision's), or by its own path when the
-source already has the folder's layout (``hub/...``). Each file is copied beside its
+pyiqa's files, ``hub/checkpoints/...`` for torchvision's, ``clip/...`` for CLIP's), or by
+its own path when the source already has the folder's layout (``hub/...``, ``clip/...``,
+or a Hugging Face cache as ``huggingface/hub/models--...``). Each file is copied beside its
 final name and then moved there, so a loader never sees half a file.
 """
 
@@ -12,6 +13,7 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
+from urllib.parse import unquote
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -19,10 +21,16 @@ from scoring import weights
 
 
 def _known_places() -> dict[str, str]:
+    """File name -> place, for pyiqa's names and their decoded form: pyiqa keeps a URL's
+    name as it is (``CLIP-IQA%2B_...pth``), a browser saves it decoded (``CLIP-IQA+_...``)."""
     places = {}
     for entry in weights.catalog().values():
         for relative in entry["files"]:
-            places.setdefault(Path(relative).name, relative)
+            if relative.startswith(weights.HF_PREFIX):
+                continue  # installed as a Hugging Face cache (huggingface/hub/...)
+            name = Path(relative).name
+            places.setdefault(name, relative)
+            places.setdefault(unquote(name), relative)
     return places
 
 

@@ -29,9 +29,11 @@ class Command(BaseCommand):
             for name in state.missing:
                 if name.startswith(weights.HF_PREFIX):
                     hf = folder / "huggingface" / "hub"
+                    repo, filename = weights.hf_parts(name)
+                    what = f"file {repo}/{filename}" if filename else f"repository {repo}"
                     self.stdout.write(
-                        f"    missing Hugging Face file {name.removeprefix(weights.HF_PREFIX)}"
-                        f"  ->  put a Hugging Face cache holding it in {hf}/"
+                        f"    missing Hugging Face {what}  ->  put a Hugging Face cache "
+                        f"holding it in {hf}/"
                     )
                     continue
                 path = folder / name
