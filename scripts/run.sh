@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: migrate, build the demo studies if absent, then run the web server and a
-# real Celery worker side by side until Ctrl-C, which stops both.
+# real Celery worker and beat side by side until Ctrl-C, which stops all three.
 set -euo pipefail
 HOST=${1:-127.0.0.1}
 PORT=${2:-8000}
@@ -11,27 +11,17 @@ $PY manage.py collectstatic --noinput -v0
 $PY manage.py build_demo
 $PY manage.py ensure_admin
 
-pids=()
-stop() {
-  trap - INT TERM EXIT
-  echo
-  echo "Stopping web server, worker and beat..."
-  kill "${pids[@]}" 2>/dev/null || true
-  wait "${pids[@]}" 2>/dev/null || true
-}
-trap 'stop; exit 0' INT TERM
-trap stop EXIT
-
+source scripts/supervise.sh
 # The embedded broker (kombu's file-system transport) is served by one solo-pool worker.
-.venv/bin/celery -A config worker --pool solo --loglevel INFO --without-gossip --without-mingle &
-pids+=($!)
+supervise_start worker \
+  .venv/bin/celery -A config worker --pool solo --loglevel INFO --without-gossip --without-mingle
 # celery beat runs the periodic scoring sweep (batches whose message was lost are sent again).
-.venv/bin/celery -A config beat --loglevel WARNING --schedule "${IQA_DATA_DIR:-var}/celerybeat-schedule" &
-pids+=($!)
+supervise_start beat \
+  .venv/bin/celery -A config beat --loglevel WARNING --schedule "${IQA_DATA_DIR:-var}/celerybeat-schedule"
 # A short graceful timeout: Ctrl-C must not wait on a browser's idle keep-alive connection.
-.venv/bin/gunicorn config.wsgi --bind "$HOST:$PORT" --workers 2 --threads 4 \
-  --graceful-timeout 5 --no-control-socket --access-logfile - &
-pids+=($!)
+supervise_start "web server" \
+  .venv/bin/gunicorn config.wsgi --bind "$HOST:$PORT" --workers 2 --threads 4 \
+  --graceful-timeout 5 --no-control-socket --access-logfile -
 
 # Print the URLs once the web server answers.
 $PY - "$HOST" "$PORT" <<'PYEOF'
@@ -46,7 +36,7 @@ for _ in range(120):
 PYEOF
 cat <<MSG
 
-  The platform is running (Ctrl-C stops the web server and the worker):
+  The platform is running (Ctrl-C stops the web server, the worker and beat):
     Studies:  http://$HOST:$PORT/
     Admin:    http://$HOST:$PORT/admin/   (user admin; password above)
     Health:   http://$HOST:$PORT/healthz
@@ -56,9 +46,5 @@ cat <<MSG
     Annotator API: POST http://$HOST:$PORT/api/v1/studies/demo/sessions
 
 MSG
-# Ctrl-C ends here through the trap. A process that ends first either stopped cleanly
-# (status 0: Ctrl-C reached it before this shell ran its trap) or died (its status).
-status=0
-wait -n "${pids[@]}" || status=$?
-echo "A process exited (status $status); stopping the others." >&2
-exit "$status"
+# Until Ctrl-C, which stops all three; if one of them dies, the others are stopped too.
+supervise_wait

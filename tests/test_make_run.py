@@ -9,6 +9,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+import warnings
 
 import pytest
 
@@ -141,14 +142,21 @@ def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(t
     finally:
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
         try:
-            returncode = process.wait(timeout=30)
+            # scripts/supervise.sh kills what has not stopped 15 s after SIGTERM.
+            returncode = process.wait(timeout=45)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-            raise
+            pytest.fail("Ctrl-C did not stop the platform:\n" + log_path.read_text()[-4000:])
     assert returncode == 0
     time.sleep(0.5)
     leftovers = subprocess.run(
         ["pgrep", "-g", str(process.pid)], capture_output=True, text=True
     ).stdout.split()
     assert leftovers == [], "processes survived Ctrl-C"
-    assert "Stopping web server, worker and beat" in log_path.read_text()
+    log = log_path.read_text()
+    assert "Stopping worker, beat, web server..." in log
+    # A process that had to be killed is Celery's or gunicorn's slow shutdown, not a lost
+    # vote; the run still ended, but the summary says which one it was.
+    for line in log.splitlines():
+        if "did not stop" in line:
+            warnings.warn(line, stacklevel=1)
