@@ -121,9 +121,9 @@ class GpuUtilisation:
     def __init__(self, gpu: str) -> None:
         self.gpu = gpu
         self.samples: list[float] = []
+        self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "GpuUtilisation":
-        self.process = None
         if self.gpu:
             index = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]
             self.process = subprocess.Popen(

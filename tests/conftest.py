@@ -238,6 +238,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def process_group(pgid: int) -> list[str]:
+    """The pids still in process group ``pgid`` (a process started with start_new_session)."""
+    found = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True)
+    return found.stdout.split()
+
+
 def start_web_server(
     *, media: Path, workers: int = 2, threads: int = 8, extra_env: dict[str, str] | None = None
 ) -> WebServer:

@@ -21,6 +21,7 @@ from tests.conftest import (
     REPO,
     embedded_env,
     free_port,
+    process_group,
 )
 
 pytestmark = pytest.mark.slow
@@ -149,10 +150,7 @@ def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(t
             pytest.fail("Ctrl-C did not stop the platform:\n" + log_path.read_text()[-4000:])
     assert returncode == 0
     time.sleep(0.5)
-    leftovers = subprocess.run(
-        ["pgrep", "-g", str(process.pid)], capture_output=True, text=True
-    ).stdout.split()
-    assert leftovers == [], "processes survived Ctrl-C"
+    assert process_group(process.pid) == [], "processes survived Ctrl-C"
     log = log_path.read_text()
     assert "Stopping worker, beat, web server..." in log
     # A process that had to be killed is Celery's or gunicorn's slow shutdown, not a lost

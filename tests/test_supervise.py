@@ -5,7 +5,7 @@ import signal
 import subprocess
 import time
 
-from tests.conftest import REPO
+from tests.conftest import REPO, process_group
 
 # A process that ignores SIGTERM, and a child of it that does too (trap '' is inherited).
 STUBBORN = "trap '' TERM; sleep 300 & wait"
@@ -25,14 +25,9 @@ def supervise(body: str, grace: int) -> subprocess.Popen:
 
 def wait_for_children(process: subprocess.Popen, count: int) -> None:
     deadline = time.monotonic() + 10
-    while len(group(process)) < count + 1:
-        assert time.monotonic() < deadline, group(process)
+    while len(process_group(process.pid)) < count + 1:
+        assert time.monotonic() < deadline, process_group(process.pid)
         time.sleep(0.05)
-
-
-def group(process: subprocess.Popen) -> list[str]:
-    found = subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True, text=True)
-    return found.stdout.split()
 
 
 def finish(process: subprocess.Popen) -> tuple[int, str]:
@@ -55,7 +50,7 @@ def test_ctrl_c_stops_every_process_and_exits_0():
     assert status == 0, output
     assert "Stopping one, two..." in output
     assert "did not stop" not in output
-    assert group(process) == []
+    assert process_group(process.pid) == []
 
 
 def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period():
@@ -72,7 +67,7 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period():
     assert len(lines) == 1, output
     assert lines[0].startswith("stubborn (pid ")
     assert lines[0].endswith("did not stop 1s after SIGTERM; killing it.")
-    assert group(process) == [], "the stubborn process or its child survived"
+    assert process_group(process.pid) == [], "the stubborn process or its child survived"
 
 
 def test_a_process_that_dies_stops_the_others_and_its_status_is_the_exit_status():
@@ -85,7 +80,7 @@ def test_a_process_that_dies_stops_the_others_and_its_status_is_the_exit_status(
     assert status == 3, output
     assert "A process exited (status 3); stopping the others." in output
     assert "Stopping server, crasher..." in output
-    assert group(process) == []
+    assert process_group(process.pid) == []
 
 
 def test_ctrl_c_while_starting_stops_what_has_started():
@@ -95,4 +90,4 @@ def test_ctrl_c_while_starting_stops_what_has_started():
     status, output = finish(process)
     assert status == 0, output
     assert "Stopping early..." in output
-    assert group(process) == []
+    assert process_group(process.pid) == []
