@@ -1,28 +1,7 @@
-"""The one error model: services raise these; the API and commands translate them."""
+"""Annotation's own domain errors; the shared base (DomainError, NotFound, Conflict) is in
+``core.errors``."""
 
-
-class DomainError(Exception):
-    """A request the domain refuses. ``str(error)`` is the one-line message for people.
-
-    ``field`` names the request field at fault, when there is one.
-    """
-
-    status_code = 400
-    code = "invalid"
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-class NotFound(DomainError):
-    status_code = 404
-    code = "not_found"
-
-
-class Conflict(DomainError):
-    status_code = 409
-    code = "conflict"
+from core.errors import DomainError
 
 
 class StudyNotOpen(DomainError):
@@ -43,3 +22,9 @@ class BrokerUnavailable(DomainError):
 
     status_code = 503
     code = "broker_unavailable"
+
+
+class InvalidSetting(DomainError):
+    """A study setting outside its bounds (``annotation.study_settings``); ``field`` names it."""
+
+    code = "invalid_setting"

@@ -4,8 +4,8 @@ from django.db import connection
 from django.db.models import Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
-from annotation.errors import NotFound
 from annotation.models import AnnotatorSession, Image, Pair, Scene, Study, Trial, Vote
+from core.errors import NotFound
 
 
 def _count_per_study(queryset: QuerySet, study_field: str) -> Coalesce:
@@ -80,25 +80,12 @@ def study_progress() -> QuerySet[Study]:
     )
 
 
-SUMMARY_COUNTS = (
-    "scenes", "images", "pairs", "gold_pairs", "pairs_complete", "votes", "counted_votes",
-    "sessions", "sessions_completed",
-)  # fmt: skip
-
-
-def study_summary(study: Study) -> dict:
-    """A study from ``study_progress()`` as the researcher API shows it."""
-    return {
-        "slug": study.slug,
-        "title": study.title,
-        "design": study.design,
-        "status": study.status,
-        "votes_per_pair": study.votes_per_pair,
-        "gold_rate": study.gold_rate,
-        "trials_per_session": study.trials_per_session,
-        "practice_trials": study.practice_trials,
-        "counts": {name: getattr(study, f"n_{name}") for name in SUMMARY_COUNTS},
-    }
+def study_progress_get(*, slug: str) -> Study:
+    """One study from ``study_progress()``, its counts annotated; ``NotFound`` if none."""
+    study = study_progress().filter(slug=slug).first()
+    if study is None:
+        raise NotFound(f"no study with slug {slug!r}")
+    return study
 
 
 def study_example_pair(*, study: Study) -> Pair | None:

@@ -9,7 +9,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from annotation.errors import DomainError
+from core.errors import DomainError
 
 
 def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:

@@ -3,9 +3,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
-from annotation.api import image_size, image_url
 from annotation.models import Study
-from annotation.selectors import study_example_pair, study_list_with_counts
+from annotation.selectors import study_list_with_counts
+from frontend.presenters import study_example
 
 GENERIC_CONSENT = """\
 In this study you compare images and say which looks better. It takes about {minutes} \
@@ -24,19 +24,6 @@ def study_index(request: HttpRequest) -> HttpResponse:
     return render(request, "frontend/study_index.html", {"studies": study_list_with_counts()})
 
 
-def _example(study: Study) -> dict | None:
-    """A gold pair as the worked example, image A on the left."""
-    pair = study_example_pair(study=study)
-    if pair is None:
-        return None
-    slots = {"left": pair.image_a, "right": pair.image_b, "reference": pair.shown_reference}
-    return {
-        "images": {slot: image and image_url(image.file) for slot, image in slots.items()},
-        "sizes": {slot: image_size(image) for slot, image in slots.items()},
-        "answer": {"a": "left", "b": "right", "similar": "similar"}[pair.gold_answer],
-    }
-
-
 def annotate(request: HttpRequest, slug: str) -> HttpResponse:
     """The annotator page; everything after loading goes through the annotator API."""
     study = Study.objects.filter(slug=slug).first()
@@ -53,7 +40,7 @@ def annotate(request: HttpRequest, slug: str) -> HttpResponse:
         "instructions": study.instructions,
         "consent": study.consent or GENERIC_CONSENT.format(minutes=minutes),
         "break_every": study.break_every,
-        "example": _example(study) if open_ else None,
+        "example": study_example(study) if open_ else None,
         "open": open_,
         "closed_message": (
             "This study has not opened yet." if study.status == Study.Status.DRAFT

@@ -1,6 +1,6 @@
 """Domain errors of scoring."""
 
-from annotation.errors import DomainError
+from core.errors import DomainError
 
 
 class UnknownMetric(DomainError):

@@ -1,4 +1,4 @@
-"""Scoring workflows: what a study needs, sending the work, storing results, the sweep.
+"""Scoring workflows: which metrics run, sending the work, storing results, the sweep.
 
 What is left to score is always read from the database: an item is done once its Score
 row exists (value or error), for the metric's current version.
@@ -12,7 +12,6 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -22,6 +21,7 @@ from annotation.models import Image, Study
 from scoring import weights
 from scoring.models import Score, ScoreBatch
 from scoring.registry import MetricSpec, metric_get, registry
+from scoring.selectors import metric_version, study_items
 
 logger = logging.getLogger(__name__)
 
@@ -56,18 +56,6 @@ def metric_availability(spec: MetricSpec) -> Availability:
     return Availability(True, [])
 
 
-def metric_version(spec: MetricSpec) -> str:
-    """What produced a value: pyiqa's (or the plug-in's) version and the weights' hash."""
-    if spec.plugin is not None:
-        files = list(getattr(spec.plugin, "files", ()))
-        base = f"plugin-{spec.plugin.version}"
-    else:
-        files = weights.needed_files(spec.name) or []
-        base = f"pyiqa-{weights.pyiqa_version()}"
-    present = [f for f in files if not weights.missing_files([f])]
-    return base + (f"+w{weights.files_digest(present)[:12]}" if present else "")
-
-
 def metrics_select(selection: str) -> list[MetricSpec]:
     """``all`` (every metric, available or not), ``available`` (the default), or names."""
     specs = registry()
@@ -77,19 +65,6 @@ def metrics_select(selection: str) -> list[MetricSpec]:
             chosen = [s for s in chosen if metric_availability(s).available]
         return chosen
     return [metric_get(name.strip()) for name in selection.split(",") if name.strip()]
-
-
-def study_items(study: Study, spec: MetricSpec) -> list[tuple[int, int | None]]:
-    """What the metric must score for the study: every image (NR), or every image
-    against its scene's reference (FR), the reference against itself included. Gold
-    decoys are quality control, not study images: they are not scored."""
-    images = list(
-        Image.objects.filter(scene__study=study, gold="").values_list("pk", "scene_id", "role")
-    )
-    if not spec.is_fr:
-        return [(pk, None) for pk, _, _ in images]
-    references = {scene: pk for pk, scene, role in images if role == Image.Role.REFERENCE}
-    return [(pk, references[scene]) for pk, scene, _ in images if scene in references]
 
 
 @dataclass
@@ -238,66 +213,3 @@ def scores_sweep(*, stale_seconds: int | None = None) -> int:
     if resent:
         logger.warning("scoring sweep: sent %d stale batches again", resent)
     return resent
-
-
-@dataclass(frozen=True)
-class MetricProgress:
-    metric: str
-    version: str
-    total: int
-    done: int
-    failed: int
-    pending_batches: int
-
-
-def study_scoring_progress(*, study: Study, specs: list[MetricSpec]) -> list[MetricProgress]:
-    progress = []
-    for spec in specs:
-        version = metric_version(spec)
-        items = set(study_items(study, spec))
-        scores = Score.objects.filter(
-            metric=spec.name, version=version, image__scene__study=study
-        ).values_list("image_id", "reference_id", "error")
-        done = [(i, r, e) for i, r, e in scores if (i, r) in items]
-        pending = ScoreBatch.objects.filter(
-            study=study, metric=spec.name, version=version, state=ScoreBatch.State.PENDING
-        ).count()
-        progress.append(
-            MetricProgress(
-                spec.name,
-                version,
-                total=len(items),
-                done=len(done),
-                failed=sum(1 for _, _, e in done if e),
-                pending_batches=pending,
-            )
-        )
-    return progress
-
-
-def studies_select(pattern: str, *, exact: bool = False) -> list[Study]:
-    """A study by slug, with its family: ``demo`` selects ``demo`` and ``demo-*``."""
-    query = Q(slug=pattern) if exact else Q(slug=pattern) | Q(slug__startswith=f"{pattern}-")
-    return list(Study.objects.filter(query).order_by("slug"))
-
-
-def scores_frame(study: Study):
-    """``metric_scores`` of the export: every stored score of the study's images, failed
-    ones with their error (value empty)."""
-    import pandas as pd
-
-    names = dict(Image.objects.filter(scene__study=study).values_list("pk", "name"))
-    rows = list(
-        Score.objects.filter(image__scene__study=study)
-        .order_by("metric", "version", "image_id", "reference_id")
-        .values_list(
-            "metric", "version", "image_id", "reference_id", "value", "lower_better", "error"
-        )
-    )
-    frame = pd.DataFrame(
-        rows,
-        columns=["metric", "version", "image", "reference", "value", "lower_better", "error"],
-    )
-    frame["image"] = frame["image"].map(names)
-    frame["reference"] = frame["reference"].map(names)
-    return frame[["metric", "image", "reference", "value", "lower_better", "version", "error"]]

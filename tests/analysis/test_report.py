@@ -6,7 +6,8 @@ import pytest
 
 from analysis import scaling
 from analysis.quality import Rules
-from analysis.report import report_dict, report_text, study_report
+from analysis.render import report_dict, report_text
+from analysis.report import study_report
 from analysis.selectors import StudyData
 
 # One ref-vs-test scene: reference r (id 1), tests t1..t3 (ids 2..4), a gold decoy (5).

@@ -3,9 +3,10 @@ the study's annotators, in the paper's layout."""
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from analysis.report import report_json, report_text, study_report
+from analysis.render import report_json, report_text
+from analysis.report import study_report
 from analysis.selectors import study_data
-from scoring.services import studies_select
+from scoring.selectors import studies_select
 
 
 class Command(BaseCommand):

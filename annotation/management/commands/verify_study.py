@@ -5,8 +5,8 @@ import time
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation import selectors, services
-from annotation.errors import DomainError
 from annotation.models import Image
+from core.errors import DomainError
 
 
 class Command(BaseCommand):

@@ -5,8 +5,8 @@ import time
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from annotation.errors import DomainError
-from scoring import services
+from core.errors import DomainError
+from scoring import selectors, services
 
 
 class Command(BaseCommand):
@@ -27,7 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=24 * 3600.0)
 
     def handle(self, *args: object, **options: object) -> None:
-        studies = services.studies_select(options["slug"], exact=options["exact"])
+        studies = selectors.studies_select(options["slug"], exact=options["exact"])
         if not studies:
             raise CommandError(f"no study with slug {options['slug']!r}")
         try:
@@ -54,14 +54,14 @@ class Command(BaseCommand):
     def _wait(self, studies, specs, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         total = sum(
-            p.total for s in studies for p in services.study_scoring_progress(study=s, specs=specs)
+            p.total for s in studies for p in selectors.study_scoring_progress(study=s, specs=specs)
         )
         with tqdm(total=total, unit="score", desc="scoring", file=self.stderr._out) as bar:
             while True:
                 progress = [
                     p
                     for s in studies
-                    for p in services.study_scoring_progress(study=s, specs=specs)
+                    for p in selectors.study_scoring_progress(study=s, specs=specs)
                 ]
                 done = sum(p.done for p in progress)
                 bar.update(done - bar.n)
@@ -71,7 +71,7 @@ class Command(BaseCommand):
                     raise CommandError(f"timed out: {done} of {total} scores after {timeout:.0f} s")
                 time.sleep(0.5)
         for study in studies:
-            for p in services.study_scoring_progress(study=study, specs=specs):
+            for p in selectors.study_scoring_progress(study=study, specs=specs):
                 state = "done" if p.done >= p.total else f"{p.done}/{p.total}"
                 failed = f", {p.failed} failed" if p.failed else ""
                 self.stdout.write(f"{study.slug} {p.metric}: {state}{failed}")

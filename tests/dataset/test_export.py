@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from annotation.export import study_export
+from dataset.export import study_export
 from scoring.models import Score
 from tests.factories import ImageFactory, SceneFactory, StudyFactory
 

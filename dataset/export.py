@@ -18,9 +18,12 @@ import numpy as np
 import pandas as pd
 from django.db.models import F
 
+from analysis.report import study_report
+from analysis.selectors import study_data
 from annotation import designs
-from annotation.errors import DomainError
 from annotation.models import AnnotatorSession, Image, Pair, Study, Trial, Vote
+from core.errors import DomainError
+from scoring.selectors import scores_frame
 
 FORMATS = ("csv", "parquet", "jsonl")
 
@@ -297,11 +300,6 @@ def study_export(
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    # Analysis and scoring build on annotation, not back.
-    from analysis.report import study_report
-    from analysis.selectors import study_data
-    from scoring.services import scores_frame
-
     report = study_report(study_data(study), samples=samples, seed=seed)
     excluded = set(report.excluded["annotator"])
     tables = {

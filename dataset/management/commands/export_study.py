@@ -4,9 +4,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotation.errors import DomainError
-from annotation.export import FORMATS, study_export
 from annotation.selectors import study_get
+from core.errors import DomainError
+from dataset.export import FORMATS, study_export
 
 
 class Command(BaseCommand):

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from annotation import aggregation
 from annotation.models import Image, Pair, Study
-from annotation.services import annotator, study_import
+from annotation.services import assignment, study_import
 from tests.images import write_scene_folder
 
 pytestmark = pytest.mark.django_db
@@ -54,7 +54,7 @@ def post_votes(study: Study, sessions: int = 4) -> list[dict]:
 @pytest.fixture
 def voted_study(tmp_path, monkeypatch) -> tuple[Study, list[dict]]:
     # Every third request draws a gold trial (while the session has gold pairs left).
-    monkeypatch.setattr(annotator, "_gold_draw", itertools.cycle([0.0, 0.9, 0.9]).__next__)
+    monkeypatch.setattr(assignment, "_gold_draw", itertools.cycle([0.0, 0.9, 0.9]).__next__)
     source = write_scene_folder(
         tmp_path / "src", {"s1": ["reference", "a", "b", "c"], "s2": ["reference", "d", "e"]}
     )

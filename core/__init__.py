@@ -1,0 +1,1 @@
+"""What every app shares and that knows no app: the domain error base."""
