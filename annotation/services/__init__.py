@@ -1,17 +1,6 @@
 """Workflows of the annotation app. Each is atomic and takes keyword-only arguments."""
 
-from annotation.services.annotator import (
-    IssuedTrial,
-    Progress,
-    SessionState,
-    VoteResult,
-    leases_sweep,
-    session_get,
-    session_open,
-    session_progress,
-    trial_next,
-    vote_submit,
-)
+from annotation.services.assignment import leases_sweep, trial_next
 from annotation.services.imports import (
     ImportResult,
     SceneSummary,
@@ -19,6 +8,15 @@ from annotation.services.imports import (
     study_import,
     study_verify_enqueue,
 )
+from annotation.services.sessions import (
+    Progress,
+    SessionState,
+    session_get,
+    session_open,
+    session_progress,
+)
+from annotation.services.trials import IssuedTrial, ShownImage
+from annotation.services.votes import VoteResult, vote_submit
 
 __all__ = [
     "ImportResult",
@@ -26,6 +24,7 @@ __all__ = [
     "Progress",
     "SceneSummary",
     "SessionState",
+    "ShownImage",
     "VoteResult",
     "image_verify",
     "leases_sweep",

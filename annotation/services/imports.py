@@ -1,7 +1,6 @@
 """Study import and image checks. Each workflow is atomic and takes keyword-only arguments."""
 
 import dataclasses
-import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -9,19 +8,18 @@ from itertools import islice
 from pathlib import Path
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from annotation import designs, gold, storage
-from annotation.errors import BrokerUnavailable, NotFound, StudyImportError
+from annotation.errors import BrokerUnavailable, StudyImportError
 from annotation.images import ImageInfo, inspect_image
-from annotation.models import Design, Image, Pair, Scene, Study
+from annotation.models import Image, Pair, Scene, Study
 from annotation.sources import Entry, read_source
+from annotation.study_settings import study_settings_validate
+from core.errors import NotFound
 
-SLUG_RE = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
 BATCH = 1000
 
 
@@ -56,56 +54,6 @@ class ImportResult:
         return sum(scene.gold_pairs for scene in self.scenes)
 
 
-def _check_import_options(
-    *, slug: str, design: str, votes_per_pair: int, gold_rate: float, show_reference: bool
-) -> None:
-    if design not in Design.values:
-        raise StudyImportError(
-            f"unknown design {design!r} (expected one of {', '.join(Design.values)})"
-        )
-    if not SLUG_RE.match(slug) or len(slug) > 64:
-        raise StudyImportError(
-            f"slug {slug!r} is not valid (lower-case letters, digits, '-' and '_'; at most 64)"
-        )
-    if votes_per_pair < 1:
-        raise StudyImportError(f"--votes-per-pair must be at least 1, not {votes_per_pair}")
-    if not 0.0 <= gold_rate < 1.0:
-        raise StudyImportError(f"--gold-rate must be in [0, 1), not {gold_rate}")
-    if show_reference and design != Design.PAIRWISE:
-        raise StudyImportError(
-            f"--show-reference applies to the pairwise design only, not {design} "
-            "(ref-vs-test always shows the reference; nr-pairwise never does)"
-        )
-    if Study.objects.filter(slug=slug).exists():
-        raise StudyImportError(f"a study with slug {slug!r} already exists")
-
-
-def check_session_settings(
-    *,
-    trials_per_session: int | None = None,
-    practice_trials: int | None = None,
-    completion_url: str | None = None,
-    lease_seconds: int | None = None,
-    break_every: int | None = None,
-) -> None:
-    """Refuse session settings a study cannot run with (``None`` means not given)."""
-    if break_every is not None and break_every < 0:
-        raise StudyImportError(f"--break-every must be 0 (never) or more, not {break_every}")
-    if trials_per_session is not None and trials_per_session < 1:
-        raise StudyImportError(f"--trials-per-session must be at least 1, not {trials_per_session}")
-    if practice_trials is not None and not 0 <= practice_trials <= 50:
-        raise StudyImportError(f"--practice-trials must be in 0..50, not {practice_trials}")
-    if lease_seconds is not None and lease_seconds < 10:
-        raise StudyImportError(f"--lease-seconds must be at least 10, not {lease_seconds}")
-    if completion_url:
-        try:
-            URLValidator(schemes=["http", "https"])(completion_url)
-        except ValidationError as exc:
-            raise StudyImportError(
-                f"--completion-url {completion_url!r} is not an http(s) URL"
-            ) from exc
-
-
 def _batches(items: Iterable, size: int) -> Iterator[list]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
@@ -133,27 +81,29 @@ def study_import(
 ) -> ImportResult:
     """Import a study from a folder of scene sub-folders or a manifest CSV, all or nothing.
 
-    Every problem raises ``StudyImportError`` naming the file (and manifest line); the
+    A setting out of bounds raises ``InvalidSetting`` naming it, before any file is read;
+    every other problem raises ``StudyImportError`` naming the file (and manifest line); the
     database and the media folder are then exactly as before. Images are read one at a
     time (decoded to check them, then streamed into the content-addressed store): pixels
     of one image at most are in memory, beside a small unsaved row per image.
     """
-    _check_import_options(
-        slug=slug,
-        design=design,
-        votes_per_pair=votes_per_pair,
-        gold_rate=gold_rate,
-        show_reference=show_reference,
-    )
-    check_session_settings(
-        trials_per_session=trials_per_session,
-        practice_trials=practice_trials,
-        completion_url=completion_url,
-    )
+    values = study_settings_validate(
+        {
+            "slug": slug, "design": design, "title": title or slug,
+            "votes_per_pair": votes_per_pair, "gold_rate": gold_rate,
+            "show_reference": show_reference, "reference_is_candidate": reference_is_candidate,
+            "instructions": instructions, "trials_per_session": trials_per_session,
+            "practice_trials": practice_trials, "completion_url": completion_url,
+            "status": Study.Status.LIVE if live else Study.Status.DRAFT,
+        },
+        partial=False,
+    )  # fmt: skip
+    if Study.objects.filter(slug=slug).exists():
+        raise StudyImportError(f"a study with slug {slug!r} already exists")
     scenes = read_source(Path(source), reference_name=reference_name)
     # Gold pairs come from the source's gold rows or, when it has none and the study
     # shows gold trials, from one generated decoy per scene.
-    make_decoys = gold_rate > 0 and not any(e.gold for es in scenes.values() for e in es)
+    make_decoys = values["gold_rate"] > 0 and not any(e.gold for es in scenes.values() for e in es)
     for scene_name, entries in scenes.items():
         designs.check_scene_roles(
             design,
@@ -182,20 +132,7 @@ def study_import(
             for scene_name, entries in scenes.items()
         ]
         with transaction.atomic():
-            study = Study.objects.create(
-                slug=slug,
-                title=title or slug,
-                design=design,
-                votes_per_pair=votes_per_pair,
-                gold_rate=gold_rate,
-                show_reference=show_reference,
-                reference_is_candidate=reference_is_candidate,
-                instructions=instructions,
-                trials_per_session=trials_per_session,
-                practice_trials=practice_trials,
-                completion_url=completion_url,
-                status=Study.Status.LIVE if live else Study.Status.DRAFT,
-            )
+            study = Study.objects.create(**values)
             result = ImportResult(study=study)
             for scene in staged:
                 result.scenes.append(_create_scene(study=study, staged=scene))

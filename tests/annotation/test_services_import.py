@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from annotation import storage
-from annotation.errors import StudyImportError
+from annotation.errors import InvalidSetting, StudyImportError
 from annotation.models import Image, Pair, Scene, Study
 from annotation.services import study_import
 from tests.images import write_manifest, write_png, write_scene_folder
@@ -156,9 +156,9 @@ def test_relative_manifest_paths_may_use_subfolders(tmp_path: Path):
     ("options", "message"),
     [
         ({"slug": "Not A Slug"}, "slug 'Not A Slug' is not valid"),
-        ({"votes_per_pair": 0}, "--votes-per-pair must be at least 1, not 0"),
-        ({"gold_rate": 1.0}, r"--gold-rate must be in \[0, 1\), not 1.0"),
-        ({"show_reference": True}, "--show-reference applies to the pairwise design only"),
+        ({"votes_per_pair": 0}, "votes_per_pair must be at least 1, not 0"),
+        ({"gold_rate": 1.0}, r"gold_rate must be in \[0, 1\), not 1.0"),
+        ({"show_reference": True}, "show_reference applies to the pairwise design only"),
     ],
 )
 def test_import_options_outside_their_domain_are_refused_before_reading(
@@ -166,7 +166,7 @@ def test_import_options_outside_their_domain_are_refused_before_reading(
 ):
     source = write_scene_folder(tmp_path / "src", {"s": ["reference", "a"]})
     before = snapshot()
-    with pytest.raises(StudyImportError, match=message):
+    with pytest.raises(InvalidSetting, match=message):
         study_import(**{"source": source, "slug": "ok", "design": "ref-vs-test", **options})
     assert snapshot() == before
 

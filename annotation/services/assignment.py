@@ -1,0 +1,461 @@
+"""Trial assignment: the trial a session gets next, and the leases that hold pairs.
+
+Over 400 lines (a third of them the rules): the rules and the two paths that follow them
+belong together. The types these functions exchange are in ``trials.py``.
+
+The rules, each pinned on both paths by the tests named under it (in tests/annotation/;
+``impl`` runs a test once on the PostgreSQL statements and once on the portable ORM path):
+
+1. A pair keeps ``n_assigned`` = counted votes + live leases, and is offered while
+   ``n_assigned < target_votes``: the lowest ``n_assigned`` first, at random among
+   equals (``rand_key`` is redrawn on every claim). No session sees a pair twice.
+   - assignment: test_each_pair_reaches_its_target_and_no_session_sees_a_pair_twice
+   - assignment: test_assignment_takes_the_pairs_with_the_fewest_votes_and_leases_first
+   - api_concurrency: test_fifty_sessions_voting_until_204_give_every_pair_exactly_its_target
+2. A session has one open trial until it is answered: asking again returns it (a reload
+   neither skips nor duplicates), also when several tabs ask at once.
+   - assignment: test_asking_again_before_answering_returns_the_same_trial
+   - api_concurrency: test_one_session_asking_from_several_tabs_at_once_gets_one_trial
+3. Practice first: the first ``practice_trials`` trials are practice, on gold pairs first
+   (their answers are obvious) then any unseen pair; practice holds no lease and is never
+   counted. Fewer pairs than practice trials end practice early.
+   - assignment: test_practice_comes_first_and_is_never_counted
+4. Gold at ``gold_rate``: after practice a trial is gold when the request's one draw
+   (``_gold_draw``) is below ``gold_rate``, on an unseen gold pair, uncounted and
+   unleased; with no gold pair left it is a counted trial.
+   - assignment: test_gold_trials_come_at_the_gold_rate_and_are_not_labels
+5. A counted trial leases its pair for ``lease_seconds``. An expired, unanswered lease is
+   swept back (``released``, ``n_assigned`` - 1); a reload after the lease expired gets a
+   new trial.
+   - assignment: test_an_expired_lease_returns_the_pair_to_the_pool
+   - assignment: test_a_reload_after_the_lease_expired_gets_a_new_trial
+   - assignment: test_the_sweep_releases_expired_unanswered_leases_only
+   - tasks_leases_sweep: test_the_beat_task_sweeps_expired_leases
+6. The vote undoes the sides the server chose (``a_on_left``, a fair coin per trial):
+   preferred = "similar" for similar, else "a" if (choice == "left") == a_on_left, else "b".
+   - votes: test_the_vote_records_the_sides_the_server_chose
+   - assignment: test_sides_are_balanced_over_1000_trials (the fast path only)
+7. An answer after ``lease_expires_at`` is kept and marked late; a late answer on a
+   released lease counts again (``n_assigned`` + 1), the one way a pair overshoots.
+   - votes: test_an_answer_within_the_lease_is_not_late
+   - assignment: test_an_expired_lease_returns_the_pair_to_the_pool
+8. A trial takes one answer: a retry with the same choice returns the stored vote,
+   another choice conflicts, another session's trial is not found.
+   - votes: test_retries_store_one_vote_and_another_choice_conflicts
+   - votes: test_a_vote_for_another_sessions_trial_is_not_found
+9. A session completes when its counted answers reach ``trials_per_session`` (practice
+   is not counted), when no pair is left for it, or when the study is no longer live
+   (answers to trials already issued are still kept).
+   - assignment: test_the_quota_completes_the_session
+   - assignment: test_a_closed_study_issues_no_new_trials_but_keeps_answers
+   - assignment: test_an_expired_lease_returns_the_pair_to_the_pool (no pair left)
+10. With ``ahead`` the trial after the open one is issued too (queued), never past the
+    quota. Answering the open trial makes the queued one open; if the open one lapses
+    unanswered, the queued one moves up while it holds, else it is dropped.
+    - assignment: test_ahead_queues_the_next_trial_which_opens_once_the_open_one_is_answered
+    - assignment: test_ahead_never_issues_past_the_quota
+    - assignment: test_the_queued_trial_moves_up_when_the_open_ones_lease_lapses
+11. Claims pass over pairs that other claims hold (``SKIP LOCKED``): annotators never
+    wait on each other. When that leaves nothing, next-trial sweeps (rule 5) and claims
+    once more, this time waiting for those locks (at most ``CLAIM_LOCK_TIMEOUT_MS``),
+    before it completes the session: a retry re-runs the claim; nothing sleeps.
+    - assignment: test_a_pair_locked_by_another_claim_for_an_instant_does_not_end_the_session
+    - assignment: test_the_retry_waits_for_a_pair_locked_a_tenth_of_a_second
+    - assignment: test_a_pair_locked_for_longer_than_the_claim_waits_ends_the_wait_not_the_request
+
+("assignment" is test_services_assignment.py, "votes" test_services_votes.py, and so on.)
+
+Two paths. On PostgreSQL next-trial, in the common case (the open trial, or a new
+counted trial), and a vote are one statement each (``sql/next_trial.sql``,
+``sql/vote.sql``), with ``sql/sweep.sql`` for rule 5: a statement is atomic on its own,
+so there are no BEGIN/COMMIT round trips and row locks last one statement. Everything
+else (practice and gold trials, the queued trial, completion) and every step on other
+databases (SQLite serialises writers) run through the ORM in transactions. Both paths
+take and return the same dataclasses (``trials.py``, ``votes.py``);
+``statements.use_fast_path`` chooses (tests force the portable path through it).
+Query counts are pinned in test_services_assignment (test_next_trial_queries) and
+test_services_votes (test_vote_queries).
+
+The sweep is a service, ``leases_sweep``, run by Celery beat every
+``IQA_LEASE_SWEEP_EVERY`` seconds (task ``annotation.leases_sweep``) and by next-trial.
+So that next-trial does not add a statement to every request, it sweeps at most once
+per ``SWEEP_INTERVAL_S``, throttled through the Django cache (``cache.add`` of one key:
+one count for all processes when ``IQA_CACHE_URL`` is Redis, one per process with the
+local-memory default; with Redis that is one SET NX per request, no database query);
+no module state. Concurrent sweeps skip rather than queue (an advisory lock in
+``sweep.sql``). Rule 11 sweeps unthrottled, so an unswept expired lease never ends a
+session early.
+"""
+
+import random
+import uuid
+from collections import Counter
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from django.core.cache import cache
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import Exists, F, OuterRef
+
+from annotation import clock
+from annotation.models import AnnotatorSession, Pair, Study, Trial
+from annotation.services import statements
+from annotation.services.sessions import Progress, session_complete
+from annotation.services.trials import (
+    HeldTrial,
+    IssuedTrial,
+    IssueParams,
+    NextParams,
+    NextRow,
+    PairImages,
+    SessionSnapshot,
+    Slot,
+    SweepParams,
+    SweepRow,
+)
+from core.errors import Conflict, NotFound
+
+SWEEP_INTERVAL_S = 1
+SWEEP_THROTTLE_KEY = "annotation:leases-sweep"
+CLAIM_LOCK_TIMEOUT_MS = 250
+MAX_ROUNDS = 5  # reads of the session state per next-trial request
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock_timeout
+
+NEXT_TRIAL = statements.Statement.load("next_trial", NextParams, NextRow)
+SWEEP = statements.Statement.load("sweep", SweepParams, SweepRow)
+
+
+# --- leases (rule 5) -------------------------------------------------------------------
+
+
+def leases_sweep(*, now: datetime | None = None) -> int:
+    """Return the pairs of expired, unanswered counted trials to the pool; how many leases
+    were released. Concurrent sweeps skip rather than queue (PostgreSQL)."""
+    now = now or clock.now()
+    if statements.use_fast_path():
+        row = SWEEP.run(SweepParams(now=now))
+        return (row.released if row is not None else None) or 0
+    with transaction.atomic():
+        expired = list(
+            Trial.objects.select_for_update()
+            .filter(
+                kind=Trial.Kind.LABEL,
+                answered_at__isnull=True,
+                released=False,
+                lease_expires_at__lt=now,
+            )
+            .values_list("pk", "pair_id")
+        )
+        Trial.objects.filter(pk__in=[trial_id for trial_id, _ in expired]).update(released=True)
+        for pair_id, n in Counter(pair_id for _, pair_id in expired).items():
+            Pair.objects.filter(pk=pair_id).update(n_assigned=F("n_assigned") - n)
+    return len(expired)
+
+
+def _sweep_if_due() -> None:
+    """Sweep unless a sweep started less than ``SWEEP_INTERVAL_S`` ago (see the module's
+    docstring: the throttle lives in the Django cache, not in this process)."""
+    if cache.add(SWEEP_THROTTLE_KEY, True, timeout=SWEEP_INTERVAL_S):
+        leases_sweep()
+
+
+# --- next trial ------------------------------------------------------------------------
+
+
+def trial_next(*, token: str, ahead: bool = False) -> IssuedTrial | None:
+    """The session's open trial, or a new one; ``None`` when nothing is left (completed).
+
+    A trial stays the session's open trial until it is answered (a reload shows the same
+    trial); a counted trial whose lease expired unanswered is replaced by a new one.
+
+    With ``ahead`` the trial after it is issued too (or the one already queued is
+    returned) as ``.next``, so that a page can load its images while the annotator looks
+    at the open one; answering the open trial makes the queued one open. None is queued
+    when the open trial is the last one the quota allows or no pair is free.
+    """
+    _sweep_if_due()
+    current = _trial_current(token)
+    if current is None or not ahead:
+        return current
+    return replace(current, next=_trial_ahead(token, current))
+
+
+def _gold_draw() -> float:
+    """The request's one draw for rule 4, whichever path issues the trial (a test seam)."""
+    return random.random()
+
+
+def _trial_current(token: str) -> IssuedTrial | None:
+    gold_draw = _gold_draw()
+    if statements.use_fast_path():
+        try:
+            row = NEXT_TRIAL.run(NextParams(token=token, now=clock.now(), gold_draw=gold_draw))
+        except IntegrityError:
+            row = None  # a concurrent request of this session: the general path sorts it out
+        if row is not None and row.trial_id is not None:
+            return row.issued_trial()
+        # Unknown token, practice or gold due, something queued, quota reached, study
+        # closed, or no pair free at this instant: the general path decides.
+    wait_for_locks = False
+    for _ in range(MAX_ROUNDS):
+        state = _session_snapshot(token)
+        if state is None:
+            raise NotFound("unknown session token", field="token")
+        if state.completed_at is not None:
+            return None
+        now = clock.now()
+        if state.open is not None and state.open.holds(now):
+            return _held_trial(state.open, state.progress())
+        if state.queued is not None:
+            # The open trial lapsed (or was answered out of turn): the queued one moves up
+            # if it still holds; otherwise it is dropped (the sweep frees its pair).
+            promoted = state.queued.trial_id if state.queued.holds(now) else None
+            AnnotatorSession.objects.filter(
+                pk=state.session_id, queued_trial_id=state.queued.trial_id
+            ).update(open_trial_id=promoted, queued_trial_id=None)
+            continue
+        if state.study_status != Study.Status.LIVE or state.n_done >= state.quota:
+            session_complete(session_id=state.session_id)
+            return None
+        try:
+            issued = _issue(state, gold_draw, Slot.OPEN, wait_for_locks=wait_for_locks)
+        except IntegrityError:
+            # Another request of this session issued a trial at the same moment (the
+            # ordinal is unique per session); read again and return that one.
+            continue
+        if issued is not None:
+            return issued
+        if wait_for_locks:
+            session_complete(session_id=state.session_id)
+            return None
+        # Rule 11: nothing claimable at this instant. Expired leases may be unswept (the
+        # throttle), and other claims may hold free pairs for an instant.
+        leases_sweep()
+        wait_for_locks = True
+    raise Conflict("too many concurrent requests for this session; try again")
+
+
+def _trial_ahead(token: str, current: IssuedTrial) -> IssuedTrial | None:
+    """The queued trial after ``current`` (the open one): the one already queued, or a
+    new one if the quota leaves room once ``current`` is answered."""
+    state = _session_snapshot(token)
+    if (
+        state is None
+        or state.completed_at is not None
+        or state.study_status != Study.Status.LIVE
+        or state.open is None
+        or state.open.trial_id != current.trial_id
+    ):
+        return None
+    after = state.after_open_answered()
+    if state.queued is not None:
+        if state.queued.holds(clock.now()):
+            return _held_trial(state.queued, after.progress())
+        AnnotatorSession.objects.filter(
+            pk=state.session_id, queued_trial_id=state.queued.trial_id
+        ).update(queued_trial_id=None)
+    try:
+        return _issue(after, _gold_draw(), Slot.QUEUED)
+    except IntegrityError:
+        return None  # another request of this session queued one at the same moment
+
+
+def _session_snapshot(token: str) -> SessionSnapshot | None:
+    row = (
+        AnnotatorSession.objects.filter(token=token)
+        .values(
+            "completed_at",
+            "n_issued",
+            "n_done",
+            "n_practice_done",
+            "study_id",
+            "open_trial_id",
+            "queued_trial_id",
+            session_id=F("id"),
+            practice_trials=F("study__practice_trials"),
+            quota=F("study__trials_per_session"),
+            gold_rate=F("study__gold_rate"),
+            lease_seconds=F("study__lease_seconds"),
+            study_status=F("study__status"),
+            open_kind=F("open_trial__kind"),
+            open_expires=F("open_trial__lease_expires_at"),
+            open_released=F("open_trial__released"),
+            queued_kind=F("queued_trial__kind"),
+            queued_expires=F("queued_trial__lease_expires_at"),
+            queued_released=F("queued_trial__released"),
+        )
+        .first()
+    )
+    if row is None:
+        return None
+
+    def held(slot: str) -> HeldTrial | None:
+        trial_id = row.pop(f"{slot}_trial_id")
+        kind, expires, released = (row.pop(f"{slot}_{c}") for c in ("kind", "expires", "released"))
+        return None if trial_id is None else HeldTrial(trial_id, kind, expires, released)
+
+    open_trial, queued_trial = held("open"), held("queued")
+    return SessionSnapshot(open=open_trial, queued=queued_trial, **row)
+
+
+def _held_trial(trial: HeldTrial, progress: Progress) -> IssuedTrial:
+    row = (
+        Trial.objects.filter(pk=trial.trial_id).values("a_on_left", **_image_values("pair__")).get()
+    )
+    return IssuedTrial.shown(
+        trial_id=trial.trial_id,
+        kind=trial.kind,
+        a_on_left=row["a_on_left"],
+        images=PairImages.from_columns(row.__getitem__),
+        lease_expires_at=trial.lease_expires_at,
+        progress=progress,
+    )
+
+
+def _image_values(prefix: str) -> dict[str, F]:
+    """file, width and height of the pair's a, b and shown reference, as ``a_file`` etc.;
+    ``prefix`` is the path from the queried model to the pair ("" or "pair__")."""
+    fields = {"a": "image_a", "b": "image_b", "r": "shown_reference"}
+    return {
+        f"{key}_{column}": F(f"{prefix}{field}__{column}")
+        for key, field in fields.items()
+        for column in ("file", "width", "height")
+    }
+
+
+def _pair_images(pair_id: int) -> PairImages:
+    row = Pair.objects.filter(pk=pair_id).values(**_image_values("")).get()
+    return PairImages.from_columns(row.__getitem__)
+
+
+# --- issuing (the general path) ----------------------------------------------------------
+
+
+def _choose_kind(state: SessionSnapshot, gold_draw: float) -> str:
+    """Rules 3 and 4 (``next_trial.sql``'s "eligible" declines the same cases)."""
+    if state.n_issued < state.practice_trials:
+        return Trial.Kind.PRACTICE
+    if gold_draw < state.gold_rate:
+        return Trial.Kind.GOLD
+    return Trial.Kind.LABEL
+
+
+def _issue(
+    state: SessionSnapshot, gold_draw: float, slot: Slot, *, wait_for_locks: bool = False
+) -> IssuedTrial | None:
+    """Issue a trial into ``slot``; ``None`` when the quota is reached or no pair is free."""
+    if state.n_done >= state.quota:
+        return None
+    kind = _choose_kind(state, gold_draw)
+    now = clock.now()
+    params = IssueParams(
+        trial_id=uuid.uuid4(),
+        session_id=state.session_id,
+        study_id=state.study_id,
+        ordinal=state.n_issued + 1,
+        a_on_left=random.random() < 0.5,
+        now=now,
+        expires=now + timedelta(seconds=state.lease_seconds),
+        slot=slot,
+    )
+    images = None
+    if kind != Trial.Kind.LABEL:
+        # Fewer pairs than practice trials end practice early; no gold pair left: a label.
+        images = _issue_uncounted(kind, params)
+    if images is None:
+        kind = Trial.Kind.LABEL
+        images = _issue_counted(params, wait_for_locks=wait_for_locks)
+        if images is None:
+            return None
+    return IssuedTrial.shown(
+        trial_id=params.trial_id,
+        kind=kind,
+        a_on_left=params.a_on_left,
+        images=images,
+        lease_expires_at=params.expires,
+        progress=state.progress(),
+    )
+
+
+def _issue_uncounted(kind: str, params: IssueParams) -> PairImages | None:
+    """A practice or gold trial: no lease on the pair, never counted as a label (rules 3, 4).
+
+    Practice prefers gold pairs (their answers are obvious) and then any pair; gold
+    takes a gold pair this session has not seen. At random in both cases.
+    """
+    unseen = ~Exists(Trial.objects.filter(session_id=params.session_id, pair=OuterRef("pk")))
+    pairs = Pair.objects.filter(unseen, study_id=params.study_id)
+    if kind == Trial.Kind.GOLD:
+        pairs = pairs.exclude(gold_answer="").order_by("?")
+    else:
+        # Gold pairs first ('' sorts last when descending), then any pair.
+        pairs = pairs.order_by(F("gold_answer").desc(), "?")
+    pair_id = pairs.values_list("pk", flat=True).first()
+    if pair_id is None:
+        return None
+    with transaction.atomic():
+        _open_trial(params, pair_id, kind)
+    return _pair_images(pair_id)
+
+
+def _issue_counted(params: IssueParams, *, wait_for_locks: bool = False) -> PairImages | None:
+    """Claim the least-assigned unseen pair below its target and open a trial on it
+    (rule 1; ``next_trial.sql`` makes the common claim on PostgreSQL).
+
+    Pairs other claims hold are skipped, or with ``wait_for_locks`` waited for, at most
+    ``CLAIM_LOCK_TIMEOUT_MS`` (rule 11); a wait that times out claims nothing. SQLite
+    serialises writers instead (``select_for_update`` is a no-op there). The lock timeout
+    lasts until the transaction ends: call outside one (as requests do).
+    """
+    unseen = ~Exists(Trial.objects.filter(session_id=params.session_id, pair=OuterRef("pk")))
+    try:
+        with transaction.atomic():
+            if wait_for_locks and connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT set_config('lock_timeout', %s, true)",
+                        [f"{CLAIM_LOCK_TIMEOUT_MS}ms"],
+                    )
+            pair_id = (
+                Pair.objects.select_for_update(skip_locked=not wait_for_locks)
+                .filter(
+                    unseen,
+                    study_id=params.study_id,
+                    gold_answer="",
+                    n_assigned__lt=F("target_votes"),
+                )
+                .order_by("n_assigned", "rand_key")
+                .values_list("pk", flat=True)
+                .first()
+            )
+            if pair_id is None:
+                return None
+            Pair.objects.filter(pk=pair_id).update(
+                n_assigned=F("n_assigned") + 1, rand_key=random.random()
+            )
+            _open_trial(params, pair_id, Trial.Kind.LABEL)
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            return None
+        raise
+    return _pair_images(pair_id)
+
+
+def _open_trial(params: IssueParams, pair_id: int, kind: str) -> None:
+    """Insert the trial and put it in the session's ``params.slot``. Call inside a
+    transaction."""
+    Trial.objects.create(
+        id=params.trial_id,
+        session_id=params.session_id,
+        pair_id=pair_id,
+        kind=kind,
+        ordinal=params.ordinal,
+        a_on_left=params.a_on_left,
+        issued_at=params.now,
+        lease_expires_at=params.expires,
+    )
+    session = AnnotatorSession.objects.filter(pk=params.session_id)
+    if params.slot is Slot.OPEN:
+        session.update(n_issued=F("n_issued") + 1, open_trial_id=params.trial_id)
+    else:
+        session.update(n_issued=F("n_issued") + 1, queued_trial_id=params.trial_id)

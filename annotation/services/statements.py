@@ -1,0 +1,78 @@
+"""The annotator hot path's named SQL statements and the one way to run them.
+
+Each statement is a ``.sql`` file beside this module (``sql/``), read once at import, with
+a dataclass for its parameters and one for its row: the portable ORM path of the same
+step takes and returns the same dataclasses, so the two paths cannot drift apart in
+what they exchange. ``use_fast_path`` is the seam that chooses between them (tests force
+the portable path on PostgreSQL through it).
+"""
+
+import dataclasses
+import time
+from contextlib import nullcontext
+from importlib.resources import files
+from typing import Any, Generic, TypeVar
+
+import psycopg
+from django.db import connection, transaction
+from psycopg.rows import class_row
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+
+def use_fast_path() -> bool:
+    """Whether the steps run as the PostgreSQL statements (else through the ORM)."""
+    return connection.vendor == "postgresql"
+
+
+def statement_scope():
+    """A savepoint when called inside a transaction (so a refused statement can be
+    recovered from); nothing otherwise, since one statement is atomic by itself."""
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
+
+
+@dataclasses.dataclass(frozen=True)
+class Statement(Generic[P, R]):
+    """One named statement: ``params`` fill its ``%(name)s`` placeholders, each result row
+    becomes a ``row``."""
+
+    name: str
+    params: type[P]
+    row: type[R]
+    sql: str
+
+    @classmethod
+    def load(cls, name: str, params: type[P], row: type[R]) -> "Statement[P, R]":
+        sql = files("annotation.services").joinpath("sql", f"{name}.sql").read_text("utf-8")
+        return cls(name=name, params=params, row=row, sql=sql)
+
+    def run(self, params: P) -> R | None:
+        """Run as a server-side prepared statement; its first row (``None`` if none).
+
+        psycopg prepares a statement per connection after a few runs, so PostgreSQL plans
+        these CTEs once per connection instead of on every request. Errors come out as
+        Django's (``IntegrityError``), as from any Django cursor, and the statement is
+        logged where Django logs its own queries (``assertNumQueries``, DEBUG).
+        """
+        if not isinstance(params, self.params):
+            raise TypeError(f"{self.name} takes {self.params.__name__}, not {type(params)}")
+        values: dict[str, Any] = {
+            field.name: getattr(params, field.name) for field in dataclasses.fields(params)
+        }
+        connection.ensure_connection()
+        started = time.monotonic()
+        try:
+            with (
+                statement_scope(),
+                connection.wrap_database_errors,
+                psycopg.Cursor(connection.connection, row_factory=class_row(self.row)) as cursor,
+            ):
+                cursor.execute(self.sql, values, prepare=True)
+                return cursor.fetchone()
+        finally:
+            if connection.queries_logged:
+                elapsed = time.monotonic() - started
+                connection.queries_log.append(
+                    {"sql": f"-- {self.name}.sql\n{self.sql}", "time": f"{elapsed:.3f}"}
+                )

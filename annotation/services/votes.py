@@ -1,0 +1,196 @@
+"""Answers to trials: ``vote_submit``.
+
+The rules a vote follows (sides undone, lateness, the recount of a released lease, one
+answer per trial, completion, the queued trial moving up) are listed once, with the tests
+that pin them, in ``assignment.py``'s docstring (rules 6 to 10). On PostgreSQL a vote is
+one statement (``sql/vote.sql``); elsewhere the ORM does the same in a transaction; both
+take a ``VoteParams`` and return a ``VoteRow``.
+"""
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, get_args
+
+from django.db import transaction
+from django.db.models import F
+
+from annotation import clock
+from annotation.models import Pair, Trial, Vote
+from annotation.services import statements
+from annotation.services.sessions import Progress, session_get, session_progress
+from core.errors import Conflict, NotFound
+
+Choice = Literal["left", "similar", "right"]
+CHOICES: tuple[str, ...] = get_args(Choice)
+
+
+@dataclass(frozen=True)
+class VoteResult:
+    vote_id: uuid.UUID
+    created: bool  # False for a retry that returned the stored vote
+    late: bool
+    choice: str
+    completed: bool
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class VoteParams:
+    token: str
+    trial_id: uuid.UUID
+    vote_id: uuid.UUID
+    choice: Choice
+    response_ms: int | None
+    client_info: str  # JSON text
+    now: datetime
+
+
+@dataclass(frozen=True)
+class VoteRow:
+    """The stored vote and the session after it."""
+
+    vote_id: uuid.UUID
+    late: bool
+    n_done: int
+    n_practice_done: int
+    completed_at: datetime | None
+    practice_trials: int
+    quota: int
+
+    def progress(self) -> Progress:
+        done = self.n_done + self.n_practice_done
+        if self.completed_at is not None:
+            return Progress(done=done, total=done)
+        return Progress(done=done, total=self.practice_trials + self.quota)
+
+
+VOTE = statements.Statement.load("vote", VoteParams, VoteRow)
+
+
+def preferred_side(choice: str, a_on_left: bool) -> str:
+    """Rule 6: the sides undone; ``vote.sql`` computes the same in SQL."""
+    if choice == "similar":
+        return "similar"
+    return "a" if (choice == "left") == a_on_left else "b"
+
+
+def vote_submit(
+    *,
+    token: str,
+    trial_id: uuid.UUID,
+    choice: str,
+    response_ms: int | None = None,
+    client_info: dict | None = None,
+) -> VoteResult:
+    """Store the answer to a trial exactly once.
+
+    A retry with the same choice returns the stored vote (``created`` false); another
+    choice raises ``Conflict``; a trial that is not this session's raises ``NotFound``.
+    An answer after the lease expired is kept and marked late.
+    """
+    if choice not in CHOICES:
+        raise ValueError(f"choice must be one of {CHOICES}")
+    params = VoteParams(
+        token=token,
+        trial_id=trial_id,
+        vote_id=uuid.uuid4(),
+        choice=choice,
+        response_ms=response_ms,
+        client_info=json.dumps(client_info or {}),
+        now=clock.now(),
+    )
+    row = VOTE.run(params) if statements.use_fast_path() else _vote_orm(params)
+    if row is not None:
+        return VoteResult(
+            vote_id=row.vote_id,
+            created=True,
+            late=row.late,
+            choice=choice,
+            completed=row.completed_at is not None,
+            progress=row.progress(),
+        )
+    return _vote_existing(token=token, trial_id=trial_id, choice=choice)
+
+
+def _vote_existing(*, token: str, trial_id: uuid.UUID, choice: str) -> VoteResult:
+    """The slow path: a retry, a conflicting answer, or a trial that is not the session's."""
+    session = session_get(token=token)
+    vote = (
+        Vote.objects.filter(trial_id=trial_id, session=session).only("id", "choice", "late").first()
+    )
+    if vote is None:
+        raise NotFound(f"trial {trial_id} was not issued to this session", field="trial_id")
+    if vote.choice != choice:
+        raise Conflict(
+            f"this trial was already answered {vote.choice!r}; a trial takes one answer",
+            field="choice",
+        )
+    return VoteResult(
+        vote_id=vote.id,
+        created=False,
+        late=vote.late,
+        choice=vote.choice,
+        completed=session.completed_at is not None,
+        progress=session_progress(session, session.study),
+    )
+
+
+def _vote_orm(params: VoteParams) -> VoteRow | None:
+    """``vote.sql`` through the ORM, in one transaction; ``None`` where it returns no row."""
+    now = params.now
+    with transaction.atomic():
+        trial = (
+            Trial.objects.select_for_update()
+            .select_related("session__study")
+            .filter(pk=params.trial_id, session__token=params.token, answered_at__isnull=True)
+            .first()
+        )
+        if trial is None:
+            return None
+        session = trial.session
+        vote = Vote.objects.create(
+            id=params.vote_id,
+            trial=trial,
+            session=session,
+            pair_id=trial.pair_id,
+            kind=trial.kind,
+            choice=params.choice,
+            preferred=preferred_side(params.choice, trial.a_on_left),
+            late=trial.lease_expires_at < now,
+            response_ms=params.response_ms,
+            client_info=json.loads(params.client_info),
+            created_at=now,
+        )
+        Trial.objects.filter(pk=trial.pk).update(answered_at=now)
+        if trial.released and trial.kind == Trial.Kind.LABEL:
+            Pair.objects.filter(pk=trial.pair_id).update(n_assigned=F("n_assigned") + 1)
+        practice = trial.kind == Trial.Kind.PRACTICE
+        session.n_practice_done += int(practice)
+        session.n_done += int(not practice)
+        if session.open_trial_id == trial.pk:
+            session.open_trial_id = session.queued_trial_id
+            session.queued_trial_id = None
+        elif session.queued_trial_id == trial.pk:
+            session.queued_trial_id = None
+        if not practice and session.n_done >= session.study.trials_per_session:
+            session.completed_at = session.completed_at or now
+        session.save(
+            update_fields=[
+                "n_practice_done",
+                "n_done",
+                "open_trial",
+                "queued_trial",
+                "completed_at",
+            ]
+        )
+    return VoteRow(
+        vote_id=vote.id,
+        late=vote.late,
+        n_done=session.n_done,
+        n_practice_done=session.n_practice_done,
+        completed_at=session.completed_at,
+        practice_trials=session.study.practice_trials,
+        quota=session.study.trials_per_session,
+    )
