@@ -71,7 +71,7 @@ def main() -> None:
         started = time.perf_counter()
         platform_gpu = GpuUtilisation(gpu)
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
+            [sys.executable, "-m", "scoring.worker", "--pool", "solo",
              "--queues", "bench-score", "--without-gossip", "--without-mingle",
              "--loglevel", "WARNING"],
             cwd=REPO, env=env,

@@ -1,4 +1,6 @@
-"""The Celery application. Workers run ``celery -A config worker``."""
+"""The Celery application. Workers run ``python -m scoring.worker [OPTIONS]``: ``celery -A
+config worker [OPTIONS]`` in the environment that points the metric libraries at the
+weights folder, offline (``scoring.weights.worker_environment``)."""
 
 import os
 from pathlib import Path

@@ -2,24 +2,27 @@
 per batch, same-size images scored together. Imported by tasks only (it imports
 PyTorch and pyiqa); CUDA is initialised here, in the process that scores, never in a
 parent that forks.
+
+Where the weights are, and that nothing is downloaded, comes from the worker's
+environment (``python -m scoring.worker`` sets it; see ``scoring/weights.py``): importing
+this module changes nothing. A metric is created only once every file the weights
+catalog names for it is in the weights folder.
 """
 
+import functools
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
+import torch
 from django.conf import settings
 
 from scoring import weights
 from scoring.registry import MetricSpec
-
-weights.use_weights_dir()
-
-import numpy as np  # noqa: E402
-import PIL.Image  # noqa: E402
-import torch  # noqa: E402
 
 Scorer = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 
@@ -30,11 +33,33 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@functools.cache
+def clip_urls() -> dict[str, str]:
+    """CLIP checkpoint file name -> its URL, which names its SHA256: from the tables of
+    OpenAI CLIP's loader and pyiqa's two copies of it."""
+    import clip.clip
+    import pyiqa.archs.afineclip_model
+    import pyiqa.archs.clip_model
+
+    urls: dict[str, str] = {}
+    for module in (clip.clip, pyiqa.archs.clip_model, pyiqa.archs.afineclip_model):
+        for url in module._MODELS.values():
+            urls.setdefault(weights.url_file_name(url), url)
+    return urls
+
+
+def require_files(files: list[str]) -> None:
+    """Every file a metric loads is where its loader looks, before the loader runs: it
+    would download a file it does not find (see weights.require_files)."""
+    needs_clip = any(f.startswith("clip/") for f in files)
+    weights.require_files(files, clip_urls=clip_urls() if needs_clip else {})
+
+
 def _pyiqa_scorer(spec: MetricSpec, where: torch.device) -> Scorer:
+    require_files(weights.metric_files(spec.name))
     import pyiqa
 
-    with weights.offline():
-        metric = pyiqa.create_metric(spec.name, device=where)
+    metric = pyiqa.create_metric(spec.name, device=where)
     metric.eval()
 
     def score(images: torch.Tensor, references: torch.Tensor | None) -> torch.Tensor:
@@ -51,8 +76,8 @@ def scorer(spec: MetricSpec) -> Scorer:
         _models.move_to_end(key)
         return _models[key]
     if spec.plugin is not None:
-        with weights.offline():
-            loaded = spec.plugin.load(where)
+        require_files(list(getattr(spec.plugin, "files", ())))
+        loaded = spec.plugin.load(where)
     else:
         loaded = _pyiqa_scorer(spec, where)
     _models[key] = loaded

@@ -2,61 +2,68 @@
 
 The weights folder (``IQA_WEIGHTS_DIR``) is PyTorch's ``TORCH_HOME``: pyiqa keeps its
 files in ``<folder>/hub/pyiqa/`` and torchvision its backbones in
-``<folder>/hub/checkpoints/``, by the names they download them under. A worker points
-PyTorch there before importing pyiqa, and :func:`offline` turns every download pyiqa or
-torchvision would start into :class:`MissingWeights` naming the file and its folder.
+``<folder>/hub/checkpoints/``, by the names they download them under; the Hugging Face
+libraries read a cache in ``<folder>/huggingface/hub/`` and OpenAI CLIP's checkpoints
+are in ``<folder>/clip/``.
+
+A worker finds them through its environment, set when it starts
+(``python -m scoring.worker``, which runs :func:`worker_environment` and then Celery);
+nothing here changes a library at run time. Before a metric is created,
+:func:`require_files` checks that every file the catalog names for it is there (and that
+a CLIP checkpoint is the published file), so a loader never reaches for the network:
+pyiqa, torchvision and CLIP download only a file they do not find, and the Hugging Face
+libraries are offline.
 
 Which files a metric needs comes from ``weights_catalog.json`` (committed; regenerate with
 ``manage.py metrics_catalog`` after upgrading pyiqa), made by
-:func:`scoring.probe.probe_files`: creating the metric with every download and weight
-load intercepted and recorded.
+:func:`scoring.catalog.probe.probe_files`: creating the metric with every download and
+weight load intercepted and recorded.
 """
 
 import hashlib
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sys
+from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import version as package_version
 from pathlib import Path
-from unittest import mock
 
 from django.conf import settings
 
-from scoring.errors import MissingWeights, WrongWeights
+from scoring.errors import MissingWeights, UnknownMetric, WrongWeights
 
 CATALOG = Path(__file__).with_name("weights_catalog.json")
-# OpenAI CLIP's loader and pyiqa's copies of it, which download with urllib to a folder
-# of their own (``~/.cache/clip``); here they read ``<weights>/clip/``.
-CLIP_MODULES = ("clip.clip", "pyiqa.archs.clip_model", "pyiqa.archs.afineclip_model")
 # Files fetched from the Hugging Face hub (timm backbones, transformers models) are named
 # in the catalog as ``huggingface:<repo id>/<file>`` and looked up in the Hugging Face
 # cache under ``<weights>/huggingface/hub/``.
 HF_PREFIX = "huggingface:"
+# OpenAI CLIP's loader (and pyiqa's copy of it for A-FINE) reads ``~/.cache/clip``, and
+# pyiqa's other copy ``<TORCH_HOME>/hub/clip``: neither folder can be named but through
+# HOME and TORCH_HOME. A worker's HOME is this folder inside the weights folder, and both
+# places are links to ``<weights>/clip``, made when a CLIP metric is first loaded.
+WORKER_HOME = "worker-home"
+CLIP_LINKS = (Path("hub") / "clip", Path(WORKER_HOME) / ".cache" / "clip")
 
 
 def weights_dir() -> Path:
     return Path(settings.IQA_WEIGHTS_DIR)
 
 
-def use_weights_dir() -> None:
-    """Point PyTorch (and so pyiqa and torchvision) at the weights folder, and make the
-    Hugging Face libraries fail at once instead of reaching for the network. Call before
-    pyiqa is imported: it reads the folder at import."""
-    folder = weights_dir()
-    os.environ["TORCH_HOME"] = str(folder)
-    os.environ["HF_HOME"] = str(folder / "huggingface")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    import torch.hub
-
-    torch.hub.set_dir(str(folder / "hub"))
-
-
-def _refuse(url: str, dst: str, *args: object, **kwargs: object) -> None:
-    path = Path(dst)
-    raise MissingWeights([path.name], str(path.parent))
+def worker_environment(folder: Path) -> dict[str, str]:
+    """The environment a scoring worker runs in, for the weights folder ``folder``:
+    PyTorch (so pyiqa, torchvision and timm's URL downloads) and CLIP look there, and the
+    Hugging Face libraries read their cache there and never the network. Set before the
+    worker's interpreter starts: pyiqa and huggingface_hub read it when imported."""
+    folder = Path(folder).resolve()
+    return {
+        "TORCH_HOME": str(folder),
+        "HF_HOME": str(folder / "huggingface"),
+        "HF_HUB_CACHE": str(folder / "huggingface" / "hub"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HOME": str(folder / WORKER_HOME),
+    }
 
 
 def url_file_name(url: str) -> str:
@@ -70,9 +77,10 @@ def clip_path(url: str) -> Path:
 
 
 def clip_file(url: str, root: str) -> str:
-    """CLIP's ``_download(url, root)``, reading ``<weights>/clip/`` and never the network.
-    CLIP's URLs name the file's SHA256; where CLIP would download the file again over a
-    file of other contents, this says so."""
+    """The CLIP checkpoint at ``url``, as ``<weights>/clip/`` holds it, checked as CLIP's
+    ``_download(url, root)`` checks it but never downloaded. CLIP's URLs name the file's
+    SHA256; where CLIP would download the file again over a file of other contents,
+    this says so."""
     target = clip_path(url)
     if not target.is_file():
         raise MissingWeights([target.name], str(target.parent))
@@ -84,29 +92,98 @@ def clip_file(url: str, root: str) -> str:
     return str(target)
 
 
-@contextmanager
-def offline() -> Iterator[None]:
-    """Inside, a download by pyiqa, torchvision or CLIP raises MissingWeights at once
-    (the Hugging Face libraries are offline through HF_HUB_OFFLINE)."""
-    import importlib
+def metric_files(name: str) -> list[str]:
+    """The files pyiqa metric ``name`` loads, from the catalog. A metric the catalog does
+    not know is refused: what it would load (or download) is unknown."""
+    files = needed_files(name)
+    if files is None:
+        raise UnknownMetric(
+            f"{name} is not in the weights catalog, so the files it loads are unknown and "
+            "it is not loaded (run manage.py metrics_catalog)"
+        )
+    return files
 
-    import pyiqa.utils.download_util as pyiqa_download
-    import torch.hub
 
-    patches = [
-        mock.patch.object(torch.hub, "download_url_to_file", _refuse),
-        mock.patch.object(pyiqa_download, "download_url_to_file", _refuse),
+def require_files(files: list[str], *, clip_urls: Mapping[str, str]) -> None:
+    """Check, before any loader runs (a loader downloads what it does not find), that the
+    metric's files are where its loaders will look: raise MissingWeights naming the
+    missing files of the first folder that lacks some, WrongWeights for a CLIP
+    checkpoint of other contents (``clip_urls``: file name -> the URL CLIP checks it
+    against), WorkerEnvironmentError where this process does not point the libraries at
+    the weights folder."""
+    missing = missing_files(files)
+    if missing:
+        first = _place(missing[0])[0]
+        names = [name for folder, name in map(_place, missing) if folder == first]
+        raise MissingWeights(names, first)
+    if not files:
+        return  # nothing to look for, so nothing to download
+    problems = environment_problems()
+    if problems:
+        raise WorkerEnvironmentError(
+            "this process does not read the weights folder (start workers with "
+            f"`python -m scoring.worker`): {'; '.join(problems)}"
+        )
+    clip = [f for f in files if f.startswith("clip/")]
+    for file in clip:
+        if Path(file).name in clip_urls:
+            clip_file(clip_urls[Path(file).name], str(weights_dir() / "clip"))
+    if clip:
+        _link_clip_folders(clip)
+
+
+class WorkerEnvironmentError(RuntimeError):
+    """The process's environment would send the loaders elsewhere than the weights folder
+    (a worker started without scoring.worker): they would download what they miss."""
+
+
+def environment_problems() -> list[str]:
+    """How this process's environment differs from :func:`worker_environment` for the
+    weights folder, including what pyiqa and huggingface_hub read when imported."""
+    expected = worker_environment(weights_dir())
+    problems = [
+        f"{key} is {os.environ.get(key)!r}, not {value!r}"
+        for key, value in expected.items()
+        if os.environ.get(key) != value
     ]
-    for name in CLIP_MODULES:
-        module = importlib.import_module(name)
-        patches.append(mock.patch.object(module, "_download", clip_file))
-    for patch in patches:
-        patch.start()
-    try:
-        yield
-    finally:
-        for patch in reversed(patches):
-            patch.stop()
+    pyiqa_download = sys.modules.get("pyiqa.utils.download_util")
+    pyiqa_folder = str(Path(expected["TORCH_HOME"]) / "hub" / "pyiqa")
+    if pyiqa_download is not None and pyiqa_folder != pyiqa_download.DEFAULT_CACHE_DIR:
+        problems.append(
+            f"pyiqa was imported reading {pyiqa_download.DEFAULT_CACHE_DIR}, not {pyiqa_folder}"
+        )
+    hub = sys.modules.get("huggingface_hub.constants")
+    if hub is not None and not hub.HF_HUB_OFFLINE:
+        problems.append("huggingface_hub was imported online")
+    return problems
+
+
+def _link_clip_folders(files: list[str]) -> None:
+    """Make the places CLIP's loaders read (:data:`CLIP_LINKS`) links to
+    ``<weights>/clip`` if they are not there yet, and check that each shows ``files``
+    there: a loader that does not find its file downloads it."""
+    folder = weights_dir()
+    for place in CLIP_LINKS:
+        link = folder / place
+        if not link.exists() and not link.is_symlink():
+            try:
+                link.parent.mkdir(parents=True, exist_ok=True)
+                target = Path(*[".."] * (len(place.parts) - 1), "clip")
+                link.symlink_to(target, target_is_directory=True)
+            except OSError:
+                pass  # made by another worker, or a read-only folder: checked below
+        for file in files:
+            seen = link / Path(file).name
+            if not (seen.is_file() and seen.samefile(folder / file)):
+                raise MissingWeights([seen.name], str(link))
+
+
+def _place(file: str) -> tuple[str, str]:
+    """(folder, name) of a catalogued file, as MissingWeights names them."""
+    if file.startswith(HF_PREFIX):
+        return str(weights_dir() / "huggingface" / "hub"), file.removeprefix(HF_PREFIX)
+    path = weights_dir() / file
+    return str(path.parent), path.name
 
 
 def relative(path: Path) -> str:

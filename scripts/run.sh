@@ -12,9 +12,11 @@ $PY manage.py build_demo
 $PY manage.py ensure_admin
 
 source scripts/supervise.sh
-# The embedded broker (kombu's file-system transport) is served by one solo-pool worker.
+# The embedded broker (kombu's file-system transport) is served by one solo-pool worker,
+# started by scoring.worker: celery in the environment that points the metric libraries
+# at the weights folder, offline.
 supervise_start worker \
-  .venv/bin/celery -A config worker --pool solo --loglevel INFO --without-gossip --without-mingle
+  $PY -m scoring.worker --pool solo --loglevel INFO --without-gossip --without-mingle
 # celery beat runs the periodic scoring sweep (batches whose message was lost are sent again).
 supervise_start beat \
   .venv/bin/celery -A config beat --loglevel WARNING --schedule "${IQA_DATA_DIR:-var}/celerybeat-schedule"

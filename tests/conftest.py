@@ -125,8 +125,9 @@ def start_worker(
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
+    # Started as a deployment starts one (scoring.worker: celery in the workers' environment).
     command = [
-        sys.executable, "-m", "celery", "-A", "config", "worker",
+        sys.executable, "-m", "scoring.worker",
         "--pool", "solo", "--queues", queue, "--hostname", f"{queue}@%h",
         "--without-gossip", "--without-mingle", "--loglevel", "INFO",
     ]  # fmt: skip

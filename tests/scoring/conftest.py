@@ -1,4 +1,5 @@
-"""Scoring fixtures: the calibration study, and a worker bound to the scoring queue."""
+"""Scoring fixtures: the calibration study, a worker bound to the scoring queue, and the
+workers' environment for engine tests that score in this process."""
 
 import csv
 import shutil
@@ -18,6 +19,16 @@ def scoring_queue(celery_worker):
     """Scoring tasks go to the session's real worker."""
     with override_settings(IQA_SCORING_QUEUE=celery_worker.queue):
         yield celery_worker
+
+
+@pytest.fixture
+def worker_environment(settings, monkeypatch):
+    """This process's environment as a worker's (scoring.weights.worker_environment),
+    for the test. pyiqa, if imported already, keeps the folder it read at import."""
+    from scoring import weights
+
+    for key, value in weights.worker_environment(weights.weights_dir()).items():
+        monkeypatch.setenv(key, value)
 
 
 def calibration_study(tmp_path: Path, slug: str = "calibration"):

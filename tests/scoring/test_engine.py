@@ -1,4 +1,12 @@
-"""The scoring engine in this process: decoding, batching, failures, and CUDA."""
+"""The scoring engine in this process: decoding, batching, failures, and CUDA; weights
+checked before a metric is created, and an import that leaves the environment alone."""
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -6,6 +14,10 @@ import pytest
 
 from scoring.registry import metric_get
 from tests.images import write_png
+
+# Scored here as a worker scores: in the workers' environment (tests/scoring/conftest.py).
+pytestmark = pytest.mark.usefixtures("worker_environment")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_same_size_images_are_batched_and_a_failing_item_fails_alone(tmp_path, settings):
@@ -52,3 +64,116 @@ def test_scores_on_cuda_equal_scores_on_the_cpu(tmp_path, settings, monkeypatch)
     monkeypatch.setattr(engine, "device", lambda: torch.device("cpu"))
     on_cpu = engine.score_items(metric_get("ssim"), items)
     assert [o.value for o in on_gpu] == pytest.approx([o.value for o in on_cpu], rel=1e-4)
+
+
+def test_importing_the_engine_leaves_the_environment_alone():
+    """The workers' environment is set when a worker starts (scoring.worker), never by
+    importing the engine: a fresh interpreter's os.environ is the same after the import."""
+    code = textwrap.dedent(
+        """
+        import os, django
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        django.setup()
+        before = dict(os.environ)
+        import scoring.engine
+        after = dict(os.environ)
+        print("changed:", sorted(k for k in {*before, *after} if before.get(k) != after.get(k)))
+        """
+    )
+    # Without the workers' variables, which an import that set them would add.
+    offline = {"TORCH_HOME", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"}
+    env = {k: v for k, v in os.environ.items() if k not in offline}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "changed: []" in done.stdout
+
+
+def test_a_metric_missing_a_catalogued_file_is_refused_before_pyiqa_creates_it(
+    tmp_path, settings, monkeypatch
+):
+    """Nothing that could download runs: the files the catalog names are checked first,
+    and the first folder that lacks some is named with them."""
+    import socket
+
+    import pyiqa
+
+    from scoring import engine
+    from scoring.errors import MissingWeights
+
+    settings.IQA_WEIGHTS_DIR = tmp_path
+    created = []
+    monkeypatch.setattr(pyiqa, "create_metric", lambda *args, **kwargs: created.append(args))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a connection was attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    (tmp_path / "hub" / "pyiqa").mkdir(parents=True)
+    (tmp_path / "hub" / "pyiqa" / "LPIPS_v0.1_alex-df73285e.pth").write_bytes(b"x")
+    with pytest.raises(
+        MissingWeights,
+        match=f"alexnet-owt-7be5be79.pth \\(put them in {tmp_path}/hub/checkpoints\\)",
+    ):
+        engine.scorer(metric_get("lpips"))
+    (outcome,) = engine.score_items(metric_get("clipscore"), [(tmp_path / "a.png", None)])
+    assert outcome.error == (
+        f"MissingWeights: missing weight files ViT-B-32.pt (put them in {tmp_path}/clip)"
+    )
+    assert created == []
+
+
+def test_files_are_looked_for_only_in_a_process_that_reads_the_weights_folder(
+    tmp_path, settings, monkeypatch
+):
+    """In a process not started as a worker, the loaders would look elsewhere and
+    download what they miss: a metric with files is not loaded there."""
+    from scoring import weights
+    from scoring.weights import WorkerEnvironmentError
+
+    settings.IQA_WEIGHTS_DIR = tmp_path
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "elsewhere"))
+    (tmp_path / "hub" / "pyiqa").mkdir(parents=True)
+    (tmp_path / "hub" / "pyiqa" / "x.pth").write_bytes(b"x")
+    with pytest.raises(WorkerEnvironmentError, match=r"TORCH_HOME is .*elsewhere"):
+        weights.require_files(["hub/pyiqa/x.pth"], clip_urls={})
+    weights.require_files([], clip_urls={})  # a weight-free metric: nothing to look for
+
+
+def test_clip_checkpoints_are_checked_and_shown_where_clip_looks(tmp_path, settings, monkeypatch):
+    """OpenAI CLIP reads ~/.cache/clip and pyiqa's copy <TORCH_HOME>/hub/clip: in the
+    workers' environment both show <weights>/clip, once its checkpoint is checked."""
+    from scoring import weights
+    from scoring.errors import WrongWeights
+
+    settings.IQA_WEIGHTS_DIR = tmp_path
+    content = b"a CLIP checkpoint"
+    digest = hashlib.sha256(content).hexdigest()
+    url = f"https://openaipublic.azureedge.net/clip/models/{digest}/ViT-B-32.pt"
+    urls = {"ViT-B-32.pt": url}
+    # pyiqa may have been imported by an earlier test, reading another folder.
+    monkeypatch.setattr(weights, "environment_problems", lambda: [])
+    (tmp_path / "clip").mkdir()
+    (tmp_path / "clip" / "ViT-B-32.pt").write_bytes(b"something else")
+    with pytest.raises(WrongWeights):
+        weights.require_files(["clip/ViT-B-32.pt"], clip_urls=urls)
+    (tmp_path / "clip" / "ViT-B-32.pt").write_bytes(content)
+    weights.require_files(["clip/ViT-B-32.pt"], clip_urls=urls)
+    environment = weights.worker_environment(tmp_path)
+    monkeypatch.setenv("HOME", environment["HOME"])
+    openai_clip = Path(os.path.expanduser("~/.cache/clip"))
+    pyiqa_clip = Path(environment["TORCH_HOME"]) / "hub" / "clip"
+    for folder in (openai_clip, pyiqa_clip):
+        assert (folder / "ViT-B-32.pt").read_bytes() == content
+    weights.require_files(["clip/ViT-B-32.pt"], clip_urls=urls)  # the links are there now
+
+
+def test_clip_checkpoints_are_checked_against_the_loaders_own_urls():
+    from scoring import engine
+
+    urls = engine.clip_urls()
+    assert urls["ViT-B-32.pt"].split("/")[-2] == (
+        "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af"
+    )
+    assert {"RN50.pt", "ViT-L-14.pt"} <= urls.keys()

@@ -1,13 +1,18 @@
 """``python manage.py metrics_catalog``: which weight files each pyiqa metric loads.
 
 Creates every metric with downloads and weight loads intercepted (nothing is fetched,
-networks keep random weights; see ``scoring/probe.py``), each in a forked child with a
-time limit, in an empty temporary weights folder, and writes
+networks keep random weights; see ``scoring/catalog/probe.py``), each in a forked child
+with a time limit, in an empty temporary weights folder, and writes
 ``scoring/weights_catalog.json``. Run it after upgrading pyiqa; the result is committed.
+
+The probe points the libraries at the temporary folder through the workers' own
+environment (``weights.worker_environment``), set in this command's process before it
+imports pyiqa and restored afterwards.
 """
 
 import json
 import multiprocessing
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +24,7 @@ from scoring import weights
 
 
 def _probe(name: str, queue: multiprocessing.Queue) -> None:
-    from scoring.probe import probe_files
+    from scoring.catalog.probe import probe_files
 
     queue.put(probe_files(name))
 
@@ -38,10 +43,15 @@ class Command(BaseCommand):
         # The probe leaves placeholder files where the real ones would go: not in the
         # operator's folder.
         with tempfile.TemporaryDirectory() as folder, override_settings(IQA_WEIGHTS_DIR=folder):
-            self.probe_all(options)
+            saved = dict(os.environ)
+            os.environ.update(weights.worker_environment(Path(folder)))
+            try:
+                self.probe_all(options)
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
 
     def probe_all(self, options: dict) -> None:
-        weights.use_weights_dir()
         from scoring.registry import pyiqa_specs
 
         names = options["only"] or sorted(pyiqa_specs())

@@ -21,6 +21,10 @@ on to the next file and the list is complete when creation succeeds:
 
 Run it on an empty weights folder (``metrics_catalog`` makes a temporary one): the
 placeholders are written there.
+
+It patches private parts of pyiqa, timm, torchvision and transformers for the time one
+metric is created: a maintenance tool, imported by ``manage.py metrics_catalog`` only,
+in the processes it forks; never by a worker, which loads metrics unpatched.
 """
 
 import importlib
@@ -30,14 +34,11 @@ from unittest import mock
 
 import numpy as np
 
-from scoring.weights import (
-    CLIP_MODULES,
-    HF_PREFIX,
-    clip_path,
-    relative,
-    url_file_name,
-    weights_dir,
-)
+from scoring.weights import HF_PREFIX, clip_path, relative, url_file_name, weights_dir
+
+# OpenAI CLIP's loader and pyiqa's copies of it, which download with urllib to a folder
+# of their own; the probe records their files as ``clip/<file>``.
+CLIP_MODULES = ("clip.clip", "pyiqa.archs.clip_model", "pyiqa.archs.afineclip_model")
 
 # OpenAI CLIP's architectures by checkpoint file: (embed_dim, image_resolution,
 # vision_layers, vision_width, vision_patch_size, context_length, vocab_size,
