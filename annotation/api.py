@@ -8,12 +8,7 @@ only. Researcher endpoints are staff-only.
 import io
 
 from django.conf import settings
-from drf_spectacular.utils import (
-    OpenApiParameter,
-    OpenApiResponse,
-    extend_schema,
-    inline_serializer,
-)
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import JSONParser
@@ -24,9 +19,16 @@ from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from annotation import selectors, services
-from annotation.errors import NotFound
-from annotation.models import AnnotatorSession, Image, Vote
-from annotation.services.annotator import IssuedTrial, Progress, ShownImage
+from annotation.serializers import (
+    ErrorSerializer,
+    PingSerializer,
+    SessionOpenInput,
+    SessionSerializer,
+    StudySummarySerializer,
+    TrialSerializer,
+    VoteInput,
+    VoteSerializer,
+)
 
 # --- plumbing -----------------------------------------------------------------------
 
@@ -75,89 +77,7 @@ class AnnotatorApi(APIView):
     parser_classes = [LimitedJSONParser]
 
 
-def image_url(file: str) -> str:
-    return f"{settings.MEDIA_URL}{file}"
-
-
-def _progress(progress: Progress) -> dict:
-    return {"done": progress.done, "total": progress.total}
-
-
-def image_size(image: ShownImage | Image | None) -> dict | None:
-    return None if image is None else {"width": image.width, "height": image.height}
-
-
-def session_payload(session: AnnotatorSession) -> dict:
-    study = session.study
-    completed = session.completed_at is not None
-    return {
-        "token": session.token,
-        "study": study.slug,
-        "design": study.design,
-        "show_reference": study.show_reference,
-        "title": study.title,
-        "instructions": study.instructions,
-        "practice_trials": study.practice_trials,
-        "break_every": study.break_every,
-        "completed": completed,
-        "completion_code": study.completion_code if completed else None,
-        "completion_url": (study.completion_url or None) if completed else None,
-        "progress": _progress(services.session_progress(session, study)),
-    }
-
-
-def trial_payload(trial: IssuedTrial) -> dict:
-    body = {
-        "trial_id": str(trial.trial_id),
-        "practice": trial.practice,
-        "images": {
-            "left": image_url(trial.left.file),
-            "right": image_url(trial.right.file),
-            "reference": image_url(trial.reference.file) if trial.reference else None,
-        },
-        "sizes": {
-            "left": image_size(trial.left),
-            "right": image_size(trial.right),
-            "reference": image_size(trial.reference),
-        },
-        "lease_expires_at": trial.lease_expires_at.isoformat(),
-        "progress": _progress(trial.progress),
-    }
-    if trial.next is not None:
-        body["next"] = trial_payload(trial.next)
-    return body
-
-
-# --- input --------------------------------------------------------------------------
-
-
-class ClientInfoInput(serializers.Serializer):
-    device_pixel_ratio = serializers.FloatField(min_value=0.1, max_value=16, required=False)
-    viewport_width = serializers.IntegerField(min_value=1, max_value=100_000, required=False)
-    viewport_height = serializers.IntegerField(min_value=1, max_value=100_000, required=False)
-    screen_width = serializers.IntegerField(min_value=1, max_value=100_000, required=False)
-    screen_height = serializers.IntegerField(min_value=1, max_value=100_000, required=False)
-
-
-class SessionOpenInput(serializers.Serializer):
-    participant_id = serializers.CharField(max_length=128, required=False, allow_blank=True)
-    source = serializers.CharField(max_length=32, required=False, allow_blank=True)
-    external_ids = serializers.DictField(
-        child=serializers.CharField(max_length=200, allow_blank=True), required=False
-    )
-    client = ClientInfoInput(required=False)
-
-    def validate_external_ids(self, value: dict) -> dict:
-        if len(value) > 16 or any(len(key) > 64 for key in value):
-            raise serializers.ValidationError("at most 16 ids, names of at most 64 characters")
-        return value
-
-
-class VoteInput(serializers.Serializer):
-    trial_id = serializers.UUIDField()
-    choice = serializers.ChoiceField(choices=Vote.Choice.values)
-    response_ms = serializers.IntegerField(min_value=0, max_value=24 * 3600 * 1000)
-    client = ClientInfoInput(required=False)
+# --- annotator views ----------------------------------------------------------------
 
 
 def _valid(serializer_class: type[serializers.Serializer], data) -> dict:
@@ -166,26 +86,40 @@ def _valid(serializer_class: type[serializers.Serializer], data) -> dict:
     return serializer.validated_data
 
 
-# --- annotator views ----------------------------------------------------------------
+def _errors(statuses: dict[int, str]) -> dict[int, OpenApiResponse]:
+    """The error responses an operation returns, each with the one error body."""
+    return {
+        status: OpenApiResponse(ErrorSerializer, description=why)
+        for status, why in statuses.items()
+    }
 
-SESSION_OUT = inline_serializer(
-    "Session",
-    {
-        "token": serializers.CharField(),
-        "study": serializers.CharField(),
-        "design": serializers.CharField(),
-        "completed": serializers.BooleanField(),
-        "completion_code": serializers.CharField(allow_null=True),
-        "completion_url": serializers.CharField(allow_null=True),
-        "progress": serializers.DictField(child=serializers.IntegerField()),
-    },
-)
+
+# Every annotator request body goes through LimitedJSONParser.
+BODY_ERRORS = {
+    400: "A malformed body: not JSON, not an object, or a field fails validation "
+    "(`field` names it).",
+    413: "The body is larger than IQA_API_MAX_BODY_BYTES.",
+    415: "The body is not `application/json`.",
+}
+UNKNOWN_TOKEN = "No session has this token."
 
 
 class SessionOpenApi(AnnotatorApi):
     @extend_schema(
         request=SessionOpenInput,
-        responses={201: SESSION_OUT, 200: SESSION_OUT},
+        responses={
+            201: OpenApiResponse(SessionSerializer, description="A new session."),
+            200: OpenApiResponse(
+                SessionSerializer, description="The participant's existing session."
+            ),
+            **_errors(
+                {
+                    **BODY_ERRORS,
+                    404: "No study has this slug.",
+                    409: "The study is not live (`study_not_open`).",
+                }
+            ),
+        },
         description="Open a session; the same participant_id gets its existing session (200).",
     )
     def post(self, request: Request, slug: str) -> Response:
@@ -199,13 +133,18 @@ class SessionOpenApi(AnnotatorApi):
             external_ids=data.get("external_ids", {}),
             client_info=client,
         )
-        return Response(session_payload(state.session), status=201 if state.created else 200)
+        return Response(
+            SessionSerializer.render(state.session), status=201 if state.created else 200
+        )
 
 
 class SessionDetailApi(AnnotatorApi):
-    @extend_schema(responses={200: SESSION_OUT})
+    @extend_schema(
+        responses={200: SessionSerializer, **_errors({404: UNKNOWN_TOKEN})},
+        description="The session's progress, and its completion code once completed.",
+    )
     def get(self, request: Request, token: str) -> Response:
-        return Response(session_payload(services.session_get(token=token)))
+        return Response(SessionSerializer.render(services.session_get(token=token)))
 
 
 class NextTrialApi(AnnotatorApi):
@@ -219,23 +158,24 @@ class NextTrialApi(AnnotatorApi):
             )
         ],
         responses={
-            200: inline_serializer(
-                "Trial",
-                {
-                    "trial_id": serializers.UUIDField(),
-                    "practice": serializers.BooleanField(),
-                    "images": serializers.DictField(child=serializers.CharField(allow_null=True)),
-                    "progress": serializers.DictField(child=serializers.IntegerField()),
-                },
+            200: OpenApiResponse(
+                TrialSerializer,
+                description="The open trial: asked again before it is answered, the same one.",
             ),
             204: OpenApiResponse(description="Nothing left: the session is completed."),
+            **_errors(
+                {
+                    404: UNKNOWN_TOKEN,
+                    409: "Too many concurrent requests for this session; try again.",
+                }
+            ),
         },
     )
     def get(self, request: Request, token: str) -> Response:
         trial = services.trial_next(token=token, ahead=request.query_params.get("ahead") == "1")
         if trial is None:
             return Response(status=204)
-        return Response(trial_payload(trial))
+        return Response(TrialSerializer.render(trial))
 
 
 class VoteApi(AnnotatorApi):
@@ -244,19 +184,16 @@ class VoteApi(AnnotatorApi):
     @extend_schema(
         request=VoteInput,
         responses={
-            201: inline_serializer(
-                "Vote",
+            201: OpenApiResponse(VoteSerializer, description="The vote, stored."),
+            200: OpenApiResponse(VoteSerializer, description="A retry: the stored vote."),
+            **_errors(
                 {
-                    "vote_id": serializers.UUIDField(),
-                    "late": serializers.BooleanField(),
-                    "choice": serializers.CharField(),
-                    "completed": serializers.BooleanField(),
-                    "progress": serializers.DictField(child=serializers.IntegerField()),
-                },
+                    **BODY_ERRORS,
+                    404: "No session has this token, or no such trial was issued to it.",
+                    409: "The trial was answered with another choice.",
+                    429: "Too many votes from this session (IQA_VOTE_RATE).",
+                }
             ),
-            200: OpenApiResponse(description="A retry: the stored vote."),
-            404: OpenApiResponse(description="No such trial issued to this session."),
-            409: OpenApiResponse(description="The trial was answered with another choice."),
         },
     )
     def post(self, request: Request, token: str) -> Response:
@@ -268,14 +205,7 @@ class VoteApi(AnnotatorApi):
             response_ms=data["response_ms"],
             client_info=dict(data.get("client", {})),
         )
-        body = {
-            "vote_id": str(result.vote_id),
-            "late": result.late,
-            "choice": result.choice,
-            "completed": result.completed,
-            "progress": _progress(result.progress),
-        }
-        return Response(body, status=201 if result.created else 200)
+        return Response(VoteSerializer.render(result), status=201 if result.created else 200)
 
 
 class PingApi(AnnotatorApi):
@@ -285,14 +215,21 @@ class PingApi(AnnotatorApi):
     database at all.
     """
 
-    @extend_schema(responses={200: inline_serializer("Ping", {"ok": serializers.BooleanField()})})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("db", bool, description="Also make one round trip to the database.")
+        ],
+        responses={200: PingSerializer},
+    )
     def get(self, request: Request) -> Response:
         if request.query_params.get("db") == "1":
             selectors.database_ping()
-        return Response({"ok": True})
+        return Response(PingSerializer.render({"ok": True}))
 
 
 # --- researcher views ---------------------------------------------------------------
+
+NOT_STAFF = "Not signed in as staff (session or basic authentication)."
 
 
 class ResearcherApi(APIView):
@@ -300,13 +237,23 @@ class ResearcherApi(APIView):
 
 
 class StudyListApi(ResearcherApi):
+    @extend_schema(
+        operation_id="v1_studies_list",
+        responses={200: StudySummarySerializer(many=True), **_errors({403: NOT_STAFF})},
+    )
     def get(self, request: Request) -> Response:
-        return Response([selectors.study_summary(study) for study in selectors.study_progress()])
+        return Response(
+            [StudySummarySerializer.render(study) for study in selectors.study_progress()]
+        )
 
 
 class StudyDetailApi(ResearcherApi):
+    @extend_schema(
+        operation_id="v1_studies_retrieve",
+        responses={
+            200: StudySummarySerializer,
+            **_errors({403: NOT_STAFF, 404: "No study has this slug."}),
+        },
+    )
     def get(self, request: Request, slug: str) -> Response:
-        study = selectors.study_progress().filter(slug=slug).first()
-        if study is None:
-            raise NotFound(f"no study with slug {slug!r}")
-        return Response(selectors.study_summary(study))
+        return Response(StudySummarySerializer.render(selectors.study_progress_get(slug=slug)))
