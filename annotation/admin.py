@@ -1,11 +1,35 @@
+from django import forms
 from django.contrib import admin
 from django.db import models
 
+from annotation.errors import InvalidSetting
 from annotation.models import AnnotatorSession, Image, Pair, Scene, Study, Trial, Vote
+from annotation.study_settings import FIXED_SETTINGS, SETTINGS, study_settings_validate
+
+
+class StudyForm(forms.ModelForm):
+    """The admin's study form (``StudyAdmin`` supplies the model and fields): the settings
+    checked by the same validator as the import and ``configure_study``, so that the admin
+    cannot store a value that later breaks a report."""
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        values = {name: cleaned[name] for name in SETTINGS if name in cleaned}
+        new = self.instance.pk is None
+        if new and any(s.required and name not in values for name, s in SETTINGS.items()):
+            return cleaned  # its own field's error says what is wrong
+        if "metric_deltas" in values and values["metric_deltas"] is None:
+            values["metric_deltas"] = {}  # an emptied JSON box: no deltas
+        try:
+            cleaned.update(study_settings_validate(values, partial=not new))
+        except InvalidSetting as exc:
+            self.add_error(exc.field if exc.field in self.fields else None, str(exc))
+        return cleaned
 
 
 @admin.register(Study)
 class StudyAdmin(admin.ModelAdmin):
+    form = StudyForm
     list_display = [
         "slug",
         "title",
@@ -19,9 +43,7 @@ class StudyAdmin(admin.ModelAdmin):
     search_fields = ["slug", "title"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     # Fixed by the import: the pairs (and their target votes) were generated from them.
-    imported_fields = [
-        "slug", "design", "show_reference", "reference_is_candidate", "votes_per_pair",
-    ]  # fmt: skip
+    imported_fields = list(FIXED_SETTINGS)
 
     def get_readonly_fields(self, request, obj=None):
         return self.imported_fields if obj is not None else []

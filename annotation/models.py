@@ -10,6 +10,8 @@ import uuid
 from django.db import models
 from django.db.models.functions import Greatest, Least
 
+from annotation.study_settings import Design, StudyStatus, study_check_constraints
+
 
 def new_completion_code() -> str:
     return secrets.token_hex(4).upper()
@@ -28,17 +30,8 @@ def new_pseudonym() -> str:
     return secrets.token_hex(6)
 
 
-class Design(models.TextChoices):
-    REF_VS_TEST = "ref-vs-test", "Reference vs test (DiffIQA)"
-    PAIRWISE = "pairwise", "Pairwise within a scene (SRIQA-Bench)"
-    NR_PAIRWISE = "nr-pairwise", "Pairwise, no reference shown"
-
-
 class Study(models.Model):
-    class Status(models.TextChoices):
-        DRAFT = "draft", "Draft"
-        LIVE = "live", "Live"
-        CLOSED = "closed", "Closed"
+    Status = StudyStatus
 
     slug = models.SlugField(max_length=64, unique=True)
     title = models.CharField(max_length=200, blank=True)
@@ -108,24 +101,8 @@ class Study(models.Model):
     class Meta:
         verbose_name_plural = "studies"
         ordering = ["slug"]
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(design__in=Design.values), name="study_design_known"
-            ),
-            models.CheckConstraint(
-                condition=models.Q(votes_per_pair__gte=1), name="study_votes_per_pair_positive"
-            ),
-            models.CheckConstraint(
-                condition=models.Q(gold_rate__gte=0.0, gold_rate__lt=1.0),
-                name="study_gold_rate_fraction",
-            ),
-            models.CheckConstraint(
-                condition=models.Q(trials_per_session__gte=1), name="study_quota_positive"
-            ),
-            models.CheckConstraint(
-                condition=models.Q(lease_seconds__gte=1), name="study_lease_positive"
-            ),
-        ]
+        # The bounds of annotation.study_settings, which every form and service checks first.
+        constraints = study_check_constraints()
 
     def __str__(self) -> str:
         return self.slug

@@ -4,10 +4,11 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotation.errors import DomainError
 from annotation.models import Study
 from annotation.selectors import study_get
-from annotation.services.studies import QC_RULES, study_configure
+from annotation.services.studies import study_configure
+from annotation.study_settings import QC_SETTINGS
+from core.errors import DomainError
 
 
 class Command(BaseCommand):
@@ -51,7 +52,7 @@ class Command(BaseCommand):
             "status", "title", "instructions", "gold_rate", "trials_per_session",
             "practice_trials", "completion_url", "lease_seconds", "break_every",
         )  # fmt: skip
-        changes = {key: options[key] for key in (*keys, *QC_RULES, "qc_fast_response_ms")}
+        changes = {key: options[key] for key in (*keys, *QC_SETTINGS)}
         try:
             study = study_get(slug=options["slug"])
         except DomainError as exc:
@@ -73,10 +74,7 @@ class Command(BaseCommand):
             f"lease {study.lease_seconds} s"
             + (f", completion URL {study.completion_url}" if study.completion_url else "")
         )
-        rules = ", ".join(
-            f"{key.removeprefix('qc_')} {getattr(study, key)}"
-            for key in (*QC_RULES, "qc_fast_response_ms")
-        )
+        rules = ", ".join(f"{key.removeprefix('qc_')} {getattr(study, key)}" for key in QC_SETTINGS)
         self.stdout.write(f"quality control: {rules}; metric deltas: {study.metric_deltas or {}}")
 
     @staticmethod

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from annotation.errors import StudyImportError
+from annotation.errors import InvalidSetting, StudyImportError
 from annotation.models import Design
 from annotation.services import study_import
 
@@ -86,7 +86,7 @@ class Command(BaseCommand):
                 on_total=on_total,
                 on_image=lambda: bar.update(1) if bar else None,
             )
-        except StudyImportError as exc:
+        except (InvalidSetting, StudyImportError) as exc:
             raise CommandError(f"import refused, nothing written: {exc}") from exc
         finally:
             if bar is not None:
