@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "annotation",
     "scoring",
     "analysis",
+    "dataset",
     "frontend",
 ]
 
@@ -103,7 +104,7 @@ if os.environ.get("DATABASE_URL"):
         "DB_PREPARED_STATEMENTS", True
     ):
         # Django's own queries bind on the client and are never prepared; this lets the
-        # annotator hot path (annotation/services/annotator.py) prepare its statements
+        # annotator hot path (annotation/services/statements.py) prepare its statements
         # explicitly, so PostgreSQL plans them once per connection. Turn it off behind a
         # pooler in transaction mode that cannot carry prepared statements.
         DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 10**9)
@@ -178,6 +179,8 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "IQA preference annotation API",
     "VERSION": "1",
+    # The schema describes the API, not the view that serves the schema.
+    "SERVE_INCLUDE_SCHEMA": False,
 }
 
 # Celery. The embedded default needs no server: kombu's file-system transport.
@@ -234,7 +237,13 @@ CELERY_BEAT_SCHEDULE = {
     "scores-sweep": {
         "task": "scoring.sweep",
         "schedule": float(os.environ.get("IQA_SWEEP_EVERY", "300")),
-    }
+    },
+    # Expired trial leases back to the pool; next-trial also sweeps (at most once a
+    # second), so this matters when no annotator is asking (annotation/services/assignment.py).
+    "leases-sweep": {
+        "task": "annotation.leases_sweep",
+        "schedule": float(os.environ.get("IQA_LEASE_SWEEP_EVERY", "30")),
+    },
 }
 # Bounds on a worker child's leaks (prefork pool): tasks and resident KiB per child.
 CELERY_WORKER_MAX_TASKS_PER_CHILD = int(os.environ.get("CELERY_WORKER_MAX_TASKS_PER_CHILD", "500"))
