@@ -2,17 +2,16 @@
 
 The session token in the path is the annotator's only credential: these views use no
 Django authentication (and so no CSRF or cookies), and a token reaches its own session
-only. Researcher endpoints are staff-only.
+only. The researcher API is the workspace app's.
 """
 
 import io
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import JSONParser
-from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
@@ -20,14 +19,18 @@ from rest_framework.views import APIView
 
 from annotation import selectors, services
 from annotation.serializers import (
-    ErrorSerializer,
     PingSerializer,
     SessionOpenInput,
     SessionSerializer,
-    StudySummarySerializer,
     TrialSerializer,
     VoteInput,
     VoteSerializer,
+)
+from annotation.serializers import (
+    error_responses as _errors,
+)
+from annotation.serializers import (
+    valid as _valid,
 )
 
 # --- plumbing -----------------------------------------------------------------------
@@ -78,20 +81,6 @@ class AnnotatorApi(APIView):
 
 
 # --- annotator views ----------------------------------------------------------------
-
-
-def _valid(serializer_class: type[serializers.Serializer], data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-def _errors(statuses: dict[int, str]) -> dict[int, OpenApiResponse]:
-    """The error responses an operation returns, each with the one error body."""
-    return {
-        status: OpenApiResponse(ErrorSerializer, description=why)
-        for status, why in statuses.items()
-    }
 
 
 # Every annotator request body goes through LimitedJSONParser.
@@ -225,35 +214,3 @@ class PingApi(AnnotatorApi):
         if request.query_params.get("db") == "1":
             selectors.database_ping()
         return Response(PingSerializer.render({"ok": True}))
-
-
-# --- researcher views ---------------------------------------------------------------
-
-NOT_STAFF = "Not signed in as staff (session or basic authentication)."
-
-
-class ResearcherApi(APIView):
-    permission_classes = [IsAdminUser]
-
-
-class StudyListApi(ResearcherApi):
-    @extend_schema(
-        operation_id="v1_studies_list",
-        responses={200: StudySummarySerializer(many=True), **_errors({403: NOT_STAFF})},
-    )
-    def get(self, request: Request) -> Response:
-        return Response(
-            [StudySummarySerializer.render(study) for study in selectors.study_progress()]
-        )
-
-
-class StudyDetailApi(ResearcherApi):
-    @extend_schema(
-        operation_id="v1_studies_retrieve",
-        responses={
-            200: StudySummarySerializer,
-            **_errors({403: NOT_STAFF, 404: "No study has this slug."}),
-        },
-    )
-    def get(self, request: Request, slug: str) -> Response:
-        return Response(StudySummarySerializer.render(selectors.study_progress_get(slug=slug)))

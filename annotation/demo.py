@@ -100,8 +100,9 @@ def write_demo_folder(
             CONDITIONS[condition](reference, original).save(scene_dir / f"{condition}.png")
 
 
-def demo_build() -> list[ImportResult]:
-    """Import the demo studies that do not exist yet; returns what was created."""
+def demo_build(*, owner=None) -> list[ImportResult]:
+    """Import the demo studies that do not exist yet, owned by ``owner`` (a user);
+    returns what was created."""
     created = []
     for slug, spec in DEMO_STUDIES.items():
         if Study.objects.filter(slug=slug).exists():
@@ -121,6 +122,7 @@ def demo_build() -> list[ImportResult]:
                     practice_trials=2,
                     trials_per_session=40,
                     live=True,
+                    owner=owner,
                 )
             )
     return created

@@ -1,12 +1,15 @@
-"""Studies, scenes, images and pairs; annotator sessions, trials and votes.
+"""Studies, scenes, images and pairs; annotator sessions, trials and votes; researchers'
+exclusion decisions.
 
-Invariants live in the database (constraints), workflows in ``services.py``.
+Invariants live in the database (constraints), workflows in ``services.py``. Over 400 lines:
+one module for the domain's tables, which refer to each other throughout.
 """
 
 import random
 import secrets
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Greatest, Least
 
@@ -97,6 +100,17 @@ class Study(models.Model):
     # Per-metric tie band for agreement, e.g. {"psnr": 0.5}; 0 when absent.
     metric_deltas = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Researchers: the owner and the members can see and run the study; staff see all.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="owned_studies",
+    )
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="member_studies"
+    )
 
     class Meta:
         verbose_name_plural = "studies"
@@ -148,6 +162,9 @@ class Image(models.Model):
     # the same content imported twice (in any study) is stored once.
     sha256 = models.CharField(max_length=64, db_index=True)
     file = models.CharField(max_length=200)
+    # A lossless PNG of the same pixels, stored beside the original when browsers cannot
+    # show its format (TIFF, PPM, BMP): the pages show it; scoring reads ``file``.
+    display_file = models.CharField(max_length=200, blank=True, default="")
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     format = models.CharField(max_length=16)
@@ -379,3 +396,30 @@ class Vote(models.Model):
 
     def __str__(self) -> str:
         return f"{self.trial_id}: {self.choice}"
+
+
+class ExclusionDecision(models.Model):
+    """A researcher's decision to exclude an annotator by hand, or to re-include one, with
+    the reason. Every decision is kept; the latest one for a session is in force and
+    overrides the automatic quality-control rules for that session."""
+
+    session = models.ForeignKey(
+        AnnotatorSession, on_delete=models.CASCADE, related_name="exclusion_decisions"
+    )
+    excluded = models.BooleanField()
+    reason = models.TextField()
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["session", "decided_at"]
+
+    def __str__(self) -> str:
+        verb = "excluded" if self.excluded else "re-included"
+        return f"{self.session_id} {verb}: {self.reason}"

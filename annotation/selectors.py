@@ -1,7 +1,7 @@
 """Reads of the annotation app."""
 
 from django.db import connection
-from django.db.models import Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from annotation.models import AnnotatorSession, Image, Pair, Scene, Study, Trial, Vote
@@ -33,9 +33,31 @@ def study_get(*, slug: str) -> Study:
     return study
 
 
-def study_list_with_counts() -> QuerySet[Study]:
-    """Studies with their scene, image and pair counts (gold pairs apart), in one query."""
-    return Study.objects.annotate(
+def studies_visible(*, user) -> QuerySet[Study]:
+    """The studies ``user`` may see and run: those they own or are a member of; every
+    study for staff; none for anyone not logged in (an annotator's session token is not a
+    user, so it reaches none). The one access rule of the researcher side."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return Study.objects.none()
+    if user.is_staff:
+        return Study.objects.all()
+    return Study.objects.filter(Q(owner=user) | Q(members=user)).distinct()
+
+
+def study_get_visible(*, user, slug: str) -> Study:
+    """The study ``slug`` if ``user`` may see it; ``NotFound`` otherwise, the same answer
+    as for a study that does not exist (another researcher's study is not revealed)."""
+    study = studies_visible(user=user).filter(slug=slug).first()
+    if study is None:
+        raise NotFound(f"no study with slug {slug!r}")
+    return study
+
+
+def study_list_with_counts(*, user=None) -> QuerySet[Study]:
+    """Studies with their scene, image and pair counts (gold pairs apart), in one query;
+    with ``user``, only the studies that user may see."""
+    studies = Study.objects.all() if user is None else studies_visible(user=user)
+    return studies.annotate(
         n_scenes=_count_per_study(Scene.objects.all(), "study"),
         n_images=_count_per_study(Image.objects.all(), "scene__study"),
         n_pairs=_count_per_study(Pair.objects.filter(gold_answer=""), "study"),
@@ -54,8 +76,9 @@ def study_integrity_counts(*, study: Study) -> dict[str, int]:
     return counts
 
 
-def study_progress() -> QuerySet[Study]:
-    """Studies with what researchers watch while a study runs, in one query."""
+def study_progress(*, user=None) -> QuerySet[Study]:
+    """Studies with what researchers watch while a study runs, in one query; with
+    ``user``, only those that user may see."""
     counted = (
         Vote.objects.filter(pair=OuterRef("pk"), kind=Trial.Kind.LABEL)
         .order_by()
@@ -68,7 +91,7 @@ def study_progress() -> QuerySet[Study]:
         .annotate(n_counted=Coalesce(Subquery(counted, output_field=IntegerField()), Value(0)))
         .filter(n_counted__gte=F("target_votes"))
     )
-    return study_list_with_counts().annotate(
+    return study_list_with_counts(user=user).annotate(
         n_gold_pairs=_count_per_study(Pair.objects.exclude(gold_answer=""), "study"),
         n_pairs_complete=_count_per_study(complete, "study"),
         n_votes=_count_per_study(Vote.objects.all(), "pair__study"),

@@ -11,7 +11,7 @@ they read attributes only and run no queries.
 import functools
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
 from annotation import services
@@ -255,3 +255,19 @@ class StudySummarySerializer(OutputSerializer):
     trials_per_session = serializers.IntegerField()
     practice_trials = serializers.IntegerField()
     counts = StudyCountsSerializer(source="*")
+
+
+def valid(serializer_class: type[serializers.Serializer], data) -> dict:
+    """``data`` validated by an input serializer (DRF's ``ValidationError``, a 400 in the
+    one error format, otherwise)."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def error_responses(statuses: dict[int, str]) -> dict[int, OpenApiResponse]:
+    """The error responses an operation returns, each with the one error body."""
+    return {
+        status: OpenApiResponse(ErrorSerializer, description=why)
+        for status, why in statuses.items()
+    }

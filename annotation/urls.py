@@ -6,8 +6,6 @@ app_name = "annotation"
 
 urlpatterns = [
     path("ping", api.PingApi.as_view(), name="ping"),
-    path("studies", api.StudyListApi.as_view(), name="study-list"),
-    path("studies/<slug:slug>", api.StudyDetailApi.as_view(), name="study-detail"),
     path("studies/<slug:slug>/sessions", api.SessionOpenApi.as_view(), name="session-open"),
     path("sessions/<str:token>", api.SessionDetailApi.as_view(), name="session-detail"),
     path("sessions/<str:token>/next-trial", api.NextTrialApi.as_view(), name="next-trial"),

@@ -57,12 +57,14 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "drf_spectacular",
     "annotation",
     "scoring",
     "analysis",
     "dataset",
     "frontend",
+    "workspace",
 ]
 
 MIDDLEWARE = [
@@ -120,6 +122,11 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The researchers' pages log in on the platform's own page (not the admin's).
+LOGIN_URL = "workspace:login"
+LOGIN_REDIRECT_URL = "workspace:study-list"
+LOGOUT_REDIRECT_URL = "workspace:login"
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
@@ -172,7 +179,10 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Pages and their scripts use the login session; scripts and notebooks send
+        # "Authorization: Token <token>" (created on the account page or POST auth/token).
         "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
 }

@@ -11,6 +11,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/", include("annotation.urls")),
+    path("api/v1/", include("workspace.api_urls")),
+    path("", include("workspace.urls")),
     path("", include("frontend.urls")),
 ]
 

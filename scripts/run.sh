@@ -8,8 +8,8 @@ PY=.venv/bin/python
 
 $PY manage.py migrate --noinput -v0
 $PY manage.py collectstatic --noinput -v0
-$PY manage.py build_demo
 $PY manage.py ensure_admin
+$PY manage.py build_demo
 
 source scripts/supervise.sh
 # The embedded broker (kombu's file-system transport) is served by one solo-pool worker,

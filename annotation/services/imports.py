@@ -76,14 +76,16 @@ def study_import(
     practice_trials: int = 2,
     completion_url: str = "",
     live: bool = False,
+    owner=None,
     on_total: Callable[[int], None] | None = None,
     on_image: Callable[[], None] | None = None,
 ) -> ImportResult:
     """Import a study from a folder of scene sub-folders or a manifest CSV, all or nothing.
 
-    A setting out of bounds raises ``InvalidSetting`` naming it, before any file is read;
-    every other problem raises ``StudyImportError`` naming the file (and manifest line); the
-    database and the media folder are then exactly as before. Images are read one at a
+    ``owner`` (a user) owns the new study. A setting out of bounds raises
+    ``InvalidSetting`` naming it, before any file is read; every other problem raises
+    ``StudyImportError`` naming the file (and manifest line); the database and the media
+    folder are then exactly as before. Images are read one at a
     time (decoded to check them, then streamed into the content-addressed store): pixels
     of one image at most are in memory, beside a small unsaved row per image.
     """
@@ -132,7 +134,7 @@ def study_import(
             for scene_name, entries in scenes.items()
         ]
         with transaction.atomic():
-            study = Study.objects.create(**values)
+            study = Study.objects.create(**values, owner=owner)
             result = ImportResult(study=study)
             for scene in staged:
                 result.scenes.append(_create_scene(study=study, staged=scene))
