@@ -206,7 +206,9 @@ class PingApi(AnnotatorApi):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("db", bool, description="Also make one round trip to the database.")
+            OpenApiParameter(
+                "db", str, enum=["1"], description="1: also make one round trip to the database."
+            )
         ],
         responses={200: PingSerializer},
     )

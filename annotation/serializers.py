@@ -37,7 +37,8 @@ class ErrorDetailSerializer(serializers.Serializer):
 # The body config.api.error_body builds (config sits below the apps, so it cannot render
 # with this class); tests/annotation/test_api_schema.py checks real error bodies against it.
 class ErrorSerializer(serializers.Serializer):
-    """The one error body of every 4xx and 5xx response."""
+    """The one error body of every 4xx response and of the 503 a service raises (an
+    unexpected 500 is the server's own page)."""
 
     error = ErrorDetailSerializer()
 
@@ -107,10 +108,10 @@ class IsoDateTimeField(serializers.DateTimeField):
 
 @extend_schema_field(OpenApiTypes.STR)
 class ImageUrlField(serializers.Field):
-    """A shown image (anything with ``.file``) as the URL its file is served at."""
+    """A shown image (with ``.file`` and ``.display_file``) as the URL it is served at."""
 
     def to_representation(self, value) -> str:
-        return image_url(value.file)
+        return image_url(value)
 
 
 class ProgressSerializer(OutputSerializer):

@@ -1,7 +1,7 @@
 """A study's settings and their bounds, stated once.
 
 ``SETTINGS`` is the table; ``study_settings_validate`` is the one check that the import,
-``configure_study``, the admin and the researcher API all call, and
+``configure_study`` and the admin call (and any later form or API), and
 ``study_check_constraints`` turns the same bounds into the database's constraints. Errors
 name the setting (``votes_per_pair``), never a command-line flag.
 
@@ -69,28 +69,31 @@ SETTINGS: dict[str, Setting] = {
                 fixed=True),
         Setting("reference_is_candidate", bool,
                 "Pairwise design: the reference is compared like any other image.", fixed=True),
-        Setting("votes_per_pair", int, "Target votes per pair.", min=1, fixed=True),
+        Setting("votes_per_pair", int, "Target votes per pair.", min=1, max=1000, fixed=True),
         Setting("title", str, "Shown to researchers.", max_length=200),
         Setting("instructions", str, "Shown to annotators before the first trial."),
         Setting("status", str, "Whether annotators may join.", choices=tuple(StudyStatus.values)),
         Setting("gold_rate", float, "Share of gold trials in a session.", min=0.0, max=1.0,
                 max_open=True),
-        Setting("trials_per_session", int, "Quota per session (gold included).", min=1),
+        Setting("trials_per_session", int, "Quota per session (gold included).", min=1,
+                max=100_000),
         Setting("practice_trials", int, "Uncounted trials at the start of a session.",
                 min=0, max=50),
         Setting("completion_url", str, "Where annotators go when done (http or https).",
                 max_length=500, format="url"),
-        Setting("lease_seconds", int, "How long an issued trial holds its pair.", min=10),
-        Setting("break_every", int, "Suggest a break every N trials (0: never).", min=0),
+        Setting("lease_seconds", int, "How long an issued trial holds its pair.", min=10,
+                max=86_400, unit="seconds"),
+        Setting("break_every", int, "Suggest a break every N trials (0: never).", min=0,
+                max=100_000),
         Setting("consent", str, "Consent text shown before the first trial."),
         _fraction("qc_min_gold_accuracy", "Exclude below this gold accuracy."),
         Setting("qc_min_median_response_ms", float, "Exclude below this median response time.",
-                min=0.0, unit="milliseconds", nullable=True),
+                min=0.0, max=600_000.0, unit="milliseconds", nullable=True),
         _fraction("qc_side_bias_alpha", "Exclude when the binomial test of 'left' gives p below."),
         _fraction("qc_min_majority_agreement", "Exclude below this agreement with the majority."),
         _fraction("qc_max_similar_share", "Exclude above this share of 'similar'."),
         Setting("qc_fast_response_ms", float, "Answers faster than this count as too fast.",
-                min=0.0, unit="milliseconds"),
+                min=0.0, max=600_000.0, unit="milliseconds"),
         Setting("metric_deltas", dict, "Per-metric tie band for agreement, e.g. {'psnr': 0.5}."),
     )
 }  # fmt: skip

@@ -118,6 +118,10 @@ def score_items(spec: MetricSpec, items: Sequence[tuple[Path, Path | None]]) -> 
     where = device()
     try:
         model = scorer(spec)
+    except weights.WorkerEnvironmentError:
+        # The worker, not the items, is at fault: nothing is stored, the batch stays
+        # pending for the sweep, and a worker started properly scores it.
+        raise
     except Exception as exc:
         return [Outcome(None, _message(exc), 0.0) for _ in items]
     decoded: dict[Path, torch.Tensor | Exception] = {}

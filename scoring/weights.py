@@ -50,6 +50,10 @@ def weights_dir() -> Path:
     return Path(settings.IQA_WEIGHTS_DIR)
 
 
+# Port 9 (discard) on the loopback: nothing listens there on these machines.
+CLOSED_PROXY = "http://127.0.0.1:9"
+
+
 def worker_environment(folder: Path) -> dict[str, str]:
     """The environment a scoring worker runs in, for the weights folder ``folder``:
     PyTorch (so pyiqa, torchvision and timm's URL downloads) and CLIP look there, and the
@@ -63,6 +67,16 @@ def worker_environment(folder: Path) -> dict[str, str]:
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "HOME": str(folder / WORKER_HOME),
+        # A last guard for a file the catalog does not list (a plug-in without ``files``,
+        # a pyiqa upgrade that renamed one): HTTP(S) goes to a closed local port, so a
+        # download fails at once instead of reaching the network or hanging a worker.
+        # The worker speaks no HTTP itself (Redis and PostgreSQL are not proxied).
+        "HTTP_PROXY": CLOSED_PROXY,
+        "HTTPS_PROXY": CLOSED_PROXY,
+        "http_proxy": CLOSED_PROXY,
+        "https_proxy": CLOSED_PROXY,
+        "NO_PROXY": "",
+        "no_proxy": "",
     }
 
 
@@ -165,17 +179,20 @@ def _link_clip_folders(files: list[str]) -> None:
     folder = weights_dir()
     for place in CLIP_LINKS:
         link = folder / place
+        failed = ""
         if not link.exists() and not link.is_symlink():
             try:
                 link.parent.mkdir(parents=True, exist_ok=True)
                 target = Path(*[".."] * (len(place.parts) - 1), "clip")
                 link.symlink_to(target, target_is_directory=True)
-            except OSError:
-                pass  # made by another worker, or a read-only folder: checked below
+            except OSError as exc:
+                # Made by another worker at the same moment (then the check below passes),
+                # or a folder the worker cannot write (named in the error).
+                failed = f" (could not link it to {folder / 'clip'}: {exc.strerror})"
         for file in files:
             seen = link / Path(file).name
             if not (seen.is_file() and seen.samefile(folder / file)):
-                raise MissingWeights([seen.name], str(link))
+                raise MissingWeights([seen.name], f"{link}{failed}")
 
 
 def _place(file: str) -> tuple[str, str]:

@@ -2,6 +2,8 @@
 
 from django.db import migrations, models
 
+from annotation.migrations._checks import refuse_rows_outside
+
 
 class Migration(migrations.Migration):
 
@@ -55,3 +57,4 @@ class Migration(migrations.Migration):
             constraint=models.CheckConstraint(condition=models.Q(('qc_fast_response_ms__gte', 0.0)), name='study_qc_fast_response_ms_valid'),
         ),
     ]
+    operations.insert(0, refuse_rows_outside("Study", operations))

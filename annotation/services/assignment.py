@@ -87,6 +87,7 @@ no module state. Concurrent sweeps skip rather than queue (an advisory lock in
 session early.
 """
 
+import logging
 import random
 import uuid
 from collections import Counter
@@ -102,6 +103,7 @@ from annotation.models import AnnotatorSession, Pair, Study, Trial
 from annotation.services import statements
 from annotation.services.sessions import Progress, session_complete
 from annotation.services.trials import (
+    SHOWN_COLUMNS,
     HeldTrial,
     IssuedTrial,
     IssueParams,
@@ -114,6 +116,8 @@ from annotation.services.trials import (
     SweepRow,
 )
 from core.errors import Conflict, NotFound
+
+logger = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 1
 SWEEP_THROTTLE_KEY = "annotation:leases-sweep"
@@ -154,8 +158,14 @@ def leases_sweep(*, now: datetime | None = None) -> int:
 
 def _sweep_if_due() -> None:
     """Sweep unless a sweep started less than ``SWEEP_INTERVAL_S`` ago (see the module's
-    docstring: the throttle lives in the Django cache, not in this process)."""
-    if cache.add(SWEEP_THROTTLE_KEY, True, timeout=SWEEP_INTERVAL_S):
+    docstring: the throttle lives in the Django cache, not in this process). With the
+    cache unreachable it sweeps: a cache outage costs a statement, never a request."""
+    try:
+        due = cache.add(SWEEP_THROTTLE_KEY, True, timeout=SWEEP_INTERVAL_S)
+    except Exception:
+        logger.warning("cache unreachable for the sweep throttle; sweeping", exc_info=True)
+        due = True
+    if due:
         leases_sweep()
 
 
@@ -313,13 +323,14 @@ def _held_trial(trial: HeldTrial, progress: Progress) -> IssuedTrial:
 
 
 def _image_values(prefix: str) -> dict[str, F]:
-    """file, width and height of the pair's a, b and shown reference, as ``a_file`` etc.;
+    """file, width, height and display file of the pair's a, b and shown reference, as
+    ``a_file`` etc. (``trials.SHOWN_COLUMNS``);
     ``prefix`` is the path from the queried model to the pair ("" or "pair__")."""
     fields = {"a": "image_a", "b": "image_b", "r": "shown_reference"}
     return {
         f"{key}_{column}": F(f"{prefix}{field}__{column}")
         for key, field in fields.items()
-        for column in ("file", "width", "height")
+        for column in SHOWN_COLUMNS
     }
 
 

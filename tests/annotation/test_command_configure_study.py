@@ -32,7 +32,10 @@ def test_settings_change_and_the_rest_stay(tmp_path):
         (["--consent-file", "/nonexistent/consent.txt"], "cannot read --consent-file"),
         (["--qc-min-gold-accuracy", "1.5"], "qc_min_gold_accuracy must be between 0 and 1"),
         (["--qc-side-bias-alpha", "often"], "qc_side_bias_alpha must be a number or 'off'"),
-        (["--qc-min-median-response-ms", "-3"], "qc_min_median_response_ms must be milli"),
+        (
+            ["--qc-min-median-response-ms", "-3"],
+            "qc_min_median_response_ms must be between 0 and 600000",
+        ),
         (["--qc-fast-response-ms", "off"], "qc_fast_response_ms must be a number"),
         (["--metric-delta", "psnr"], "--metric-delta 'psnr': expected METRIC=NUMBER"),
         (["--metric-delta", "psnr=-1"], "metric_deltas must map metric names to numbers >= 0"),

@@ -306,7 +306,7 @@ def test_a_pair_locked_for_longer_than_the_claim_waits_ends_the_wait_not_the_req
         holder.join(timeout=10)
 
 
-def test_the_sweep_releases_expired_unanswered_leases_only(impl, clock):
+def test_the_sweep_releases_expired_unanswered_leases_only(impl, clock, sweep_not_due):
     """leases_sweep: expired counted trials unanswered go back (each pair once per lease);
     live leases, answered trials, and practice or gold trials (no lease) stay."""
     study = LiveStudyFactory(lease_seconds=60, practice_trials=1)

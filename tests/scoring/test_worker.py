@@ -1,6 +1,9 @@
 """How a scoring worker starts: in the workers' environment, with no library patched."""
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,6 +45,29 @@ def test_a_worker_started_the_standard_way_reads_the_weights_folder_offline(tmp_
     assert environment["TRANSFORMERS_OFFLINE"] == "1"
     assert environment["HOME"] == str(folder.resolve() / weights.WORKER_HOME)
     assert environment["IQA_WEIGHTS_DIR"] == str(folder)
+    assert environment["HTTPS_PROXY"] == environment["HTTP_PROXY"] == weights.CLOSED_PROXY
+
+
+def test_a_download_the_catalog_did_not_foresee_fails_at_once_in_the_worker_environment(
+    tmp_path,
+):
+    """Behind the catalog's file check, the worker's environment sends HTTP(S) to a closed
+    local port: a download (as pyiqa, torch.hub or CLIP would start it with urllib) is
+    refused at once instead of reaching the network or hanging the worker."""
+    code = (
+        "import time, urllib.request\n"
+        "start = time.monotonic()\n"
+        "try:\n"
+        "    urllib.request.urlopen('https://github.com/chaofengc/IQA-PyTorch/x.pth', timeout=20)\n"
+        "except OSError as exc:\n"
+        "    print('refused', type(exc).__name__, round(time.monotonic() - start, 2))\n"
+    )
+    environment = {**os.environ, **weights.worker_environment(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.startswith("refused URLError"), result.stdout + result.stderr
+    assert float(result.stdout.split()[-1]) < 5
 
 
 def _imports(path: Path) -> set[str]:
