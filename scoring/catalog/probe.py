@@ -145,6 +145,7 @@ class Probe:
     def __init__(self) -> None:
         self.folder = weights_dir().resolve()
         self.seen: list[str] = []
+        self.urls: dict[str, str] = {}  # file -> the URL its loader asked for
         self.repositories: dict[str, mock.MagicMock] = {}
         # Which of CHECKPOINT_STAND_INS each checkpoint gets, and the last one given.
         self.stand_ins: dict[Path, int] = {}
@@ -155,7 +156,7 @@ class Probe:
         import pyiqa
         import torch
 
-        self.seen, self.repositories, self.last_read = [], {}, None
+        self.seen, self.urls, self.repositories, self.last_read = [], {}, {}, None
         patches = self.patches()
         for patch in patches:
             patch.start()
@@ -183,9 +184,12 @@ class Probe:
         if name not in self.seen:
             self.seen.append(name)
 
-    def record_path(self, path: Path) -> Path:
-        """Record a file under the weights folder and leave a placeholder there."""
+    def record_path(self, path: Path, url: str | None = None) -> Path:
+        """Record a file under the weights folder (and the URL it is downloaded from) and
+        leave a placeholder there."""
         self.record(relative(path))
+        if url:
+            self.urls.setdefault(relative(path), url)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
         return path
@@ -199,13 +203,13 @@ class Probe:
 
     # Downloads.
     def download(self, url: str, dst: str, *args: object, **kwargs: object) -> None:
-        self.record_path(Path(dst))
+        self.record_path(Path(dst), url)
 
     def file_from_url(self, url: str, model_dir=None, progress=True, file_name=None) -> str:
         import pyiqa.utils.download_util as pyiqa_download
 
         folder = Path(model_dir or pyiqa_download.DEFAULT_CACHE_DIR)
-        return str(self.record_path(folder / (file_name or url_file_name(url))))
+        return str(self.record_path(folder / (file_name or url_file_name(url)), url))
 
     def pretrained_network(self, net, model_path, strict=True, weight_keys=None) -> None:
         if model_path.startswith(("http://", "https://")):
@@ -217,11 +221,11 @@ class Probe:
         import torch.hub
 
         folder = Path(model_dir or Path(torch.hub.get_dir()) / "checkpoints")
-        self.record_path(folder / url_file_name(url))
+        self.record_path(folder / url_file_name(url), url)
         return Blank()
 
     def clip_download(self, url: str, root: str) -> str:
-        return str(self.record_path(clip_path(url)))
+        return str(self.record_path(clip_path(url), url))
 
     def timm_pretrained(self, model, pretrained_cfg=None, *args: object, **kwargs: object):
         # timm fetches a backbone from the Hugging Face hub (the config's hf_hub_id) or a URL.
@@ -237,7 +241,7 @@ class Probe:
             self.record(f"{HF_PREFIX}{hub_id}/{get('hf_hub_filename') or 'model.safetensors'}")
         elif url:
             folder = Path(torch.hub.get_dir()) / "checkpoints"
-            self.record_path(folder / url_file_name(str(url)))
+            self.record_path(folder / url_file_name(str(url)), str(url))
 
     def hf_file(self, repo_id: str, filename: str, *args: object, **kwargs: object) -> str:
         self.record(f"{HF_PREFIX}{repo_id}/{filename}")
@@ -361,15 +365,18 @@ def _clip_shapes(file_name: str) -> dict:
         return CLIP(*CLIP_ARCHITECTURES[file_name]).state_dict()
 
 
-def probe_files(name: str) -> tuple[list[str], str]:
+def probe_files(name: str) -> tuple[list[str], str, dict[str, dict]]:
     """The files pyiqa metric ``name`` loads, relative to the weights folder (Hugging Face
-    files and repositories prefixed ``huggingface:``). Returns (files, error): the error is
-    empty when the metric was created, so the list is complete; otherwise the list may
-    stop at the error.
+    files and repositories prefixed ``huggingface:``). Returns (files, error, sources): the
+    error is empty when the metric was created, so the list is complete; otherwise the
+    list may stop at the error. ``sources`` says where each file is published (the URL its
+    loader asked for, else the libraries' tables: :mod:`scoring.catalog.sources`).
 
     A checkpoint's stand-in is first a state dict; when creation then fails, it is
     created again with the next kind of stand-in for the checkpoint read last."""
+    from scoring.catalog.sources import catalog_sources
+
     probe = Probe()
     while (error := probe.create(name)) and probe.next_stand_in():
         pass
-    return probe.seen, error
+    return probe.seen, error, catalog_sources(probe.seen, probe.urls)
