@@ -162,7 +162,7 @@ def test_the_command_refuses_bad_input_and_writes_nothing(manage, tmp_path):
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == [
         "README.md", "agreement.parquet", "annotators.parquet", "comparisons.parquet",
-        "image_scores.parquet", "metric_scores.parquet", "pairs.parquet", "sessions.parquet",
-        "votes.parquet",
+        "image_scores.parquet", "metric_scores.parquet", "mos", "pairs.parquet",
+        "sessions.parquet", "votes.parquet",
     ]  # fmt: skip
     assert len(pd.read_parquet(out / "votes.parquet")) == 0

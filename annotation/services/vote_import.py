@@ -1,0 +1,451 @@
+"""``votes_import``: published or earlier human labels brought into a study, all or nothing.
+
+Over 400 lines: three readers and the one all-or-nothing writer they feed, which share
+their checks and error messages.
+
+Three formats (``FORMATS``):
+
+- ``long-csv``: columns ``scene,image_a,image_b,annotator,preferred`` (``a``, ``b`` or
+  ``similar``), optional ``response_ms``; images by stable name (``scene/file.png``) or by
+  file name within the scene.
+- ``sriqa-json``: ``<annotator>/<scene>/<anything>.json``, each
+  ``{"Picture_01": {"Name": "x.png", "Label": L1}, "Picture_02": {"Name": "y.png",
+  "Label": L2}}``; the image whose label ranks higher (Positive > Similar > Negative) is
+  preferred, equal labels are a similar vote.
+- ``diffiqa-json``: ``<annotator>/<idx>/<scene>_<idx>.json``, each ``{"Picture_AI":
+  {"Label": L}}`` for that test image against its scene's reference (Positive: the test
+  image is better). ``<scene>_<idx>`` names an image through a CSV (``label_name,image``),
+  else by index: ``idx`` counts the scene's test images by file name from 0.
+
+How imported votes live in the study:
+
+- One session per imported annotator, pseudonymised like the platform's own (a random
+  ``pseudonym``; the original id is kept in ``external_ids["import_annotator"]``, never
+  exported), ``source`` set to the import's name and ``external_ids["import_source"]``
+  marking it imported. It is completed at once and has no token anyone knows, so it is
+  never given a trial.
+- Each vote has a counted trial (kind ``label``), answered when imported, so it is never a
+  lease: the sweep and the newcomers' rule only look at unanswered trials. ``n_assigned``
+  is left alone: the platform still collects each pair's ``target_votes`` of its own.
+- Sides are not known, so trials alternate ``a_on_left`` per annotator: the vote's choice
+  follows, and the side-bias rule sees no bias.
+- Votes count like the platform's own in labels, image scores, quality control and
+  agreement (they are ordinary label votes); the export marks them (``imported``).
+
+Refused, naming the file and line, with nothing written: unknown images, a pair not in the
+study's design, a label not one of the three, malformed JSON or CSV, duplicate
+(annotator, pair) votes, a study whose design the format does not fit, a source name
+already imported into the study.
+"""
+
+import csv
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import islice
+from pathlib import Path
+
+from django.db import connection, transaction
+
+from annotation import clock
+from annotation.errors import VoteImportError
+from annotation.models import AnnotatorSession, Design, Image, Pair, Study, Trial, Vote
+from annotation.services import statements
+
+FORMATS = ("long-csv", "sriqa-json", "diffiqa-json")
+LABELS = ("Positive", "Similar", "Negative")
+_RANK = {"Positive": 2, "Similar": 1, "Negative": 0}
+PREFERRED = ("a", "b", "similar")
+LONG_CSV_COLUMNS = ("scene", "image_a", "image_b", "annotator", "preferred")
+BATCH = 5000
+SOURCE_MAX = 32
+
+
+@dataclass(frozen=True)
+class ParsedVote:
+    origin: str  # file[:line], for errors
+    annotator: str
+    scene: str
+    image_a: str  # as written: a stable name or a file name within the scene
+    image_b: str
+    preferred: str  # a, b or similar, in (image_a, image_b)'s terms
+    response_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class VoteImportResult:
+    votes: int
+    annotators: int
+    source: str
+    mapping: str  # how images were named: what the command says
+
+
+def _designs(fmt: str) -> tuple[str, ...]:
+    if fmt == "diffiqa-json":
+        return (Design.REF_VS_TEST,)
+    if fmt == "sriqa-json":
+        return (Design.PAIRWISE, Design.NR_PAIRWISE)
+    return tuple(Design.values)
+
+
+def _read_json(path: Path, root: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        line = f":{exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise VoteImportError(f"{path.relative_to(root)}{line}: malformed JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise VoteImportError(f"{path.relative_to(root)}: expected a JSON object")
+    return data
+
+
+def _label(value: object, where: str) -> str:
+    if value not in LABELS:
+        raise VoteImportError(f"{where}: label {value!r} is not one of {', '.join(LABELS)}")
+    return str(value)
+
+
+def _json_files(root: Path, depth: int, layout: str) -> Iterator[tuple[Path, tuple[str, ...]]]:
+    """Every ``*.json`` under ``root`` (sorted), with its folder parts; a file at another
+    depth is refused, naming the layout."""
+    if not root.is_dir():
+        raise VoteImportError(f"{root}: not a folder ({layout})")
+    for path in sorted(root.rglob("*.json")):
+        parts = path.relative_to(root).parts
+        if len(parts) != depth:
+            raise VoteImportError(f"{path.relative_to(root)}: not in the layout {layout}")
+        yield path, parts
+
+
+def _readable(path: Path) -> Path:
+    if not path.is_file():
+        raise VoteImportError(f"{path}: no such file")
+    return path
+
+
+def parse_long_csv(path: Path) -> Iterator[ParsedVote]:
+    with open(_readable(path), newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in LONG_CSV_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise VoteImportError(f"{path.name}:1: missing column(s) {', '.join(missing)}")
+        timed = "response_ms" in reader.fieldnames
+        try:
+            for row in reader:
+                where = f"{path.name}:{reader.line_num}"
+                if None in row or any(row[c] is None for c in LONG_CSV_COLUMNS):
+                    raise VoteImportError(f"{where}: wrong number of fields")
+                preferred = row["preferred"].strip()
+                if preferred not in PREFERRED:
+                    raise VoteImportError(
+                        f"{where}: preferred {preferred!r} is not one of a, b, similar"
+                    )
+                response_ms = None
+                if timed and (text := (row["response_ms"] or "").strip()):
+                    try:
+                        response_ms = int(float(text))
+                    except ValueError:
+                        raise VoteImportError(
+                            f"{where}: response_ms {text!r} is not a number"
+                        ) from None
+                    if response_ms < 0:
+                        raise VoteImportError(f"{where}: response_ms {text!r} is negative")
+                yield ParsedVote(
+                    origin=where, annotator=row["annotator"].strip(), scene=row["scene"].strip(),
+                    image_a=row["image_a"].strip(), image_b=row["image_b"].strip(),
+                    preferred=preferred, response_ms=response_ms,
+                )  # fmt: skip
+        except csv.Error as exc:
+            raise VoteImportError(f"{path.name}:{reader.line_num}: malformed CSV ({exc})") from exc
+
+
+def parse_sriqa_json(root: Path) -> Iterator[ParsedVote]:
+    for path, (annotator, scene, _) in _json_files(root, 3, "<annotator>/<scene>/<anything>.json"):
+        where = str(path.relative_to(root))
+        data = _read_json(path, root)
+        pictures = []
+        for key in ("Picture_01", "Picture_02"):
+            picture = data.get(key)
+            if not isinstance(picture, dict) or not isinstance(picture.get("Name"), str):
+                raise VoteImportError(f"{where}: {key} with a Name is missing")
+            pictures.append((picture["Name"], _label(picture.get("Label"), f"{where}: {key}")))
+        (name_1, label_1), (name_2, label_2) = pictures
+        if _RANK[label_1] == _RANK[label_2]:
+            preferred = "similar"
+        else:
+            preferred = "a" if _RANK[label_1] > _RANK[label_2] else "b"
+        yield ParsedVote(where, annotator, scene, name_1, name_2, preferred)
+
+
+_DIFFIQA_NAME = re.compile(r"^(?P<scene>.+)_(?P<idx>\d+)$")
+_DIFFIQA_PREFERRED = {"Positive": "a", "Similar": "similar", "Negative": "b"}
+
+
+def read_name_map(path: Path) -> dict[str, str]:
+    """``label_name,image`` rows: the DiffIQA ``<scene>_<idx>`` -> the image's stable name."""
+    names: dict[str, str] = {}
+    with open(_readable(path), newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not {"label_name", "image"} <= set(reader.fieldnames or []):
+            raise VoteImportError(f"{path.name}:1: expected columns label_name,image")
+        for row in reader:
+            where = f"{path.name}:{reader.line_num}"
+            if row["label_name"] in names:
+                raise VoteImportError(f"{where}: {row['label_name']!r} is named twice")
+            names[row["label_name"]] = row["image"]
+    return names
+
+
+def parse_diffiqa_json(
+    root: Path, study: Study, names: dict[str, str] | None
+) -> Iterator[ParsedVote]:
+    references = dict(
+        Image.objects.filter(scene__study=study, role=Image.Role.REFERENCE).values_list(
+            "scene__name", "name"
+        )
+    )
+    tests: dict[str, list[str]] = {}
+    if names is None:
+        for scene, name in (
+            Image.objects.filter(scene__study=study, role=Image.Role.TEST, gold="")
+            .order_by("scene__name", "name")
+            .values_list("scene__name", "name")
+        ):
+            tests.setdefault(scene, []).append(name)
+    layout = "<annotator>/<idx>/<scene>_<idx>.json"
+    for path, (annotator, _, file) in _json_files(root, 3, layout):
+        where = str(path.relative_to(root))
+        stem = Path(file).stem
+        data = _read_json(path, root)
+        picture = data.get("Picture_AI")
+        if not isinstance(picture, dict):
+            raise VoteImportError(f"{where}: Picture_AI is missing")
+        label = _label(picture.get("Label"), f"{where}: Picture_AI")
+        if names is not None:
+            if stem not in names:
+                raise VoteImportError(f"{where}: {stem!r} is not in the name map")
+            image = names[stem]
+            scene = image.rsplit("/", 1)[0] if "/" in image else ""
+        else:
+            match = _DIFFIQA_NAME.match(stem)
+            if match is None:
+                raise VoteImportError(f"{where}: file name is not <scene>_<idx>.json")
+            scene, idx = match["scene"], int(match["idx"])
+            if scene not in tests:
+                raise VoteImportError(f"{where}: unknown scene {scene!r}")
+            if idx >= len(tests[scene]):
+                raise VoteImportError(
+                    f"{where}: scene {scene!r} has {len(tests[scene])} test images; "
+                    f"no index {idx} (counted from 0 by file name)"
+                )
+            image = tests[scene][idx]
+        if scene not in references:
+            raise VoteImportError(f"{where}: unknown image {image!r} (no scene with a reference)")
+        yield ParsedVote(
+            where, annotator, scene, image, references[scene], _DIFFIQA_PREFERRED[label]
+        )
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    annotator: int  # index into the annotators list
+    pair_id: int
+    preferred: str
+    response_ms: int | None
+
+
+def _resolve(study: Study, parsed: Iterator[ParsedVote]) -> tuple[list[str], list[_Resolved]]:
+    """Votes in the study's pairs' terms; refuses unknown images, pairs outside the
+    design and duplicate (annotator, pair) votes."""
+    images = dict(Image.objects.filter(scene__study=study).values_list("name", "id"))
+    scene_of = dict(Image.objects.filter(scene__study=study).values_list("id", "scene__name"))
+    pairs = {}
+    for pair_id, a, b in Pair.objects.filter(study=study, gold_answer="").values_list(
+        "id", "image_a_id", "image_b_id"
+    ):
+        pairs[(a, b)] = (pair_id, False)
+        pairs[(b, a)] = (pair_id, True)
+    annotators: dict[str, int] = {}
+    seen: dict[tuple[int, int], str] = {}
+    resolved = []
+    swap = {"a": "b", "b": "a", "similar": "similar"}
+
+    def image_id(vote: ParsedVote, written: str) -> int:
+        for name in (written, f"{vote.scene}/{written}"):
+            if name in images and (not vote.scene or scene_of[images[name]] == vote.scene):
+                return images[name]
+        raise VoteImportError(
+            f"{vote.origin}: unknown image {written!r} in scene {vote.scene!r} of study "
+            f"{study.slug!r}"
+        )
+
+    for vote in parsed:
+        if not vote.annotator:
+            raise VoteImportError(f"{vote.origin}: empty annotator")
+        a, b = image_id(vote, vote.image_a), image_id(vote, vote.image_b)
+        if (a, b) not in pairs:
+            raise VoteImportError(
+                f"{vote.origin}: {vote.image_a} vs {vote.image_b} is not a pair of the "
+                f"study's {study.design} design"
+            )
+        pair_id, swapped = pairs[(a, b)]
+        who = annotators.setdefault(vote.annotator, len(annotators))
+        if (who, pair_id) in seen:
+            raise VoteImportError(
+                f"{vote.origin}: annotator {vote.annotator!r} already voted on this pair "
+                f"({seen[(who, pair_id)]})"
+            )
+        seen[(who, pair_id)] = vote.origin
+        preferred = swap[vote.preferred] if swapped else vote.preferred
+        resolved.append(_Resolved(who, pair_id, preferred, vote.response_ms))
+    if not resolved:
+        raise VoteImportError("no votes found in the source")
+    return list(annotators), resolved
+
+
+def votes_import(
+    *,
+    study: Study,
+    source: Path,
+    fmt: str,
+    source_name: str = "",
+    names: Path | None = None,
+    now: datetime | None = None,
+) -> VoteImportResult:
+    """Import the votes in ``source`` into ``study``, all or nothing (see the module)."""
+    if fmt not in FORMATS:
+        raise VoteImportError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    if study.design not in _designs(fmt):
+        raise VoteImportError(
+            f"study {study.slug!r} is {study.design}; {fmt} labels need a "
+            f"{' or '.join(_designs(fmt))} study"
+        )
+    if names is not None and fmt != "diffiqa-json":
+        raise VoteImportError("a name map goes with diffiqa-json")
+    source = Path(source)
+    source_name = source_name or fmt
+    if len(source_name) > SOURCE_MAX:
+        raise VoteImportError(f"source name {source_name!r} is longer than {SOURCE_MAX}")
+    if AnnotatorSession.objects.filter(
+        study=study, external_ids__import_source=source_name
+    ).exists():
+        raise VoteImportError(
+            f"votes from source {source_name!r} were already imported into {study.slug!r}; "
+            "name this import with another --source"
+        )
+    mapping = "images by name"
+    if fmt == "long-csv":
+        parsed = parse_long_csv(source)
+    elif fmt == "sriqa-json":
+        parsed = parse_sriqa_json(source)
+    else:
+        name_map = read_name_map(names) if names is not None else None
+        parsed = parse_diffiqa_json(source, study, name_map)
+        mapping = (
+            f"images by the name map {names.name}"
+            if names is not None
+            else "images by index: <idx> counts the scene's test images by file name from 0"
+        )
+    annotators, votes = _resolve(study, parsed)
+    now = now or clock.now()
+    _write(study, annotators, votes, source_name, now)
+    return VoteImportResult(
+        votes=len(votes), annotators=len(annotators), source=source_name, mapping=mapping
+    )
+
+
+@transaction.atomic
+def _write(
+    study: Study, annotators: list[str], votes: list[_Resolved], source: str, now: datetime
+) -> None:
+    counts = [0] * len(annotators)
+    for vote in votes:
+        counts[vote.annotator] += 1
+    sessions = AnnotatorSession.objects.bulk_create(
+        [
+            AnnotatorSession(
+                study=study,
+                source=source,
+                external_ids={"import_source": source, "import_annotator": annotator},
+                created_at=now,
+                completed_at=now,
+                n_done=count,
+                n_issued=count,
+            )
+            for annotator, count in zip(annotators, counts, strict=True)
+        ],
+        batch_size=BATCH,
+    )
+    rows = _rows(votes, [session.pk for session in sessions], now)
+    if statements.use_fast_path():
+        _copy_rows(rows)
+        return
+    while batch := list(islice(rows, BATCH)):
+        trials, answers = [], []
+        for trial_id, session_id, pair_id, ordinal, a_on_left, when, vote in batch:
+            trial = Trial(
+                id=trial_id, session_id=session_id, pair_id=pair_id, kind=Trial.Kind.LABEL,
+                ordinal=ordinal, a_on_left=a_on_left, issued_at=when, lease_expires_at=when,
+                answered_at=when,
+            )  # fmt: skip
+            answer = Vote(
+                id=uuid.uuid4(), trial_id=trial_id, session_id=session_id, pair_id=pair_id,
+                kind=Trial.Kind.LABEL, choice=_choice(vote.preferred, a_on_left),
+                preferred=vote.preferred, response_ms=vote.response_ms, created_at=when,
+            )  # fmt: skip
+            trials.append(trial)
+            answers.append(answer)
+        Trial.objects.bulk_create(trials)
+        Vote.objects.bulk_create(answers)
+
+
+def _choice(preferred: str, a_on_left: bool) -> str:
+    if preferred == "similar":
+        return "similar"
+    return "left" if (preferred == "a") == a_on_left else "right"
+
+
+def _rows(votes: list[_Resolved], session_ids: list[int], now: datetime) -> Iterator[tuple]:
+    """(trial id, session id, pair id, ordinal, a_on_left, time, vote) per vote, in the
+    input's order (the export orders votes by time, so each gets its own microsecond);
+    sides alternate per annotator."""
+    ordinal = [0] * len(session_ids)
+    for n, vote in enumerate(votes):
+        position = ordinal[vote.annotator]
+        ordinal[vote.annotator] += 1
+        when = now + timedelta(microseconds=n)
+        yield (uuid.uuid4(), session_ids[vote.annotator], vote.pair_id, position,
+               position % 2 == 0, when, vote)  # fmt: skip
+
+
+TRIAL_COPY = (
+    "COPY annotation_trial (id, session_id, pair_id, kind, ordinal, a_on_left, issued_at, "
+    "lease_expires_at, answered_at, released) FROM STDIN"
+)
+VOTE_COPY = (
+    "COPY annotation_vote (id, trial_id, session_id, pair_id, kind, choice, preferred, late, "
+    "response_ms, client_info, created_at) FROM STDIN"
+)
+
+
+def _copy_rows(rows: Iterator[tuple]) -> None:
+    """PostgreSQL: trials, then votes, streamed with COPY (a million rows in seconds)."""
+    kept = []
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(TRIAL_COPY) as copy:
+            for trial_id, session_id, pair_id, ordinal, a_on_left, when, vote in rows:
+                copy.write_row(
+                    (trial_id, session_id, pair_id, "label", ordinal, a_on_left, when, when,
+                     when, False)
+                )  # fmt: skip
+                kept.append((trial_id, session_id, pair_id, _choice(vote.preferred, a_on_left),
+                             vote.preferred, vote.response_ms, when))  # fmt: skip
+        with cursor.cursor.copy(VOTE_COPY) as copy:
+            for trial_id, session_id, pair_id, choice, preferred, response_ms, when in kept:
+                copy.write_row(
+                    (uuid.uuid4(), trial_id, session_id, pair_id, "label", choice, preferred,
+                     False, response_ms, "{}", when)
+                )  # fmt: skip
