@@ -1,0 +1,23 @@
+"""Celery tasks of the analysis: thin (ids in, one service), idempotent."""
+
+from celery import shared_task
+
+from analysis import services
+from annotation.models import Study
+
+
+@shared_task(name="analysis.agreement_snapshot_refresh", acks_late=True)
+def agreement_snapshot_refresh(study_id: int, variant: str = "counted") -> int | None:
+    """Refresh a study's agreement snapshot if its data moved; the votes it counted, or
+    None when the study is gone or another computation of it is under way."""
+    study = Study.objects.filter(pk=study_id).first()
+    if study is None:
+        return None
+    snapshot = services.agreement_snapshot_refresh(study=study, variant=variant)
+    return snapshot.votes if snapshot is not None else None
+
+
+@shared_task(name="analysis.agreement_snapshots_sweep", ignore_result=True)
+def agreement_snapshots_sweep() -> int:
+    """Queue a refresh of every stale snapshot (the beat's entry)."""
+    return services.agreement_snapshots_sweep()

@@ -1,0 +1,135 @@
+"""Output serializers of the live agreement report (each is its operation's schema): the
+same structure as ``agreement_report --json`` for one study, plus what the page draws and
+the snapshot's freshness."""
+
+from rest_framework import serializers
+
+from analysis.models import AgreementSnapshot
+from annotation.models import Design
+from annotation.serializers import IsoDateTimeField, OutputSerializer
+
+
+def _float(**kw) -> serializers.FloatField:
+    return serializers.FloatField(allow_null=True, **kw)
+
+
+class AgreementSettingsSerializer(serializers.Serializer):
+    rules = serializers.DictField(help_text="The quality-control rules applied.")
+    metric_deltas = serializers.DictField(child=serializers.FloatField())
+    bootstrap_samples = serializers.IntegerField()
+    seed = serializers.IntegerField()
+
+
+class AgreementExclusionSerializer(serializers.Serializer):
+    annotator = serializers.CharField()
+    reasons = serializers.CharField()
+
+
+class AgreementDecisionSerializer(serializers.Serializer):
+    annotator = serializers.CharField()
+    manual_decision = serializers.CharField()
+    manual_reason = serializers.CharField()
+    decided_by = serializers.CharField(allow_null=True)
+    decided_at = serializers.CharField(allow_null=True)
+    excluded_by_rules = serializers.BooleanField()
+    reasons = serializers.CharField()
+
+
+class AgreementRowSerializer(serializers.Serializer):
+    """One metric on one subset of pairs at one tie band ``delta`` (0, or the metric's
+    own); null where no pair counts."""
+
+    metric = serializers.CharField()
+    subset = serializers.CharField()
+    delta = serializers.FloatField()
+    n_pairs = serializers.IntegerField()
+    accuracy = _float()
+    ci_low = _float()
+    ci_high = _float()
+    n_2afc = serializers.IntegerField()
+    accuracy_2afc = _float()
+    ci_2afc_low = _float()
+    ci_2afc_high = _float()
+    n_scenes = serializers.IntegerField()
+    srcc = _float()
+    srcc_ci_low = _float()
+    srcc_ci_high = _float()
+    krcc = _float()
+    plcc = _float()
+    few_pairs = serializers.BooleanField(
+        required=False, help_text="Fewer pairs than ``min_pairs``: a wide interval."
+    )
+
+
+class AgreementComparisonSerializer(serializers.Serializer):
+    """A paired bootstrap test of two metrics' accuracy on the same pairs (``metric_a``
+    ranked above ``metric_b``)."""
+
+    metric_a = serializers.CharField()
+    metric_b = serializers.CharField()
+    n_pairs = serializers.IntegerField(allow_null=True)
+    accuracy_a = _float()
+    accuracy_b = _float()
+    difference = _float()
+    ci_low = _float()
+    ci_high = _float()
+    p_value = _float()
+    few_pairs = serializers.BooleanField(required=False)
+
+
+class AgreementImageSerializer(serializers.Serializer):
+    """A compared image: its human scores (Thurstone, Bradley-Terry) and metric scores."""
+
+    scene = serializers.CharField()
+    image = serializers.CharField()
+    condition = serializers.CharField()
+    n_votes = serializers.IntegerField()
+    thurstone = _float()
+    bradley_terry = _float()
+    scores = serializers.DictField(child=serializers.FloatField())
+
+
+class VotesPerPairSerializer(serializers.Serializer):
+    votes = serializers.IntegerField()
+    pairs = serializers.IntegerField()
+
+
+class AgreementFreshnessSerializer(OutputSerializer):
+    """How fresh the answer is: ``as_of`` (when its votes were read; null before the first
+    computation) and ``votes`` (the non-practice votes it read); ``stale``: votes, scores,
+    decisions or settings moved since; ``computing``: a refresh is queued or running."""
+
+    study = serializers.CharField()
+    variant = serializers.ChoiceField(choices=AgreementSnapshot.Variant.choices)
+    as_of = IsoDateTimeField(allow_null=True)
+    votes = serializers.IntegerField(allow_null=True)
+    stale = serializers.BooleanField()
+    computing = serializers.BooleanField()
+
+
+class AgreementSnapshotSerializer(AgreementFreshnessSerializer):
+    """The latest snapshot: ``agreement_report --json``'s object for the study, then the
+    page's data (per-image scores, metric kinds, votes per pair) and its freshness."""
+
+    design = serializers.ChoiceField(choices=Design.choices)
+    settings = AgreementSettingsSerializer()
+    counts = serializers.DictField(child=serializers.IntegerField())
+    metric_versions = serializers.DictField(child=serializers.CharField())
+    exclusions = AgreementExclusionSerializer(many=True)
+    manual_decisions = AgreementDecisionSerializer(many=True)
+    min_pairs = serializers.IntegerField(required=False)
+    agreement = AgreementRowSerializer(many=True)
+    comparisons = AgreementComparisonSerializer(many=True)
+    delta_calibration = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="As ``agreement_report --calibrate-delta`` (empty here: not calibrated).",
+    )
+    delta_curves = serializers.DictField(
+        child=serializers.ListField(child=serializers.DictField()), required=False
+    )
+    images = AgreementImageSerializer(many=True)
+    metric_kinds = serializers.DictField(child=serializers.CharField())
+    votes_per_pair = VotesPerPairSerializer(many=True)
+    computed_at = IsoDateTimeField()
+    computed_in_s = serializers.FloatField(help_text="Seconds the computation took.")
