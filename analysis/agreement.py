@@ -201,3 +201,105 @@ def bootstrap_mean_ci(
     if some.any():
         low[some], high[some] = np.percentile(means[:, some], [2.5, 97.5], axis=0)
     return low, high
+
+
+def accuracy_by_delta(
+    difference: np.ndarray, label: np.ndarray, deltas: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(pairs that count, pairs right) of one metric's 3-way A-FINE accuracy at each delta
+    of ``deltas``: ``correct(difference, label, delta)`` for all of them at once, by
+    sorting (a pair labelled a is right for every delta below its difference, one labelled
+    similar for every delta at or above its absolute difference)."""
+    difference = np.asarray(difference, dtype=np.float64)
+    label = np.asarray(label, dtype=object)
+    deltas = np.asarray(deltas, dtype=np.float64)
+    counts = np.isin(label, LABELS) & np.isfinite(difference)
+    d, lab = difference[counts], label[counts]
+    a_side = np.sort(d[lab == "a"])
+    b_side = np.sort(-d[lab == "b"])
+    similar = np.sort(np.abs(d[lab == "similar"]))
+    right = (
+        len(a_side) - np.searchsorted(a_side, deltas, side="right")
+        + len(b_side) - np.searchsorted(b_side, deltas, side="right")
+        + np.searchsorted(similar, deltas, side="right")
+    )  # fmt: skip
+    return np.full(len(deltas), int(counts.sum())), right
+
+
+def delta_candidates(difference: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """0 and every absolute difference of a counted pair: the accuracy only changes there
+    (it is constant from one to the next), so its maximum is at one of them."""
+    difference = np.asarray(difference, dtype=np.float64)
+    counts = np.isin(np.asarray(label, dtype=object), LABELS) & np.isfinite(difference)
+    return np.unique(np.concatenate([[0.0], np.abs(difference[counts])]))
+
+
+def best_delta(difference: np.ndarray, label: np.ndarray) -> float:
+    """The delta of highest 3-way accuracy on the given pairs: the middle of the first
+    best stretch (between the candidate where it starts and the next one; the smallest
+    such stretch when the best accuracy holds on several)."""
+    candidates = delta_candidates(difference, label)
+    _, right = accuracy_by_delta(difference, label, candidates)
+    best = int(np.argmax(right))
+    if best + 1 < len(candidates):
+        return float((candidates[best] + candidates[best + 1]) / 2.0)
+    return float(candidates[best])
+
+
+def calibrate_delta(
+    difference: np.ndarray,
+    label: np.ndarray,
+    *,
+    folds: int = 5,
+    samples: int,
+    rng: np.random.Generator,
+    curve_points: int = 101,
+) -> dict:
+    """A metric's delta chosen by k-fold cross-validation over pairs.
+
+    The counted pairs (a human label and a score) are split at random into ``folds``
+    parts; for each, delta is chosen on the other parts only (``best_delta``) and the
+    pairs of that part are judged with it: every pair is judged once, by a delta chosen
+    without it. The held-out accuracy is over all pairs so judged, with its 95% bootstrap
+    interval; ``delta`` is the one chosen on all pairs (what ``--save`` stores). The
+    curve: accuracy on all pairs at ``curve_points`` deltas from 0 to the 99th percentile
+    of the absolute differences. ``fold_deltas`` and ``test_index`` (the positions of
+    each fold's held-out pairs) show the split.
+    """
+    difference = np.asarray(difference, dtype=np.float64)
+    label = np.asarray(label, dtype=object)
+    counted = np.flatnonzero(np.isin(label, LABELS) & np.isfinite(difference))
+    n = len(counted)
+    result = {"n_pairs": n, "folds": 0, "delta": np.nan, "accuracy": np.nan,
+              "ci_low": np.nan, "ci_high": np.nan, "fold_deltas": [], "test_index": [],
+              "curve": []}  # fmt: skip
+    folds = min(folds, n)
+    if folds < 2:
+        return result
+    parts = np.array_split(rng.permutation(counted), folds)
+    held_out_right = 0
+    for part in parts:
+        train = np.setdiff1d(counted, part, assume_unique=True)
+        delta = best_delta(difference[train], label[train])
+        held_out_right += int(np.nansum(correct(difference[part], label[part], delta)))
+        result["fold_deltas"].append(delta)
+        result["test_index"].append(np.sort(part))
+    low, high = bootstrap_accuracy_ci(
+        np.array([held_out_right]), np.array([n]), samples=samples, rng=rng
+    )
+    magnitude = np.abs(difference[counted])
+    top = float(np.percentile(magnitude, 99)) if n else 0.0
+    grid = np.linspace(0.0, top, curve_points)
+    counts, right = accuracy_by_delta(difference, label, grid)
+    result.update(
+        folds=folds,
+        delta=best_delta(difference, label),
+        accuracy=held_out_right / n,
+        ci_low=float(low[0]),
+        ci_high=float(high[0]),
+        curve=[
+            {"delta": float(d), "accuracy": float(r / c) if c else None, "n_pairs": int(c)}
+            for d, r, c in zip(grid, right, counts, strict=True)
+        ],
+    )
+    return result
