@@ -1,10 +1,16 @@
-"""``/healthz``: database and broker status as JSON (200 when both answer, else 503)."""
+"""``/healthz``: whether the database and the broker answer, as JSON (200 when both do,
+else 503). Anyone sees ok/failing per service; the details (vendor, broker address, the
+error's text) go to logged-in staff only, and every failure is logged."""
+
+import logging
 
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from kombu.utils.url import maybe_sanitize_url
 
 from config.celery import app as celery_app
+
+logger = logging.getLogger(__name__)
 
 
 def _database() -> dict:
@@ -29,9 +35,12 @@ def _broker() -> dict:
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    database, broker = _database(), _broker()
-    ok = database["ok"] and broker["ok"]
-    return JsonResponse(
-        {"status": "ok" if ok else "error", "database": database, "broker": broker},
-        status=200 if ok else 503,
-    )
+    services = {"database": _database(), "broker": _broker()}
+    for name, found in services.items():
+        if not found["ok"]:
+            logger.warning("healthz: the %s is failing: %s", name, found["error"])
+    ok = all(found["ok"] for found in services.values())
+    staff = request.user.is_authenticated and request.user.is_staff
+    if not staff:
+        services = {name: {"ok": found["ok"]} for name, found in services.items()}
+    return JsonResponse({"status": "ok" if ok else "error", **services}, status=200 if ok else 503)
