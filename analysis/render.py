@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.report import Report
+from analysis.report import MIN_PAIRS, Report
 
 
 def _clean(value):
@@ -38,9 +38,26 @@ def report_dict(report: Report) -> dict:
         "counts": report.counts,
         "metric_versions": report.versions,
         "exclusions": _records(report.excluded),
+        # Every decision in force made by hand (exclusions and re-inclusions).
+        "manual_decisions": _records(_decisions_json(report.decided)),
+        # Rows on fewer than min_pairs pairs carry few_pairs: true.
+        "min_pairs": MIN_PAIRS,
         "agreement": _records(report.agreement),
         "comparisons": _records(report.comparisons),
+        # --calibrate-delta: each metric's delta chosen by k-fold cross-validation, with its
+        # held-out accuracy beside delta 0 and the hand-set delta; and the accuracy-versus-
+        # delta curve per metric ({metric: [{delta, accuracy, n_pairs}, ...]}).
+        "delta_calibration": _records(report.calibration),
+        "delta_curves": report.delta_curves,
     }
+
+
+def _decisions_json(decided: pd.DataFrame) -> pd.DataFrame:
+    decided = decided.copy()
+    decided["decided_at"] = [
+        None if pd.isna(at) else at.isoformat() for at in decided["decided_at"]
+    ]
+    return decided
 
 
 def report_json(reports: list[Report]) -> str:
@@ -55,6 +72,14 @@ def _cell(accuracy: float, low: float = np.nan, high: float = np.nan) -> str:
     return f"{accuracy:.3f} [{low:.2f},{high:.2f}]"
 
 
+def _counted(text: str, n: int, unit: str = "") -> str:
+    """A number with the count it rests on; marked "!" below MIN_PAIRS pairs."""
+    if text == "-":
+        return text
+    mark = "!" if unit == "" and n < MIN_PAIRS else ""
+    return f"{text} (n={n}{unit}){mark}"
+
+
 def _number(value: float) -> str:
     return f"{value:.3f}" if math.isfinite(value) else "-"
 
@@ -65,7 +90,14 @@ def report_text(report: Report) -> str:
     lines = [
         f"Study {report.slug} ({report.design}): {c['pairs']} pairs in {c['scenes']} scenes, "
         f"{c['labelled_pairs']} with a human label; {c['counted_votes']} counted votes from "
-        f"{c['annotators'] - c['excluded_annotators']} of {c['annotators']} annotators.",
+        f"{c['annotators'] - c['excluded_annotators']} of {c['annotators']} annotators"
+        + (
+            f" ({c['not_judged_annotators']} not judged: too few answers for any rule)."
+            if c.get("not_judged_annotators")
+            else "."
+        ),
+        f"n: the pairs (or scenes, or annotators) each number rests on; '!' marks fewer than "
+        f"{MIN_PAIRS} pairs.",
     ]
     excluded = report.excluded
     if len(excluded):
@@ -73,6 +105,10 @@ def report_text(report: Report) -> str:
         lines += [f"  {row.annotator}: {row.reasons}" for row in excluded.itertuples()]
     else:
         lines.append("Excluded annotators: none.")
+    included = report.decided[report.decided["manual_decision"] == "included"]
+    if len(included):
+        lines.append(f"Re-included by hand ({len(included)}):")
+        lines += [f"  {row.annotator}: {row.reasons}" for row in included.itertuples()]
     table = report.agreement
     if table.empty:
         lines.append("No metric scores yet: run `python manage.py score_study "
@@ -96,6 +132,7 @@ def report_text(report: Report) -> str:
             f"{s.removeprefix('condition:')} (n={int(zero[zero['subset'] == s]['n_pairs'].max())})"
             for s in subsets
         ]
+        column_n = {s: int(zero[zero["subset"] == s]["n_pairs"].max()) for s in subsets}
         if extra:
             header += ["2AFC", "SRCC", "KRCC", "PLCC"]
         body = []
@@ -103,11 +140,20 @@ def report_text(report: Report) -> str:
             rows = zero[zero["metric"] == metric].set_index("subset")
             # The condition table is wide: accuracies only there (intervals in --json).
             shown = ["accuracy", "ci_low", "ci_high"] if extra else ["accuracy"]
-            cells = [metric] + [_cell(*rows.loc[s, shown]) for s in subsets]
+            # A cell's own n where it differs from its column's (a missing score), and
+            # "!" where the column or the cell rests on fewer than MIN_PAIRS pairs.
+            cells = [metric] + [
+                _cell(*rows.loc[s, shown])
+                + (f" (n={int(rows.loc[s, 'n_pairs'])})" if rows.loc[s, "n_pairs"] != column_n[s]
+                   else "")
+                + ("!" if rows.loc[s, "n_pairs"] < MIN_PAIRS else "")
+                for s in subsets
+            ]  # fmt: skip
             if extra:
                 whole = rows.loc["all"]
-                cells += [_number(whole["accuracy_2afc"])] + [
-                    _number(whole[key]) for key in ("srcc", "krcc", "plcc")
+                cells += [_counted(_number(whole["accuracy_2afc"]), int(whole["n_2afc"]))] + [
+                    _counted(_number(whole[key]), int(whole["n_scenes"]), " scenes")
+                    for key in ("srcc", "krcc", "plcc")
                 ]
             body.append(cells)
         widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
@@ -122,7 +168,8 @@ def report_text(report: Report) -> str:
         lines += ["", "With each metric's own delta (subset all):"]
         for row in with_delta[with_delta["subset"] == "all"].itertuples():
             lines.append(f"  {row.metric} (delta {row.delta:g}): "
-                         f"{_cell(row.accuracy, row.ci_low, row.ci_high)}")  # fmt: skip
+                         + _counted(_cell(row.accuracy, row.ci_low, row.ci_high),
+                                    row.n_pairs))  # fmt: skip
     comparisons = report.comparisons
     if len(comparisons):
         top = comparisons["metric_a"].iloc[0]
@@ -132,5 +179,37 @@ def report_text(report: Report) -> str:
                 f"  {top} - {row.metric_b}: {row.difference:+.3f} "
                 f"[{row.ci_low:+.3f},{row.ci_high:+.3f}], "
                 + (f"p={row.p_value:.3g}" if row.p_value > 0 else f"p<{1 / report.samples:g}")
+                + f" (n={row.n_pairs})"
+                + ("!" if row.n_pairs < MIN_PAIRS else "")
             )
+    lines += _calibration_lines(report)
     return "\n".join(lines) + "\n"
+
+
+def _calibration_lines(report: Report) -> list[str]:
+    calibration = report.calibration
+    if calibration.empty:
+        return []
+    folds = int(calibration["folds"].max())
+    lines = [
+        "",
+        f"Delta chosen by {folds}-fold cross-validation over pairs (3-way accuracy maximised "
+        "on the other folds, judged on the held-out fold; delta from all pairs):",
+    ]
+    for row in calibration.itertuples():
+        if not math.isfinite(row.delta):
+            lines.append(f"  {row.metric}: too few labelled pairs (n={row.n_pairs})")
+            continue
+        hand = (
+            f"; hand-set delta {row.hand_delta:g}: "
+            + _cell(row.accuracy_hand, row.ci_hand_low, row.ci_hand_high)
+            if row.hand_delta
+            else ""
+        )
+        lines.append(
+            f"  {row.metric}: delta {row.delta:.4g} held-out "
+            + _counted(_cell(row.accuracy, row.ci_low, row.ci_high), row.n_pairs)
+            + f"; delta 0: {_cell(row.accuracy_zero, row.ci_zero_low, row.ci_zero_high)}"
+            + hand
+        )
+    return lines

@@ -1,5 +1,8 @@
 """A study's report: exclusions, labels per pair, scores per image, agreement per metric.
 
+Over 400 lines: the steps from votes to the report's tables, each feeding the next
+(the text and JSON renderings are in ``render.py``).
+
 ``study_report`` is a pure function of the ``StudyData`` that ``selectors.study_data``
 loads; the management command, the export and the benchmark all call it.
 """
@@ -10,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import agreement, scaling
-from analysis.quality import Rules, annotator_quality
+from analysis.quality import Rules, annotator_quality, apply_decisions
 from analysis.selectors import StudyData
 from annotation import aggregation
 
@@ -18,6 +21,14 @@ REF_VS_TEST = "ref-vs-test"
 # For ref-vs-test pairs, the human outcome of the test image against the reference, named
 # like the A-FINE paper's columns.
 OUTCOME_SUBSETS = {"better": "ref<test", "similar": "ref=test", "worse": "ref>test"}
+# Rows resting on fewer pairs than this are marked (``few_pairs``): their intervals are wide
+# and a percentage point there is one pair or two.
+MIN_PAIRS = 30
+CALIBRATION_COLUMNS = [
+    "metric", "delta", "folds", "n_pairs", "accuracy", "ci_low", "ci_high", "fold_deltas",
+    "accuracy_zero", "ci_zero_low", "ci_zero_high", "hand_delta", "accuracy_hand",
+    "ci_hand_low", "ci_hand_high", "few_pairs",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -35,10 +46,32 @@ class Report:
     comparisons: pd.DataFrame
     counts: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
+    # --calibrate-delta: one row per metric (CALIBRATION_COLUMNS) and the accuracy-versus-
+    # delta curve per metric; empty when not asked for.
+    calibration: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=CALIBRATION_COLUMNS)
+    )
+    delta_curves: dict = field(default_factory=dict)
 
     @property
     def excluded(self) -> pd.DataFrame:
         return self.annotators.loc[self.annotators["excluded"], ["annotator", "reasons"]]
+
+    @property
+    def decided(self) -> pd.DataFrame:
+        """The annotators a researcher excluded or re-included by hand."""
+        table = self.annotators
+        return table.loc[
+            table["manual_decision"] != "",
+            ["annotator", "manual_decision", "manual_reason", "decided_by", "decided_at",
+             "excluded_by_rules", "reasons"],
+        ]  # fmt: skip
+
+
+def annotator_table(data: StudyData) -> pd.DataFrame:
+    """The quality-control table: the rules' measures and verdicts, then the researcher's
+    decisions in force (which override the rules for their annotators)."""
+    return apply_decisions(annotator_quality(data.votes, data.rules), data.decisions)
 
 
 def counted_votes(votes: pd.DataFrame, pairs: pd.DataFrame, excluded: set) -> pd.DataFrame:
@@ -208,23 +241,21 @@ def agreement_tables(
     rng: np.random.Generator,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The agreement table (metric x subset x delta) and the paired comparisons."""
+    metrics, difference = pair_differences(study_pairs, scores)
     wide, lower = metric_table(scores)
-    metrics = list(wide.columns)
     columns = [
         "metric", "subset", "delta", "n_pairs", "accuracy", "ci_low", "ci_high", "n_2afc",
         "accuracy_2afc", "ci_2afc_low", "ci_2afc_high", "n_scenes", "srcc", "srcc_ci_low",
-        "srcc_ci_high", "krcc", "plcc",
+        "srcc_ci_high", "krcc", "plcc", "few_pairs",
     ]  # fmt: skip
     comparison_columns = [
         "metric_a", "metric_b", "n_pairs", "accuracy_a", "accuracy_b", "difference", "ci_low",
-        "ci_high", "p_value",
+        "ci_high", "p_value", "few_pairs",
     ]  # fmt: skip
     if not metrics or study_pairs.empty:
         return pd.DataFrame(columns=columns), pd.DataFrame(columns=comparison_columns)
     values = wide.to_numpy(dtype=np.float64)
     row = pd.Series(np.arange(len(wide)), index=wide.index)
-    a_rows = row.reindex(study_pairs["image_a"]).to_numpy()
-    b_rows = row.reindex(study_pairs["image_b"]).to_numpy()
 
     def gather(rows: np.ndarray) -> np.ndarray:
         out = np.full((len(rows), len(metrics)), np.nan)
@@ -232,9 +263,6 @@ def agreement_tables(
         out[present] = values[rows[present].astype(np.int64)]
         return out
 
-    difference = agreement.oriented_difference(
-        gather(a_rows), gather(b_rows), lower.to_numpy()[None, :]
-    )
     label = study_pairs["majority"].to_numpy()[:, None]
     subsets = pair_subsets(study_pairs, images, design)
     membership = subsets.to_numpy(dtype=np.float64)  # (pairs, subsets)
@@ -302,6 +330,7 @@ def agreement_tables(
                         "srcc_ci_high": srcc_high if whole else np.nan,
                         "krcc": _nanmean(correlations["krcc"][:, m]) if whole else np.nan,
                         "plcc": _nanmean(correlations["plcc"][:, m]) if whole else np.nan,
+                        "few_pairs": bool(n[s, m] < MIN_PAIRS),
                     }
                 )
     table = pd.DataFrame(rows, columns=columns)
@@ -319,6 +348,7 @@ def agreement_tables(
             "accuracy_a": overall.at[x, "accuracy"],
             "accuracy_b": overall.at[y, "accuracy"],
             **test,
+            "few_pairs": test["n_pairs"] < MIN_PAIRS,
         }
         for (x, y), test in zip(tested, tests, strict=True)
     ]
@@ -333,24 +363,104 @@ def agreement_tables(
     return table.reset_index(drop=True), pd.DataFrame(comparisons, columns=comparison_columns)
 
 
+def pair_differences(
+    study_pairs: pd.DataFrame, scores: pd.DataFrame
+) -> tuple[list[str], np.ndarray]:
+    """(metrics, oriented differences (pairs x metrics): positive where the metric prefers
+    a; NaN where a score is missing)."""
+    wide, lower = metric_table(scores)
+    metrics = list(wide.columns)
+    if not metrics or study_pairs.empty:
+        return metrics, np.zeros((len(study_pairs), len(metrics)))
+    values = wide.to_numpy(dtype=np.float64)
+    row = pd.Series(np.arange(len(wide)), index=wide.index)
+
+    def gather(rows: np.ndarray) -> np.ndarray:
+        out = np.full((len(rows), len(metrics)), np.nan)
+        present = ~np.isnan(rows)
+        out[present] = values[rows[present].astype(np.int64)]
+        return out
+
+    a_rows = row.reindex(study_pairs["image_a"]).to_numpy()
+    b_rows = row.reindex(study_pairs["image_b"]).to_numpy()
+    return metrics, agreement.oriented_difference(
+        gather(a_rows), gather(b_rows), lower.to_numpy()[None, :]
+    )
+
+
+def delta_calibration(
+    study_pairs: pd.DataFrame,
+    scores: pd.DataFrame,
+    table: pd.DataFrame,
+    *,
+    deltas: dict[str, float],
+    folds: int,
+    samples: int,
+    rng: np.random.Generator,
+) -> tuple[pd.DataFrame, dict]:
+    """Each metric's delta chosen by ``folds``-fold cross-validation over the study's
+    labelled pairs (``agreement.calibrate_delta``), beside its delta-0 and hand-set rows of
+    the agreement ``table`` (subset all); and each metric's accuracy-versus-delta curve."""
+    metrics, difference = pair_differences(study_pairs, scores)
+    label = study_pairs["majority"].to_numpy() if len(study_pairs) else np.array([])
+    whole = table[table["subset"] == "all"] if len(table) else table
+    rows, curves = [], {}
+    for m, metric in enumerate(metrics):
+        result = agreement.calibrate_delta(
+            difference[:, m], label, folds=folds, samples=samples, rng=rng
+        )
+        mine = whole[whole["metric"] == metric]
+        zero = mine[mine["delta"] == 0]
+        hand = mine[mine["delta"] != 0]
+        rows.append(
+            {
+                "metric": metric,
+                "delta": result["delta"],
+                "folds": result["folds"],
+                "n_pairs": result["n_pairs"],
+                "accuracy": result["accuracy"],
+                "ci_low": result["ci_low"],
+                "ci_high": result["ci_high"],
+                "fold_deltas": [float(d) for d in result["fold_deltas"]],
+                "accuracy_zero": zero["accuracy"].iat[0] if len(zero) else np.nan,
+                "ci_zero_low": zero["ci_low"].iat[0] if len(zero) else np.nan,
+                "ci_zero_high": zero["ci_high"].iat[0] if len(zero) else np.nan,
+                "hand_delta": float(deltas.get(metric, 0.0)),
+                "accuracy_hand": hand["accuracy"].iat[0] if len(hand) else np.nan,
+                "ci_hand_low": hand["ci_low"].iat[0] if len(hand) else np.nan,
+                "ci_hand_high": hand["ci_high"].iat[0] if len(hand) else np.nan,
+                "few_pairs": result["n_pairs"] < MIN_PAIRS,
+            }
+        )
+        curves[metric] = result["curve"]
+    return pd.DataFrame(rows, columns=CALIBRATION_COLUMNS), curves
+
+
 def _nanmean(values: np.ndarray) -> float:
     finite = values[np.isfinite(values)]
     return float(finite.mean()) if len(finite) else np.nan
 
 
 def study_report(
-    data: StudyData, *, samples: int = 1000, seed: int = 0, image_intervals: bool = True
+    data: StudyData,
+    *,
+    samples: int = 1000,
+    seed: int = 0,
+    image_intervals: bool = True,
+    calibrate_folds: int = 0,
 ) -> Report:
     """Everything the platform reports about a study, from its data.
 
     ``samples`` bootstrap resamples for every interval, drawn from a generator seeded with
     ``seed``, so the same data give the same report. ``image_intervals`` adds the
     per-image bootstrap intervals (one refit per resample and scene).
+    ``calibrate_folds`` (2 or more) adds each metric's delta chosen by that many folds of
+    cross-validation over pairs (``delta_calibration``), from a third stream.
     """
     # Two streams, so the agreement's intervals are the same whether or not the image
     # intervals are drawn first (agreement_report skips those, the export draws them).
     image_rng, agreement_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
-    annotators = annotator_quality(data.votes, data.rules)
+    annotators = annotator_table(data)
     excluded = set(annotators.loc[annotators["excluded"], "annotator"])
     votes = counted_votes(data.votes, data.pairs, excluded)
     labels = pair_labels(votes, data.pairs)
@@ -377,7 +487,16 @@ def study_report(
         "labelled_pairs": int(np.isin(study_pairs["majority"], agreement.LABELS).sum()),
         "scenes": int(study_pairs["scene"].nunique()),
         "images_scored": len(scaled),
+        "not_judged_annotators": int((annotators.get("qc_status") == "not judged").sum())
+        if "qc_status" in annotators
+        else 0,
     }
+    calibration, curves = pd.DataFrame(columns=CALIBRATION_COLUMNS), {}
+    if calibrate_folds >= 2:
+        calibration, curves = delta_calibration(
+            study_pairs, data.scores, table, deltas=data.deltas, folds=calibrate_folds,
+            samples=samples, rng=np.random.default_rng([seed, 2]),
+        )  # fmt: skip
     return Report(
         slug=data.slug,
         design=data.design,
@@ -392,4 +511,6 @@ def study_report(
         comparisons=comparisons,
         counts=counts,
         versions=data.versions,
+        calibration=calibration,
+        delta_curves=curves,
     )

@@ -4,11 +4,12 @@ data frames. Everything after this is pure functions on arrays."""
 from dataclasses import dataclass, field
 
 import pandas as pd
-from django.db.models import F, Max
+from django.db.models import F
 
-from analysis.quality import Rules
-from annotation.models import Image, Pair, Study, Vote
+from analysis.quality import DECISION_COLUMNS, Rules, no_decisions
+from annotation.models import ExclusionDecision, Image, Pair, Study, Vote
 from scoring.models import Score
+from scoring.selectors import scores_latest_versions
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class StudyData:
     # ones against the scene's reference
     scores: pd.DataFrame
     versions: dict[str, str] = field(default_factory=dict)
+    # annotator, excluded, reason, decided_by, decided_at: the researcher's decision in
+    # force per annotator (the latest), which overrides the rules for that annotator
+    decisions: pd.DataFrame = field(default_factory=no_decisions)
 
 
 def study_rules(study: Study) -> Rules:
@@ -37,11 +41,51 @@ def study_rules(study: Study) -> Rules:
         min_majority_agreement=study.qc_min_majority_agreement,
         max_similar_share=study.qc_max_similar_share,
         fast_response_ms=study.qc_fast_response_ms,
+        test=study.qc_test,
+        correction=study.qc_correction,
+        alpha=study.qc_alpha,
+        min_answers=study.qc_min_answers,
+        min_gold=study.qc_min_gold,
     )
 
 
+def exclusion_decisions(study: Study) -> pd.DataFrame:
+    """The decision in force per annotator: each session's latest (by time, then id)."""
+    rows = list(
+        ExclusionDecision.objects.filter(session__study=study)
+        .order_by("session_id", "decided_at", "id")
+        .values_list(
+            "session__pseudonym", "excluded", "reason", "decided_by__username", "decided_at"
+        )
+    )
+    decisions = pd.DataFrame(rows, columns=DECISION_COLUMNS)
+    return decisions.drop_duplicates("annotator", keep="last").reset_index(drop=True)
+
+
+def study_votes(study: Study) -> pd.DataFrame:
+    """Every vote of the study, one query: vote_id, annotator (the pseudonym), pair_id,
+    kind, choice, preferred, late, response_ms, gold_answer."""
+    return pd.DataFrame(
+        list(
+            Vote.objects.filter(pair__study=study).values(
+                "pair_id",
+                "kind",
+                "choice",
+                "preferred",
+                "late",
+                "response_ms",
+                vote_id=F("id"),
+                annotator=F("session__pseudonym"),
+                gold_answer=F("pair__gold_answer"),
+            )
+        ),
+        columns=["vote_id", "annotator", "pair_id", "kind", "choice", "preferred", "late",
+         "response_ms", "gold_answer"],
+    )  # fmt: skip
+
+
 def study_data(study: Study) -> StudyData:
-    """Six queries, whatever the study's size."""
+    """Seven queries, whatever the study's size."""
     images = pd.DataFrame(
         list(
             Image.objects.filter(scene__study=study).values(
@@ -62,31 +106,11 @@ def study_data(study: Study) -> StudyData:
         ),
         columns=["pair_id", "scene_name", "a", "b", "gold_answer"],
     ).rename(columns={"scene_name": "scene", "a": "image_a", "b": "image_b"})
-    votes = pd.DataFrame(
-        list(
-            Vote.objects.filter(pair__study=study).values(
-                "pair_id",
-                "kind",
-                "choice",
-                "preferred",
-                "late",
-                "response_ms",
-                vote_id=F("id"),
-                annotator=F("session__pseudonym"),
-                gold_answer=F("pair__gold_answer"),
-            )
-        ),
-        columns=["vote_id", "annotator", "pair_id", "kind", "choice", "preferred", "late",
-         "response_ms", "gold_answer"],
-    )  # fmt: skip
-    # A metric's scores of its most recent version (pyiqa or weights may have changed).
+    votes = study_votes(study)
+    # A metric's scores of its most recent version with successful scores (pyiqa or the
+    # weights may have changed; a later run that only failed hides nothing).
     study_scores = Score.objects.filter(image__scene__study=study)
-    latest = {
-        row["metric"]: row["version"]
-        for row in study_scores.values("metric", "version")
-        .annotate(last=Max("id"))
-        .order_by("metric", "last")
-    }
+    latest = scores_latest_versions(study)
     references = dict(
         Image.objects.filter(scene__study=study, role=Image.Role.REFERENCE).values_list(
             "scene_id", "id"
@@ -119,4 +143,5 @@ def study_data(study: Study) -> StudyData:
         votes=votes,
         scores=scores.reset_index(drop=True),
         versions=latest,
+        decisions=exclusion_decisions(study),
     )

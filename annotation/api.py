@@ -14,7 +14,6 @@ from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from annotation import selectors, services
@@ -31,6 +30,12 @@ from annotation.serializers import (
 )
 from annotation.serializers import (
     valid as _valid,
+)
+from annotation.throttles import (
+    NextTrialPerAddressThrottle,
+    SessionOpenPerAddressThrottle,
+    SessionOpenPerStudyThrottle,
+    SessionVoteThrottle,
 )
 
 # --- plumbing -----------------------------------------------------------------------
@@ -62,22 +67,18 @@ class LimitedJSONParser(JSONParser):
         return data
 
 
-class SessionVoteThrottle(SimpleRateThrottle):
-    """Votes per session token (a person answers at most a few trials a second)."""
-
-    scope = "vote"
-
-    def get_rate(self) -> str:
-        return settings.IQA_VOTE_RATE
-
-    def get_cache_key(self, request, view) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": view.kwargs.get("token", "")}
-
-
 class AnnotatorApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     parser_classes = [LimitedJSONParser]
+
+    def check_throttles(self, request: Request) -> None:
+        """The first throttle that refuses answers (DRF asks every throttle, so that a
+        request refused per address would still use up its study's count: one address
+        could then lock everyone out of the study). Per-address throttles come first."""
+        for throttle in self.get_throttles():
+            if not throttle.allow_request(request, self):
+                self.throttled(request, throttle.wait())
 
 
 # --- annotator views ----------------------------------------------------------------
@@ -94,6 +95,8 @@ UNKNOWN_TOKEN = "No session has this token."
 
 
 class SessionOpenApi(AnnotatorApi):
+    throttle_classes = [SessionOpenPerAddressThrottle, SessionOpenPerStudyThrottle]
+
     @extend_schema(
         request=SessionOpenInput,
         responses={
@@ -104,8 +107,15 @@ class SessionOpenApi(AnnotatorApi):
             **_errors(
                 {
                     **BODY_ERRORS,
+                    400: BODY_ERRORS[400] + " A recruiter's id of the wrong format "
+                    "(`participant_id_invalid`) on a study that requires one.",
+                    403: "The study requires a Prolific or MTurk participant id and the "
+                    "request has none (`participant_id_required`).",
                     404: "No study has this slug.",
                     409: "The study is not live (`study_not_open`).",
+                    429: "Too many sessions opened from this address (IQA_SESSION_RATE) or "
+                    "on this study (IQA_SESSION_RATE_PER_STUDY); `Retry-After` says when "
+                    "to try again.",
                 }
             ),
         },
@@ -137,6 +147,8 @@ class SessionDetailApi(AnnotatorApi):
 
 
 class NextTrialApi(AnnotatorApi):
+    throttle_classes = [NextTrialPerAddressThrottle]
+
     @extend_schema(
         parameters=[
             OpenApiParameter(
@@ -156,6 +168,8 @@ class NextTrialApi(AnnotatorApi):
                 {
                     404: UNKNOWN_TOKEN,
                     409: "Too many concurrent requests for this session; try again.",
+                    429: "Too many requests from this address (IQA_TRIAL_RATE); "
+                    "`Retry-After` says when to try again.",
                 }
             ),
         },
@@ -180,7 +194,8 @@ class VoteApi(AnnotatorApi):
                     **BODY_ERRORS,
                     404: "No session has this token, or no such trial was issued to it.",
                     409: "The trial was answered with another choice.",
-                    429: "Too many votes from this session (IQA_VOTE_RATE).",
+                    429: "Too many votes from this session (IQA_VOTE_RATE); `Retry-After` "
+                    "says when to try again.",
                 }
             ),
         },

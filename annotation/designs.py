@@ -26,7 +26,13 @@ class PlannedPair(Generic[T]):
 
 
 def is_gold(image: "SceneImage") -> bool:
+    """A gold image or the worked example's decoy: compared in no ordinary pair."""
     return bool(getattr(image, "gold", ""))
+
+
+# Gold images with a gold pair, and the pair's answer; the worked example's decoy
+# ("example") has none.
+GOLD_ANSWERS = {"worse": "b", "better": "a"}
 
 
 def gold_anchor(images: Sequence[T]) -> T | None:
@@ -40,14 +46,20 @@ def gold_anchor(images: Sequence[T]) -> T | None:
 def plan_gold_pairs(
     design: str, images: Sequence[T], *, show_reference: bool = False
 ) -> Iterator[PlannedPair[T]]:
-    """One gold pair per gold image: (gold image, anchor), with its known answer."""
+    """One gold pair per gold image: (gold image, anchor), with its known answer. The
+    worked example's decoy gets none (it is never shown as a trial)."""
     anchor = gold_anchor(images)
     if anchor is None:
         return
-    shown = anchor if design == Design.PAIRWISE and show_reference else None
-    for image in sorted((i for i in images if is_gold(i)), key=lambda i: i.name):
-        answer = "b" if image.gold == "worse" else "a"
-        yield PlannedPair(image, anchor, shown, gold_answer=answer)
+    shown = gold_shown_reference(design, anchor, show_reference=show_reference)
+    for image in sorted((i for i in images if i.gold in GOLD_ANSWERS), key=lambda i: i.name):
+        yield PlannedPair(image, anchor, shown, gold_answer=GOLD_ANSWERS[image.gold])
+
+
+def gold_shown_reference(design: str, anchor: T, *, show_reference: bool) -> T | None:
+    """What a gold pair (or the worked example) shows between its images: the anchor, in
+    a pairwise study that shows its reference."""
+    return anchor if design == Design.PAIRWISE and show_reference else None
 
 
 def needs_reference(design: str, *, show_reference: bool) -> bool:

@@ -28,3 +28,23 @@ class InvalidSetting(DomainError):
     """A study setting outside its bounds (``annotation.study_settings``); ``field`` names it."""
 
     code = "invalid_setting"
+
+
+class ParticipantIdRequired(DomainError):
+    """The study takes recruited participants only (``require_participant_id``) and the
+    session came without a Prolific or MTurk id."""
+
+    status_code = 403
+    code = "participant_id_required"
+
+
+class ParticipantIdInvalid(DomainError):
+    """A recruiter's participant id that does not have that recruiter's format."""
+
+    code = "participant_id_invalid"
+
+
+class VoteImportError(DomainError):
+    """A vote import refused; the message names the file (and line) at fault."""
+
+    code = "vote_import_refused"

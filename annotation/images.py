@@ -8,6 +8,13 @@ import PIL.Image
 
 from annotation.errors import StudyImportError
 
+# Formats every browser shows as they are. Others (TIFF, PPM, BMP, ...) get a PNG of the same
+# pixels for display, stored beside the original (``Image.display_file``).
+BROWSER_FORMATS = frozenset({"PNG", "JPEG", "GIF", "WEBP"})
+# Pillow modes a PNG holds exactly; any other mode (CMYK, 32-bit integer, float, ...) is
+# shown as its RGB(A) conversion, which is what scoring reads too (``convert("RGB")``).
+PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I;16B"})
+
 
 @dataclass(frozen=True)
 class ImageInfo:
@@ -59,3 +66,19 @@ def inspect_image(path: Path, *, origin: str, max_pixels: int) -> ImageInfo:
     if width < 1 or height < 1:
         raise StudyImportError(f"{origin}: an image with no pixels")
     return ImageInfo(width=width, height=height, format=image_format)
+
+
+def needs_display_copy(info: ImageInfo) -> bool:
+    """Whether browsers cannot show the image's format, so a PNG copy is shown instead."""
+    return info.format.upper() not in BROWSER_FORMATS
+
+
+def write_display_png(source: Path, target: Path) -> None:
+    """Write ``source``'s pixels to ``target`` as a PNG, losslessly for every mode a PNG
+    holds (with its ICC profile, so browsers show the same colours)."""
+    with PIL.Image.open(source) as image:
+        image.load()
+        icc = image.info.get("icc_profile")
+        if image.mode not in PNG_MODES:
+            image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+        image.save(target, format="PNG", **({"icc_profile": icc} if icc else {}))

@@ -56,6 +56,11 @@ class Study(models.Model):
         help_text="Where annotators go when done, e.g. Prolific's "
         "https://app.prolific.com/submissions/complete?cc=<code>.",
     )
+    require_participant_id = models.BooleanField(
+        default=False,
+        help_text="Refuse sessions without a Prolific or MTurk id of the right format "
+        "(on by default for studies imported with a completion URL).",
+    )
     trials_per_session = models.PositiveIntegerField(
         default=100, help_text="Quota of trials per session (gold included, practice not)."
     )
@@ -96,6 +101,31 @@ class Study(models.Model):
     )
     qc_fast_response_ms = models.FloatField(
         default=300.0, help_text="Answers faster than this count as too fast (reported)."
+    )
+    # How the rules judge (analysis.quality): one-sided exact binomial tests corrected across
+    # annotators, each rule needing a minimum of evidence; "threshold", "none", 0 and 0 give
+    # the rates against the thresholds on any evidence.
+    qc_test = models.CharField(
+        max_length=16,
+        default="binomial",
+        choices=[
+            ("binomial", "One-sided binomial tests"),
+            ("threshold", "Rates against thresholds"),
+        ],
+        help_text="'binomial' (tests) or 'threshold'.",
+    )
+    qc_correction = models.CharField(
+        max_length=8,
+        default="holm",
+        choices=[("holm", "Holm"), ("bh", "Benjamini-Hochberg"), ("none", "None")],
+        help_text="Multiple-testing correction: 'holm', 'bh' (Benjamini-Hochberg) or 'none'.",
+    )
+    qc_alpha = models.FloatField(default=0.05, help_text="Study-level error rate of the tests.")
+    qc_min_answers = models.PositiveIntegerField(
+        default=20, help_text="Answers a rate rule needs to judge an annotator."
+    )
+    qc_min_gold = models.PositiveIntegerField(
+        default=5, help_text="Gold trials the gold-accuracy rule needs."
     )
     # Per-metric tie band for agreement, e.g. {"psnr": 0.5}; 0 when absent.
     metric_deltas = models.JSONField(default=dict, blank=True)
@@ -152,6 +182,9 @@ class Image(models.Model):
         NONE = "", "Not a gold image"
         WORSE = "worse", "Clearly worse than the scene's anchor"
         BETTER = "better", "Clearly better than the scene's anchor"
+        # A decoy made for the instructions page's worked example: in no pair, so never
+        # shown as a trial (the gold pairs it would spoil use other decoys).
+        EXAMPLE = "example", "The worked example's decoy (clearly worse than the anchor)"
 
     scene = models.ForeignKey(Scene, on_delete=models.CASCADE, related_name="images")
     # The image's stable name in the study, e.g. ``scene/file.png``; exports use it.
@@ -164,7 +197,7 @@ class Image(models.Model):
     file = models.CharField(max_length=200)
     # A lossless PNG of the same pixels, stored beside the original when browsers cannot
     # show its format (TIFF, PPM, BMP): the pages show it; scoring reads ``file``.
-    display_file = models.CharField(max_length=200, blank=True, default="")
+    display_file = models.CharField(max_length=200, blank=True, default="", db_index=True)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     format = models.CharField(max_length=16)
@@ -175,7 +208,7 @@ class Image(models.Model):
     integrity_checked_at = models.DateTimeField(null=True, blank=True)
     # Gold images exist only for gold pairs (against the scene's reference, or its first
     # image when it has none): they are never compared in the study's own pairs.
-    gold = models.CharField(max_length=6, choices=Gold.choices, blank=True, default="")
+    gold = models.CharField(max_length=7, choices=Gold.choices, blank=True, default="")
 
     class Meta:
         ordering = ["scene", "name"]
@@ -196,7 +229,8 @@ class Image(models.Model):
                 condition=models.Q(sha256__regex=r"^[0-9a-f]{64}$"), name="image_sha256_hex"
             ),
             models.CheckConstraint(
-                condition=models.Q(gold__in=["", "worse", "better"]), name="image_gold_known"
+                condition=models.Q(gold__in=["", "worse", "better", "example"]),
+                name="image_gold_known",
             ),
         ]
 

@@ -14,8 +14,16 @@ class Sized(Protocol):
     height: int
 
 
-def image_url(file: str) -> str:
-    """The URL of a stored image file (its content-addressed path under MEDIA_ROOT)."""
+class Shown(Protocol):
+    file: str
+    display_file: str
+
+
+def image_url(image: Shown | str) -> str:
+    """The URL an image is shown at: its display PNG when its format is one browsers
+    cannot show (``Image.display_file``), else its own file (content-addressed paths
+    under MEDIA_ROOT). A plain path string is its own URL."""
+    file = image if isinstance(image, str) else (image.display_file or image.file)
     return f"{settings.MEDIA_URL}{file}"
 
 

@@ -1,9 +1,13 @@
 """Reads of the annotation app."""
 
-from django.db import connection
-from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from django.db import connection
+from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, Trunc
+
+from annotation import designs
 from annotation.models import AnnotatorSession, Image, Pair, Scene, Study, Trial, Vote
 from core.errors import NotFound
 
@@ -51,6 +55,39 @@ def study_get_visible(*, user, slug: str) -> Study:
     if study is None:
         raise NotFound(f"no study with slug {slug!r}")
     return study
+
+
+# Studies whose images anyone may fetch: annotators need them while a study is live, and
+# a closed study's images stay reachable for its published data.
+MEDIA_PUBLIC_STATUSES = (Study.Status.LIVE, Study.Status.CLOSED)
+
+
+def media_file_access(*, user, path: str) -> str | None:
+    """Who may fetch the stored image file at ``path`` (relative to MEDIA_ROOT), as
+    ``user`` asks: ``"public"`` (anyone), ``"private"`` (this user, not anyone) or none.
+
+    Files are content-addressed, so several studies can share one: anyone may fetch a file
+    that a live or closed study uses (as an image or as its display copy); a file that only
+    draft studies use goes to a user who may see one of them (``studies_visible``); a file
+    no study uses goes to nobody.
+
+    One indexed query for an original of a live study (the annotators' case); display
+    copies and drafts take another, and a draft a third for the visibility rule. ``user``
+    is read only in that last case (a lazy ``request.user`` loads no session otherwise).
+    """
+    # The store names a file by its sha256: images/ab/cd/<sha256>.<ext>.
+    stem = path.rsplit("/", 1)[-1].split(".", 1)[0]
+    columns = ("scene__study_id", "scene__study__status")
+    studies = set(Image.objects.filter(sha256=stem, file=path).values_list(*columns))
+    if not any(status in MEDIA_PUBLIC_STATUSES for _, status in studies):
+        studies |= set(Image.objects.filter(display_file=path).values_list(*columns))
+    if any(status in MEDIA_PUBLIC_STATUSES for _, status in studies):
+        return "public"
+    if not studies or user is None or not user.is_authenticated:
+        return None
+    if studies_visible(user=user).filter(pk__in={pk for pk, _ in studies}).exists():
+        return "private"
+    return None
 
 
 def study_list_with_counts(*, user=None) -> QuerySet[Study]:
@@ -111,13 +148,125 @@ def study_progress_get(*, slug: str) -> Study:
     return study
 
 
-def study_example_pair(*, study: Study) -> Pair | None:
-    """The pair the annotator page shows as its worked example: the study's first gold
-    pair (its answer is plain to see), or none when the study has no gold pairs."""
-    return (
-        Pair.objects.filter(study=study)
-        .exclude(gold_answer="")
-        .select_related("image_a", "image_b", "shown_reference")
-        .order_by("pk")
-        .first()
+@dataclass(frozen=True)
+class ExamplePair:
+    """The instructions page's worked example: ``worse`` (the study's example decoy) beside
+    ``better`` (its scene's gold anchor), with what the design shows between them."""
+
+    worse: Image
+    better: Image
+    reference: Image | None
+
+
+def study_example_pair(*, study: Study) -> ExamplePair | None:
+    """The worked example of the annotator page: the example decoy made at import (in no
+    pair, so never a trial: gold trials stay unspoiled) beside its scene's anchor; none
+    for a study without one (no gold trials, or imported before there were examples)."""
+    decoy = Image.objects.filter(scene__study=study, gold=Image.Gold.EXAMPLE).order_by("pk").first()
+    if decoy is None:
+        return None
+    anchor = designs.gold_anchor(list(Image.objects.filter(scene_id=decoy.scene_id)))
+    if anchor is None:
+        return None
+    shown = designs.gold_shown_reference(study.design, anchor, show_reference=study.show_reference)
+    return ExamplePair(worse=decoy, better=anchor, reference=shown)
+
+
+# --- a running study's progress, as the dashboard, its API and the export count it -----
+
+
+def study_session_counts(*, study: Study) -> dict[str, int]:
+    """Sessions started and completed, and trials answered (practice included), in one
+    query on the sessions table (small: one row per annotator). The answered total moves
+    with every stored vote, so it also tells whether vote counts read earlier still hold."""
+    row = AnnotatorSession.objects.filter(study=study).aggregate(
+        started=Count("pk"),
+        completed=Count("pk", filter=Q(completed_at__isnull=False)),
+        answered=Coalesce(Sum(F("n_done") + F("n_practice_done")), Value(0)),
     )
+    return {key: int(value) for key, value in row.items()}
+
+
+def study_scene_progress(*, study: Study) -> list[dict]:
+    """Per scene, in name order: its pairs (gold pairs apart), pairs with all their
+    counted votes, target votes, counted votes, and counted votes up to each pair's
+    target (``credited``: what the target still lacks is ``target_votes - credited``).
+    Summed over scenes these are ``study_progress``'s ``n_pairs``, ``n_pairs_complete``
+    and ``n_counted_votes``."""
+    # One pass over the study's counted votes grouped by pair, joined to its pairs (a
+    # correlated count per pair is ten times slower on a million votes). Portable SQL.
+    sql = """
+        SELECT p.scene_id, COUNT(*),
+               SUM(CASE WHEN COALESCE(v.n, 0) >= p.target_votes THEN 1 ELSE 0 END),
+               SUM(p.target_votes), SUM(COALESCE(v.n, 0)),
+               SUM(CASE WHEN COALESCE(v.n, 0) < p.target_votes THEN COALESCE(v.n, 0)
+                        ELSE p.target_votes END)
+        FROM annotation_pair p
+        LEFT JOIN (
+            SELECT vote.pair_id, COUNT(*) AS n
+            FROM annotation_vote vote JOIN annotation_pair vp ON vp.id = vote.pair_id
+            WHERE vp.study_id = %s AND vote.kind = %s
+            GROUP BY vote.pair_id
+        ) v ON v.pair_id = p.id
+        WHERE p.study_id = %s AND p.gold_answer = ''
+        GROUP BY p.scene_id
+    """
+    keys = ("pairs", "pairs_complete", "target_votes", "counted_votes", "credited")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [study.pk, Trial.Kind.LABEL, study.pk])
+        rows = [{"scene_id": row[0], **dict(zip(keys, row[1:], strict=True))} for row in cursor]
+    by_scene = {row.pop("scene_id"): row for row in rows}
+    names = Scene.objects.filter(study=study).order_by("name").values_list("pk", "name")
+    empty = {"pairs": 0, "pairs_complete": 0, "target_votes": 0, "counted_votes": 0, "credited": 0}
+    return [
+        {"scene": name, **{k: int(v or 0) for k, v in by_scene.get(pk, empty).items()}}
+        for pk, name in names
+    ]
+
+
+def study_votes_per_hour(*, study: Study) -> list[dict]:
+    """Votes per clock hour (UTC), oldest first: every vote (practice and gold included)
+    and the counted ones. Hours without votes are left out."""
+    rows = (
+        Vote.objects.filter(pair__study=study)
+        .annotate(hour=Trunc("created_at", "hour", tzinfo=UTC))
+        .order_by()
+        .values("hour")
+        .annotate(votes=Count("pk"), counted_votes=Count("pk", filter=Q(kind=Trial.Kind.LABEL)))
+        .order_by("hour")
+    )
+    return [
+        {"hour": row["hour"], "votes": row["votes"], "counted_votes": row["counted_votes"]}
+        for row in rows
+    ]
+
+
+def study_counted_votes_since(*, study: Study, since: datetime) -> int:
+    """Counted votes stored at or after ``since``: the recent rate of a running study."""
+    return Vote.objects.filter(
+        pair__study=study, kind=Trial.Kind.LABEL, created_at__gte=since
+    ).count()
+
+
+def study_median_response_ms(*, study: Study) -> float | None:
+    """The median response time of the study's answered trials, practice apart (the
+    export's ``votes`` with ``is_practice`` false); None before the first answer."""
+    votes = Vote.objects.filter(pair__study=study, response_ms__isnull=False).exclude(
+        kind=Trial.Kind.PRACTICE
+    )
+    if connection.vendor == "postgresql":
+        sql, params = votes.values("response_ms").query.sql_with_params()
+        with connection.cursor() as cursor:
+            # Linear interpolation between the two middle values: numpy's and pandas' median.
+            cursor.execute(
+                f"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY t.response_ms) "
+                f"FROM ({sql}) AS t",
+                params,
+            )
+            (median,) = cursor.fetchone()
+        return None if median is None else float(median)
+    values = sorted(votes.values_list("response_ms", flat=True))
+    if not values:
+        return None
+    middle = len(values) // 2
+    return float(values[middle]) if len(values) % 2 else (values[middle - 1] + values[middle]) / 2

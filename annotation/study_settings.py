@@ -21,6 +21,8 @@ from annotation.errors import InvalidSetting
 # What a researcher types to turn a quality-control rule off; stored as null.
 OFF = "off"
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
+# Words the researcher pages use under /studies/ (a study named so could not be opened).
+RESERVED_SLUGS = frozenset({"new", "imports"})
 
 
 class Design(models.TextChoices):
@@ -81,6 +83,9 @@ SETTINGS: dict[str, Setting] = {
                 min=0, max=50),
         Setting("completion_url", str, "Where annotators go when done (http or https).",
                 max_length=500, format="url"),
+        Setting("require_participant_id", bool,
+                "Refuse sessions without a Prolific or MTurk id of the right format "
+                "(a new study with a completion URL turns it on unless told otherwise)."),
         Setting("lease_seconds", int, "How long an issued trial holds its pair.", min=10,
                 max=86_400, unit="seconds"),
         Setting("break_every", int, "Suggest a break every N trials (0: never).", min=0,
@@ -94,11 +99,28 @@ SETTINGS: dict[str, Setting] = {
         _fraction("qc_max_similar_share", "Exclude above this share of 'similar'."),
         Setting("qc_fast_response_ms", float, "Answers faster than this count as too fast.",
                 min=0.0, max=600_000.0, unit="milliseconds"),
+        Setting("qc_test", str, "How a rule judges an annotator: 'binomial' (a one-sided exact "
+                "test of the rate against the threshold) or 'threshold' (the rate itself).",
+                choices=("binomial", "threshold")),
+        Setting("qc_correction", str, "Multiple-testing correction of the binomial tests across "
+                "annotators and rules: 'holm', 'bh' (Benjamini-Hochberg) or 'none'.",
+                choices=("holm", "bh", "none")),
+        Setting("qc_alpha", float, "The study-level error rate of the binomial tests.",
+                min=0.0, max=1.0, max_open=True),
+        Setting("qc_min_answers", int, "Answers a rate rule needs to judge an annotator.",
+                min=0, max=100_000),
+        Setting("qc_min_gold", int, "Gold trials the gold-accuracy rule needs.", min=0,
+                max=100_000),
         Setting("metric_deltas", dict, "Per-metric tie band for agreement, e.g. {'psnr': 0.5}."),
     )
 }  # fmt: skip
 
 QC_SETTINGS = tuple(name for name in SETTINGS if name.startswith("qc_"))
+# What a running study's researcher may change (configure_study, the dashboard's form,
+# PATCH): everything the import did not fix, but the status, which has its own actions.
+CHANGEABLE_SETTINGS = tuple(
+    name for name, setting in SETTINGS.items() if not setting.fixed and name != "status"
+)
 FIXED_SETTINGS = tuple(name for name, setting in SETTINGS.items() if setting.fixed)
 
 # Names from earlier migrations, kept so that unchanged checks are not dropped and re-added.
@@ -132,6 +154,10 @@ def study_settings_validate(values: dict, *, partial: bool) -> dict:
             if setting.required and name not in values:
                 raise InvalidSetting(f"{name} is required", field=name)
     cleaned = {name: _clean(SETTINGS[name], values[name]) for name in SETTINGS if name in values}
+    if not partial and "require_participant_id" not in cleaned:
+        # A completion URL means paid crowd workers from a recruiter: their sessions carry
+        # the recruiter's id, and a session without one is a stranger's script.
+        cleaned["require_participant_id"] = bool(cleaned.get("completion_url"))
     design = cleaned.get("design")
     if cleaned.get("show_reference") and design is not None and design != Design.PAIRWISE:
         raise InvalidSetting(
@@ -256,6 +282,11 @@ def _text(setting: Setting, value: object) -> str:
         raise InvalidSetting(
             f"{name} {value!r} is not valid (lower-case letters, digits, '-' and '_'; "
             f"at most {setting.max_length})",
+            field=name,
+        )
+    if setting.format == "slug" and value in RESERVED_SLUGS:
+        raise InvalidSetting(
+            f"{name} {value!r} is reserved by the researcher pages (/studies/{value}/)",
             field=name,
         )
     if setting.choices and value not in setting.choices:

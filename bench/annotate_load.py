@@ -16,8 +16,9 @@ Simulated annotators open a session, then repeat next-trial -> vote. Two modes:
     .venv/bin/python bench/annotate_load.py [--mode paced|saturation|both]
 
 It needs PostgreSQL on 127.0.0.1:5432 (``make services``); it drops and recreates the
-scratch database ``iqa_bench`` (``--database``). The vote throttle is raised for the
-run (simulated annotators answer far faster than people); it still runs on each vote.
+scratch database ``iqa_bench`` (``--database``). The throttles are raised for the run
+(simulated annotators answer far faster than people, all from one address); they still
+run on each request. ``bench/abuse.py`` runs with the real ones.
 """
 
 import argparse
@@ -78,12 +79,31 @@ print(Pair.objects.count())
     return done.stdout.strip().splitlines()[-1]
 
 
-def start_server(name: str, port: int, workers: int, threads: int, data_dir: Path):
+# Every throttle of the annotator API, raised out of the way (they still count).
+RAISED_THROTTLES = {
+    "IQA_VOTE_RATE": "1000000/min",
+    "IQA_SESSION_RATE": "1000000/min",
+    "IQA_SESSION_RATE_PER_STUDY": "1000000/min",
+    "IQA_TRIAL_RATE": "1000000/min",
+}
+
+
+def start_server(
+    name: str,
+    port: int,
+    workers: int,
+    threads: int,
+    data_dir: Path,
+    *,
+    settings: dict[str, str] | None = None,
+):
+    """gunicorn on the scratch database; ``settings`` (environment variables) replace the
+    raised throttles."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url(name),
         "IQA_DATA_DIR": str(data_dir),
-        "IQA_VOTE_RATE": "1000000/min",
+        **(RAISED_THROTTLES if settings is None else settings),
     }
     command = [
         sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}",
@@ -106,11 +126,20 @@ def start_server(name: str, port: int, workers: int, threads: int, data_dir: Pat
 
 
 class Client:
-    """One keep-alive HTTP connection; returns (status, body, seconds)."""
+    """One keep-alive HTTP connection; returns (status, body, seconds). ``source`` is the
+    local address it connects from (any of 127.0.0.0/8 on Linux): the server sees it as the
+    client's address."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, source: str | None = None) -> None:
         self.port = port
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.source = (source, 0) if source else None
+        self.connection = self._connect()
+        self.headers: dict[str, str] = {}  # of the last response
+
+    def _connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(
+            "127.0.0.1", self.port, timeout=30, source_address=self.source
+        )
 
     def call(self, method: str, path: str, body: dict | None = None):
         payload = json.dumps(body).encode() if body is not None else None
@@ -122,9 +151,10 @@ class Client:
             raw = response.read()
         except (http.client.HTTPException, OSError):
             self.connection.close()
-            self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            self.connection = self._connect()
             raise
         elapsed = time.perf_counter() - start
+        self.headers = {name.lower(): value for name, value in response.getheaders()}
         if response.getheader("Connection", "").lower() == "close":
             self.connection.close()
         return response.status, (json.loads(raw) if raw else None), elapsed

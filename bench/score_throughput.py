@@ -4,7 +4,7 @@ The demo studies' pairs (``demo``: 44 ref-vs-test pairs; ``demo-pairwise``: 110 
 with the reference shown) scored with the weight-free FR metrics psnr, ssim, ms_ssim,
 fsim, vsi, gmsd and vif (mad is too slow on a CPU to time here):
 
-- the platform: ``score_study demo --metrics ... --wait`` with a real Celery worker
+- the platform: ``score_study 'demo*' --metrics ... --wait`` with a real Celery worker
   started for the run (its start, pyiqa's import and the models' creation included);
 - the loop, in this process: ``pyiqa.create_metric`` once per metric, then
   ``metric(test_path, ref_path)`` for each pair, for both images of a pairwise pair
@@ -79,7 +79,7 @@ def main() -> None:
         try:
             with platform_gpu:
                 subprocess.run(
-                    [*manage, "score_study", "demo", "--metrics", ",".join(METRICS), "--wait"],
+                    [*manage, "score_study", "demo*", "--metrics", ",".join(METRICS), "--wait"],
                     cwd=REPO, env=env, check=True, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
             platform = time.perf_counter() - started

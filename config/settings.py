@@ -49,6 +49,34 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
+# Production is a deployment given its secret key (DJANGO_SECRET_KEY) without DEBUG: then
+# HTTPS is required (`manage.py check --deploy` is clean; tests/config/test_settings.py)
+# and importing the settings writes no file. A laptop (`make run`: no key set) keeps
+# plain HTTP on 127.0.0.1. Each setting can be overridden on its own.
+PRODUCTION = bool(os.environ.get("DJANGO_SECRET_KEY")) and not DEBUG
+# Behind a proxy that terminates TLS: the header it sets, e.g. "X-Forwarded-Proto=https"
+# (only when the proxy always sets or overwrites it: a client could send it otherwise).
+if os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER"):
+    _header, _, _value = os.environ["DJANGO_SECURE_PROXY_SSL_HEADER"].partition("=")
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + _header.strip().upper().replace("-", "_"),
+        _value.strip() or "https",
+    )
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION)
+# The health check of a load balancer or of docker compose asks over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", PRODUCTION)
+# HTTP Strict Transport Security: browsers refuse plain HTTP to this host (and, with
+# INCLUDE_SUBDOMAINS, its subdomains) for this many seconds once they have seen it.
+SECURE_HSTS_SECONDS = int(
+    os.environ.get("DJANGO_SECURE_HSTS_SECONDS", str(365 * 24 * 3600 if PRODUCTION else 0))
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+# Asking for the browsers' preload list commits the whole domain to HTTPS for a long time:
+# off unless the operator means it (so its check, security.W021, is silenced while off).
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -98,8 +126,12 @@ TEMPLATES = [
 
 if os.environ.get("DATABASE_URL"):
     DATABASES = {
+        # A reused connection is checked before each request's first query, so a
+        # restarted database costs one failed check, not a failed request per thread.
         "default": dj_database_url.parse(
-            os.environ["DATABASE_URL"], conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60"))
+            os.environ["DATABASE_URL"],
+            conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")),
+            conn_health_checks=True,
         )
     }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
@@ -156,12 +188,43 @@ STORAGES = {
 IQA_MAX_IMAGE_PIXELS = int(os.environ.get("IQA_MAX_IMAGE_PIXELS", str(50_000_000)))
 # Imports with at least this many images show a progress bar.
 IQA_IMPORT_PROGRESS_MIN = int(os.environ.get("IQA_IMPORT_PROGRESS_MIN", "100"))
+# Studies created in the browser or through POST /api/v1/studies: the uploaded zip streams
+# to a file in IQA_UPLOAD_DIR (shared by the web server and the workers) and is refused,
+# while it streams, above IQA_UPLOAD_MAX_BYTES; its contents above IQA_UPLOAD_MAX_UNCOMPRESSED
+# bytes or IQA_UPLOAD_MAX_MEMBERS members (zip bombs). Staff may import a folder on the
+# server instead, under IQA_IMPORT_ROOT (unset: the option is off).
+IQA_UPLOAD_DIR = Path(os.environ.get("IQA_UPLOAD_DIR", DATA_DIR / "uploads"))
+IQA_UPLOAD_MAX_BYTES = int(os.environ.get("IQA_UPLOAD_MAX_BYTES", str(2 * 1024**3)))
+IQA_UPLOAD_MAX_UNCOMPRESSED = int(os.environ.get("IQA_UPLOAD_MAX_UNCOMPRESSED", str(8 * 1024**3)))
+IQA_UPLOAD_MAX_MEMBERS = int(os.environ.get("IQA_UPLOAD_MAX_MEMBERS", "200000"))
+IQA_IMPORT_ROOT = (
+    Path(os.environ["IQA_IMPORT_ROOT"]).resolve() if os.environ.get("IQA_IMPORT_ROOT") else None
+)
+# Finished export zips (one per export job, <job id>.zip), written by the workers and
+# served to those with access to the study: shared by the web server and the workers.
+IQA_EXPORT_DIR = Path(os.environ.get("IQA_EXPORT_DIR", DATA_DIR / "exports"))
 
 # Annotator API: bodies above this size are refused (413); votes per session token.
 IQA_API_MAX_BODY_BYTES = int(os.environ.get("IQA_API_MAX_BODY_BYTES", "8192"))
 IQA_VOTE_RATE = os.environ.get("IQA_VOTE_RATE", "120/min")
+# The public study link: sessions opened per client address and per study, next-trial
+# requests per client address (annotation/throttles.py; 429 with Retry-After past them).
+# Set for a crowd launch behind one NAT; a script opening sessions in a loop hits them.
+IQA_SESSION_RATE = os.environ.get("IQA_SESSION_RATE", "120/min")
+IQA_SESSION_RATE_PER_STUDY = os.environ.get("IQA_SESSION_RATE_PER_STUDY", "600/min")
+IQA_TRIAL_RATE = os.environ.get("IQA_TRIAL_RATE", "1800/min")
+# Reverse proxies in front of the web server that append the client's address to
+# X-Forwarded-For (0: none; the client address is REMOTE_ADDR). Throttles count the address
+# the outermost trusted proxy saw, never one a client wrote into the header itself.
+IQA_TRUSTED_PROXY_COUNT = int(os.environ.get("IQA_TRUSTED_PROXY_COUNT", "0"))
+# Researchers: attempts to log in (the login page and POST /api/v1/auth/token) per address.
+IQA_LOGIN_RATE = os.environ.get("IQA_LOGIN_RATE", "10/min")
+# The study dashboard's vote counts: recomputed when older than REFRESH seconds and votes
+# came in since; kept up to HOLD seconds while none did (workspace/dashboard.py).
+IQA_DASHBOARD_REFRESH_SECONDS = float(os.environ.get("IQA_DASHBOARD_REFRESH_SECONDS", "10"))
+IQA_DASHBOARD_HOLD_SECONDS = float(os.environ.get("IQA_DASHBOARD_HOLD_SECONDS", "120"))
 
-# The vote throttle counts in this cache. Per process by default; with several web
+# The throttles count in this cache. Per process by default; with several web
 # processes set IQA_CACHE_URL=redis://... so they share one count.
 if os.environ.get("IQA_CACHE_URL"):
     CACHES = {
@@ -175,15 +238,17 @@ else:
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Every throttle's client address (the login's too): see IQA_TRUSTED_PROXY_COUNT.
+    "NUM_PROXIES": IQA_TRUSTED_PROXY_COUNT,
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Pages and their scripts use the login session; scripts and notebooks send
         # "Authorization: Token <token>" (created on the account page or POST auth/token).
+        # No HTTP basic auth: a password on every request would bypass IQA_LOGIN_RATE.
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
     ],
 }
 SPECTACULAR_SETTINGS = {
@@ -191,6 +256,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     # The schema describes the API, not the view that serves the schema.
     "SERVE_INCLUDE_SCHEMA": False,
+    # Two "status" choice sets (a study's, a background job's): each its own named enum.
+    "ENUM_NAME_OVERRIDES": {
+        "StudyStatusEnum": "annotation.study_settings.StudyStatus",
+        "JobStatusEnum": "workspace.models.Job.Status",
+    },
 }
 
 # Celery. The embedded default needs no server: kombu's file-system transport.
@@ -241,6 +311,12 @@ IQA_SCORE_BATCH_ITEMS = int(os.environ.get("IQA_SCORE_BATCH_ITEMS", "64"))
 IQA_SCORE_FORWARD_BATCH = int(os.environ.get("IQA_SCORE_FORWARD_BATCH", "16"))
 # Metric models a worker process keeps loaded (least recently used ones are dropped).
 IQA_WORKER_MAX_MODELS = int(os.environ.get("IQA_WORKER_MAX_MODELS", "4"))
+# A batch whose metric a worker cannot run (missing weights, CUDA out of memory, a driver
+# error) is retried this many times, waiting BACKOFF, 2 x BACKOFF, ... seconds (at most
+# BACKOFF_MAX, with jitter), then marked failed to run (score_study --retry-failed).
+IQA_SCORE_MAX_RETRIES = int(os.environ.get("IQA_SCORE_MAX_RETRIES", "5"))
+IQA_SCORE_RETRY_BACKOFF = int(os.environ.get("IQA_SCORE_RETRY_BACKOFF", "30"))
+IQA_SCORE_RETRY_BACKOFF_MAX = int(os.environ.get("IQA_SCORE_RETRY_BACKOFF_MAX", "600"))
 # A batch still pending this long after it was sent is sent again by the sweep.
 IQA_SCORE_STALE_SECONDS = int(os.environ.get("IQA_SCORE_STALE_SECONDS", "1800"))
 CELERY_BEAT_SCHEDULE = {
@@ -254,7 +330,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "annotation.leases_sweep",
         "schedule": float(os.environ.get("IQA_LEASE_SWEEP_EVERY", "30")),
     },
+    # Stale agreement snapshots refreshed when nobody has the report page open to ask.
+    "agreement-snapshots-sweep": {
+        "task": "analysis.agreement_snapshots_sweep",
+        "schedule": float(os.environ.get("IQA_AGREEMENT_SWEEP_EVERY", "10")),
+    },
 }
+# The live agreement report: a stale snapshot is refreshed at most once per this many
+# seconds (readers and the sweep queue the refresh; a worker computes it).
+IQA_AGREEMENT_DEBOUNCE_SECONDS = float(os.environ.get("IQA_AGREEMENT_DEBOUNCE_SECONDS", "2"))
+# How often the report page asks for a newer snapshot (a conditional request).
+IQA_AGREEMENT_POLL_SECONDS = float(os.environ.get("IQA_AGREEMENT_POLL_SECONDS", "3"))
 # Bounds on a worker child's leaks (prefork pool): tasks and resident KiB per child.
 CELERY_WORKER_MAX_TASKS_PER_CHILD = int(os.environ.get("CELERY_WORKER_MAX_TASKS_PER_CHILD", "500"))
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = int(

@@ -1,10 +1,9 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from config.health import healthz
-from config.media import media_file
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -17,5 +16,5 @@ urlpatterns = [
 ]
 
 if settings.IQA_SERVE_MEDIA:
-    prefix = settings.MEDIA_URL.lstrip("/")
-    urlpatterns.append(re_path(rf"^{prefix}(?P<path>images/.+)$", media_file, name="media"))
+    # The image store, under the access rule of the researcher side (annotation.media).
+    urlpatterns.append(path("", include("annotation.media_urls")))

@@ -4,9 +4,12 @@ Raw and complete: every vote is exported, practice and gold included and marked,
 nothing is hidden from the researcher. Images are named by their stable name in the
 study (``scene/file.png``) in every table. Each file is written beside its final name
 and moved into place, so a failed export never leaves a half-written table.
+
+Over 400 lines: the tables and the datasheet that describes them, kept together.
 """
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,21 +20,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from django.db.models import F
+from django.db.models.fields.json import KeyTextTransform
 
 from analysis.report import study_report
 from analysis.selectors import study_data
 from annotation import designs
 from annotation.models import AnnotatorSession, Image, Pair, Study, Trial, Vote
 from core.errors import DomainError
+from dataset import formats as field_formats
 from scoring.selectors import scores_frame
 
 FORMATS = ("csv", "parquet", "jsonl")
+# The tables ``study_export`` writes, in order; then the ``README.md`` datasheet.
+TABLES = (
+    "votes", "pairs", "sessions", "annotators", "image_scores", "metric_scores", "agreement",
+    "comparisons",
+)  # fmt: skip
+# Progress steps of an export: the report, each table, the datasheet.
+EXPORT_STEPS = 1 + len(TABLES) + 1
 
 VOTE_COLUMNS = [
     "vote_id", "trial_id", "scene", "pair_id", "image_a", "image_b", "reference",
     "left_image", "right_image", "choice", "preferred", "annotator", "is_gold",
     "is_practice", "is_late", "excluded", "response_ms", "device_pixel_ratio",
-    "viewport_width", "viewport_height", "created_at",
+    "viewport_width", "viewport_height", "created_at", "imported",
 ]  # fmt: skip
 PAIR_COLUMNS = [
     "pair_id", "scene", "image_a", "image_b", "reference", "condition_a", "condition_b",
@@ -99,7 +111,7 @@ def pairs_frame(study: Study, labels: pd.DataFrame) -> pd.DataFrame:
         ],
     ).rename(columns=lambda c: c.removesuffix("_name"))  # fmt: skip
     references = _references(study)
-    pairs["reference"] = pairs["scene_id"].map(references).fillna("")
+    pairs["reference"] = pairs["scene_id"].map(references).astype(object).fillna("")
     pairs["shown_reference"] = pairs["shown_reference"].fillna("")
     pairs["is_gold"] = pairs["gold_answer"] != ""
     label_columns = ["n_votes", "n_a", "n_similar", "n_b", "p_a", "majority"]
@@ -108,43 +120,38 @@ def pairs_frame(study: Study, labels: pd.DataFrame) -> pd.DataFrame:
 
 
 def votes_frame(study: Study, excluded: set[str]) -> pd.DataFrame:
-    rows = list(
+    # Tuples streamed from a server-side cursor, not a list of dicts: a million votes
+    # take a fraction of the memory.
+    rows = (
         Vote.objects.filter(pair__study=study)
         .order_by("created_at", "id")
-        .values(
-            "pair_id",
-            "choice",
-            "preferred",
-            "response_ms",
-            "created_at",
-            "kind",
-            "client_info",
-            "trial_id",
-            vote_id=F("id"),
-            scene_id=F("pair__scene_id"),
-            scene_name=F("pair__scene__name"),
-            image_a_name=F("pair__image_a__name"),
-            image_b_name=F("pair__image_b__name"),
-            a_on_left=F("trial__a_on_left"),
-            annotator=F("session__pseudonym"),
-            is_late=F("late"),
+        .values_list(
+            "pair_id", "choice", "preferred", "response_ms", "created_at", "kind", "client_info",
+            "trial_id", "id", "pair__scene_id", "pair__scene__name", "pair__image_a__name",
+            "pair__image_b__name", "trial__a_on_left", "session__pseudonym", "late",
+            KeyTextTransform("import_source", "session__external_ids"),
         )
-    )
+        .iterator(chunk_size=20_000)
+    )  # fmt: skip
     columns = [
         "pair_id", "choice", "preferred", "response_ms", "created_at", "kind", "client_info",
         "trial_id", "vote_id", "scene_id", "scene_name", "image_a_name", "image_b_name",
-        "a_on_left", "annotator", "is_late",
+        "a_on_left", "annotator", "is_late", "import_source",
     ]  # fmt: skip
-    votes = pd.DataFrame(rows, columns=columns).rename(columns=lambda c: c.removesuffix("_name"))
+    votes = pd.DataFrame.from_records(rows, columns=columns).rename(
+        columns=lambda c: c.removesuffix("_name")
+    )
     votes["vote_id"] = votes["vote_id"].astype(str)
     votes["trial_id"] = votes["trial_id"].astype(str)
-    votes["reference"] = votes["scene_id"].map(_references(study)).fillna("")
+    votes["reference"] = votes["scene_id"].map(_references(study)).astype(object).fillna("")
     a_on_left = votes["a_on_left"].astype(bool).to_numpy()
     votes["left_image"] = np.where(a_on_left, votes["image_a"], votes["image_b"])
     votes["right_image"] = np.where(a_on_left, votes["image_b"], votes["image_a"])
     votes["is_gold"] = votes["kind"] == Trial.Kind.GOLD
     votes["is_practice"] = votes["kind"] == Trial.Kind.PRACTICE
     votes["excluded"] = votes["annotator"].isin(excluded)
+    # Brought in by ``import_votes`` (the session's source names where from).
+    votes["imported"] = votes["import_source"].notna()
     _client_columns(votes, ("device_pixel_ratio", "viewport_width", "viewport_height"))
     votes["response_ms"] = votes["response_ms"].astype("Int64")
     votes["created_at"] = pd.to_datetime(votes["created_at"], utc=True)
@@ -189,9 +196,13 @@ def _write(frame: pd.DataFrame, path: Path, fmt: str) -> None:
         frame.to_json(path, orient="records", lines=True, date_format="iso", date_unit="us")
 
 
+def _setting(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _exclusions(report) -> list[str]:
     rules = ", ".join(
-        f"{name} {value:g}" if value is not None else f"{name} off"
+        f"{name} off" if value is None else f"{name} {_setting(value)}"
         for name, value in report.rules.as_dict().items()
     )
     excluded = report.excluded
@@ -205,10 +216,82 @@ def _exclusions(report) -> list[str]:
         )
         lines.append("")
         lines += [f"- `{row.annotator}`: {row.reasons}" for row in excluded.itertuples()]
+    if "qc_status" in report.annotators:
+        unjudged = int((report.annotators["qc_status"] == "not judged").sum())
+        lines.append("")
+        lines.append(
+            f"{unjudged} of {len(report.annotators)} annotators are not judged: no rule had "
+            "the evidence it needs (qc_min_answers answers, qc_min_gold gold trials), so "
+            "their votes count (`qc_status`, and `unjudged` names the rules, in `annotators`)."
+        )
+    decided = report.decided
+    lines.append("")
+    if len(decided) == 0:
+        lines.append("No annotator was excluded or re-included by hand.")
+    else:
+        lines.append(
+            f"Decisions by hand ({len(decided)}; each overrides the rules for its annotator, "
+            "the latest in force; `manual_decision` in `annotators`):"
+        )
+        lines.append("")
+        for row in decided.itertuples():
+            verb = "excluded" if row.manual_decision == "excluded" else "re-included"
+            when = "" if pd.isna(row.decided_at) else f" on {row.decided_at:%Y-%m-%d %H:%M} UTC"
+            who = f" by {row.decided_by}" if row.decided_by else ""
+            overrides = " (the rules would exclude it)" if row.excluded_by_rules else ""
+            lines.append(f"- `{row.annotator}`: {verb}{who}{when}{overrides}: {row.manual_reason}")
     return lines
 
 
-def _datasheet(study: Study, tables: dict[str, pd.DataFrame], report) -> str:
+def _exported_line(study: Study) -> str:
+    """When it was exported; none for a closed study, whose export never changes."""
+    if study.status == Study.Status.CLOSED:
+        return f"Exported from study `{study.slug}`, closed."
+    return f"Exported {datetime.now(UTC).isoformat(timespec='seconds')} from study `{study.slug}`."
+
+
+def _format_lines(study: Study) -> list[str]:
+    if field_formats.has_triplets(study.design):
+        return [
+            f"- `{field_formats.TRIPLET_FILE}`: A-FINE training triplets from each test "
+            "image's majority against the reference (Positive, Similar, Negative; no "
+            "majority: left out): `img1,img2,reference,gt12,gt1ref,gt2ref` for couples whose "
+            "labels differ or are both Similar, then `img,reference,reference,gt,gt,0.5`.",
+        ]
+    if field_formats.has_mos(study.design):
+        return [
+            f"- `{field_formats.MOS_FOLDER}/<scene>.txt`: SRIQA-Bench MOS files, "
+            "`file.png,score` with the Thurstone 0..100 score, best first.",
+        ]
+    return []
+
+
+def write_formats(study: Study, tables: dict[str, pd.DataFrame], folder: Path) -> list[tuple]:
+    """Write the field's formats the study's design has into ``folder``; returns
+    (name, path, rows) for each: ``Triplet.txt`` (ref-vs-test), ``mos/`` (pairwise)."""
+    staged = []
+    if field_formats.has_triplets(study.design):
+        path = folder / field_formats.TRIPLET_FILE
+        rows = 0
+        with open(path, "w", encoding="utf-8", newline="\n") as handle:
+            for line in field_formats.triplet_lines(tables["pairs"]):
+                handle.write(line + "\n")
+                rows += 1
+        staged.append(("Triplet", path, rows))
+    if field_formats.has_mos(study.design):
+        mos = folder / field_formats.MOS_FOLDER
+        mos.mkdir()
+        files = field_formats.mos_files(tables["image_scores"])
+        for scene, lines in files.items():
+            text = "".join(line + "\n" for line in lines)
+            (mos / field_formats.scene_file_name(scene)).write_text(text, encoding="utf-8")
+        staged.append(("mos", mos, len(files)))
+    return staged
+
+
+def _datasheet(
+    study: Study, tables: dict[str, pd.DataFrame], report, *, formats: bool = False
+) -> str:
     votes, pairs = tables["votes"], tables["pairs"]
     study_pairs = pairs[~pairs["is_gold"]]
     at_target = int((study_pairs["n_votes"] >= study_pairs["target_votes"]).sum())
@@ -224,7 +307,7 @@ def _datasheet(study: Study, tables: dict[str, pd.DataFrame], report) -> str:
     lines = [
         f"# {study.title or study.slug}",
         "",
-        f"Exported {datetime.now(UTC).isoformat(timespec='seconds')} from study `{study.slug}`.",
+        _exported_line(study),
         "",
         "## Settings",
         "",
@@ -244,7 +327,8 @@ def _datasheet(study: Study, tables: dict[str, pd.DataFrame], report) -> str:
         f"- pairs: {len(study_pairs)} (+ {int(pairs['is_gold'].sum())} gold pairs)",
         f"- pairs at their target: {at_target}",
         f"- votes: {len(votes)} ({kinds['counted']} counted, {kinds['gold']} gold, "
-        f"{kinds['practice']} practice; {kinds['late']} late)",
+        f"{kinds['practice']} practice; {kinds['late']} late; "
+        f"{int(votes['imported'].sum())} imported)",
         f"- annotators: {len(tables['sessions'])} "
         f"({int(tables['sessions']['completed_at'].notna().sum())} completed)",
         "",
@@ -255,13 +339,18 @@ def _datasheet(study: Study, tables: dict[str, pd.DataFrame], report) -> str:
         "## Tables",
         "",
         "- `votes`: every answer, raw (`is_gold`, `is_practice`, `is_late` mark the kinds; "
-        "`preferred` is the choice in the pair's terms, sides undone).",
+        "`preferred` is the choice in the pair's terms, sides undone; `imported` marks "
+        "votes brought in by `import_votes`, whose sides are not known and alternate).",
         "- `pairs`: counted votes per pair (late answers count; practice and excluded "
         "annotators never), p_a with similar as 0.5, and the DiffIQA majority (none on a tie).",
         "- `sessions`: one row per annotator, pseudonymous.",
         "- `annotators`: quality control per annotator (gold accuracy, agreement with the "
         "others' majority, response times, share of left and its binomial p, share of "
-        "similar), `excluded` and the `reasons`.",
+        "similar), `excluded` and the `reasons`, `qc_status` (excluded, kept, or not judged: "
+        "too few answers for any rule) and `unjudged` (the rules lacking evidence); "
+        "`excluded_by_rules` is the rules' own "
+        "verdict and `manual_decision` (excluded, included or empty), `manual_reason`, "
+        "`decided_by`, `decided_at` the researcher's decision in force, which overrides it.",
         "- `image_scores`: per scene, Thurstone Case V MAP scores (sum zero), scaled to "
         "0..100 per scene, and Bradley-Terry, with 95% bootstrap intervals over votes "
         f"({report.samples} resamples, seed {report.seed}).",
@@ -274,6 +363,7 @@ def _datasheet(study: Study, tables: dict[str, pd.DataFrame], report) -> str:
         "pairs; strict 2AFC accuracy on pairs with a clear preference; SRCC, KRCC, PLCC "
         "against the Thurstone scores within scenes, averaged over `n_scenes` scenes.",
         "- `comparisons`: paired bootstrap tests of accuracy between every two metrics.",
+        *(_format_lines(study) if formats else []),
         "",
         f"Software: {versions}.",
         "",
@@ -287,20 +377,29 @@ def study_export(
     out: Path,
     fmt: str = "csv",
     on_table: Callable | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
     samples: int = 1000,
     seed: int = 0,
+    formats: bool = False,
 ) -> list[WrittenTable]:
     """Write the study's tables into ``out`` (created if needed); returns what was written.
 
     ``samples`` and ``seed`` drive the bootstrap intervals of ``image_scores`` and
-    ``agreement``, so the same data export the same numbers."""
+    ``agreement``, so the same data export the same numbers. ``on_progress(done, total)``
+    is called as the work goes: the report, then each table and the datasheet written
+    (``EXPORT_STEPS`` steps in all). ``formats`` adds the field's formats the design has
+    (``Triplet.txt`` for ref-vs-test, ``mos/<scene>.txt`` for pairwise), written with the
+    datasheet."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    step = _stepper(on_progress)
+    step(0)
     report = study_report(study_data(study), samples=samples, seed=seed)
+    step(1)
     excluded = set(report.excluded["annotator"])
     tables = {
         "votes": votes_frame(study, excluded),
@@ -319,13 +418,27 @@ def study_export(
             path = Path(tmp) / f"{name}.{fmt}"
             _write(frame, path, fmt)
             staged.append((name, path, len(frame)))
+            step(1 + len(staged))
+        if formats:
+            staged += write_formats(study, tables, Path(tmp))
         sheet = Path(tmp) / "README.md"
-        sheet.write_text(_datasheet(study, tables, report))
+        sheet.write_text(_datasheet(study, tables, report, formats=formats))
         staged.append(("README", sheet, 0))
         for name, path, rows in staged:
             final = out / path.name
+            if path.is_dir() and final.is_dir():
+                shutil.rmtree(final)
             os.replace(path, final)
             written.append(WrittenTable(name=name, path=final, rows=rows))
             if on_table:
                 on_table(written[-1])
+    step(EXPORT_STEPS)
     return written
+
+
+def _stepper(on_progress: Callable[[int, int], None] | None) -> Callable[[int], None]:
+    def step(done: int) -> None:
+        if on_progress is not None:
+            on_progress(done, EXPORT_STEPS)
+
+    return step

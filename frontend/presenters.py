@@ -7,13 +7,14 @@ from annotation.selectors import study_example_pair
 
 
 def study_example(study: Study) -> dict | None:
-    """A gold pair as the worked example, image A on the left."""
+    """The worked example (a pair made for it, never a trial): the degraded image on the
+    left, so the answer shown is "right"."""
     pair = study_example_pair(study=study)
     if pair is None:
         return None
-    slots = {"left": pair.image_a, "right": pair.image_b, "reference": pair.shown_reference}
+    slots = {"left": pair.worse, "right": pair.better, "reference": pair.reference}
     return {
-        "images": {slot: image and image_url(image.file) for slot, image in slots.items()},
+        "images": {slot: image and image_url(image) for slot, image in slots.items()},
         "sizes": {slot: image_size(image) for slot, image in slots.items()},
-        "answer": {"a": "left", "b": "right", "similar": "similar"}[pair.gold_answer],
+        "answer": "right",
     }

@@ -1,10 +1,8 @@
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
 from annotation.models import Study
-from annotation.selectors import study_list_with_counts
 from frontend.presenters import study_example
 
 GENERIC_CONSENT = """\
@@ -16,12 +14,6 @@ and the participant id your recruiting platform gives us (stored apart from the 
 which are published under a pseudonym). We record nothing else about you.
 
 Taking part is voluntary: you can stop at any time by closing this page."""
-
-
-@staff_member_required
-def study_index(request: HttpRequest) -> HttpResponse:
-    """Researchers' list of studies; annotators never see it."""
-    return render(request, "frontend/study_index.html", {"studies": study_list_with_counts()})
 
 
 def annotate(request: HttpRequest, slug: str) -> HttpResponse:
@@ -42,6 +34,7 @@ def annotate(request: HttpRequest, slug: str) -> HttpResponse:
         "break_every": study.break_every,
         "example": study_example(study) if open_ else None,
         "open": open_,
+        "require_participant_id": study.require_participant_id,
         "closed_message": (
             "This study has not opened yet." if study.status == Study.Status.DRAFT
             else "This study is closed: it takes no new annotators."

@@ -22,6 +22,7 @@ import torch
 from django.conf import settings
 
 from scoring import weights
+from scoring.errors import MetricUnavailable
 from scoring.registry import MetricSpec
 
 Scorer = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -107,23 +108,49 @@ def _message(exc: BaseException) -> str:
     return text[:1000]
 
 
+# Messages of PyTorch's RuntimeErrors that name the device, its driver or its libraries,
+# not the input: CUDA (and its allocator), cuDNN, cuBLAS, NCCL, the driver.
+FAULT_MARKERS = (
+    "CUDA error",
+    "CUDA out of memory",
+    "CUDA driver",
+    "CUDA-capable device",
+    "cuDNN error",
+    "CUDNN_STATUS",
+    "CUBLAS_STATUS",
+    "NCCL error",
+    "out of memory",
+)
+
+
+def infrastructure_fault(exc: BaseException) -> bool:
+    """Whether a forward pass failed because of the machine (memory, the GPU, its driver)
+    rather than the item: such a failure is retried, never stored as the item's score."""
+    if isinstance(exc, MemoryError | torch.OutOfMemoryError):
+        return True
+    accelerator = getattr(torch, "AcceleratorError", None)
+    if accelerator is not None and isinstance(exc, accelerator):
+        return True
+    return isinstance(exc, RuntimeError) and any(m in str(exc) for m in FAULT_MARKERS)
+
+
 def score_items(spec: MetricSpec, items: Sequence[tuple[Path, Path | None]]) -> list[Outcome]:
     """Score (image, reference) items (reference None for NR metrics), in order.
 
     Each file is decoded once; items whose image (and reference) sizes match go through
     the model together, IQA_SCORE_FORWARD_BATCH at a time. A batch that fails is retried
     item by item, so one bad item (too small for the network, say) fails alone, with its
-    message.
+    message. A metric that does not load (missing or wrong weights, a worker started
+    without its environment, anything its loader raises) or a forward pass that fails
+    for the machine's sake (:func:`infrastructure_fault`) raises MetricUnavailable: the
+    items are not at fault, and nothing is returned for them.
     """
     where = device()
     try:
         model = scorer(spec)
-    except weights.WorkerEnvironmentError:
-        # The worker, not the items, is at fault: nothing is stored, the batch stays
-        # pending for the sweep, and a worker started properly scores it.
-        raise
     except Exception as exc:
-        return [Outcome(None, _message(exc), 0.0) for _ in items]
+        _release(where)
+        raise MetricUnavailable(f"{spec.name} cannot be loaded: {_message(exc)}") from exc
     decoded: dict[Path, torch.Tensor | Exception] = {}
     for image, reference in items:
         for path in (image, reference):
@@ -189,7 +216,15 @@ def _forward(model, spec, items, decoded, chunk, where) -> list[Outcome]:
                 (value,) = run([index])
                 outcomes.append(_outcome(value, time.perf_counter() - started))
             except Exception as exc:
+                if infrastructure_fault(exc):
+                    _release(where)
+                    raise MetricUnavailable(f"{spec.name} failed to run: {_message(exc)}") from exc
                 outcomes.append(Outcome(None, _message(exc), time.perf_counter() - started))
-        if where.type == "cuda":
-            torch.cuda.empty_cache()
+        _release(where)
         return outcomes
+
+
+def _release(where: torch.device) -> None:
+    """Give back the memory a failed load or pass left cached on the GPU."""
+    if where.type == "cuda":
+        torch.cuda.empty_cache()

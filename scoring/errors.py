@@ -1,10 +1,14 @@
 """Domain errors of scoring."""
 
-from core.errors import DomainError
+from core.errors import DomainError, NotFound
 
 
 class UnknownMetric(DomainError):
     pass
+
+
+class UnknownStudy(NotFound):
+    """A slug or glob given to a command matches no study."""
 
 
 class MissingWeights(DomainError):
@@ -24,3 +28,15 @@ class WrongWeights(DomainError):
             f"{path} is not the published file (SHA256 {found[:12]}..., expected "
             f"{expected[:12]}...): replace it"
         )
+
+
+class MetricUnavailable(DomainError):
+    """The worker cannot run the metric now, through no fault of the items: its weights are
+    missing or wrong, it did not load, CUDA ran out of memory, a driver or runtime error.
+    Nothing is stored for the items; the task retries with backoff and, after the last
+    try, marks its batch failed to run with this message."""
+
+
+class NoWorkerReport(DomainError):
+    """``available`` metrics were asked for, but no worker on the scoring queue has said
+    which metrics it can run."""

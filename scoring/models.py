@@ -55,12 +55,16 @@ class ScoreBatch(models.Model):
 
     The database, not the broker, says what is left: a batch stays ``pending`` until a
     worker has written a row for each of its items, and the sweep sends pending batches
-    again when their message seems lost.
+    again when their message seems lost. A batch whose metric the workers could not run
+    (missing weights, CUDA out of memory, a driver error) after every retry is
+    ``failed``, with the ``reason``: no score is stored for its items, the sweep leaves
+    it, and ``score_study --retry-failed`` sends it again.
     """
 
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
         DONE = "done", "Done"
+        FAILED = "failed", "Failed to run"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="score_batches")
     metric = models.CharField(max_length=64)
@@ -71,9 +75,27 @@ class ScoreBatch(models.Model):
     enqueued_at = models.DateTimeField()
     attempts = models.PositiveIntegerField(default=1)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The last infrastructure fault: while pending, why it is being retried; once failed,
+    # why it did not run.
+    reason = models.TextField(blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["state", "enqueued_at"])]
 
     def __str__(self) -> str:
         return f"{self.study_id}/{self.metric}: {len(self.items)} items, {self.state}"
+
+
+class WorkerReport(models.Model):
+    """What a scoring worker can run, written by the worker when it starts (the
+    ``worker_ready`` signal) and removed when it stops: ``score_study --metrics available``
+    reads the reports of the workers on the scoring queue, not the weights folder of the
+    machine it runs on."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    queues = models.JSONField(default=list)  # the queues it consumes
+    metrics = models.JSONField(default=list)  # the metric names it can load
+    reported_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.hostname} ({', '.join(self.queues)}): {len(self.metrics)} metrics"

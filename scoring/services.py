@@ -5,7 +5,7 @@ row exists (value or error), for the metric's current version.
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import islice
 from pathlib import Path
@@ -18,10 +18,12 @@ from kombu.exceptions import OperationalError
 from annotation import storage
 from annotation.errors import BrokerUnavailable
 from annotation.models import Image, Study
+from core.errors import DomainError
 from scoring import weights
-from scoring.models import Score, ScoreBatch
-from scoring.registry import MetricSpec, metric_get, registry
-from scoring.selectors import metric_version, study_items
+from scoring.errors import MetricUnavailable, NoWorkerReport
+from scoring.models import Score, ScoreBatch, WorkerReport
+from scoring.registry import MetricSpec, metric_get, plugin_specs, registry
+from scoring.selectors import metric_version, scoring_queue, study_items, worker_reports
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +41,10 @@ def metric_availability(spec: MetricSpec) -> Availability:
         files = list(getattr(spec.plugin, "files", ()))
         missing = weights.missing_files(files)
         return Availability(not missing, missing, "missing weight files" if missing else "")
-    entry = weights.catalog().get(spec.name)
+    return _catalog_availability(weights.catalog().get(spec.name))
+
+
+def _catalog_availability(entry: dict | None) -> Availability:
     if entry is None:
         return Availability(False, [], "not in the weights catalog (run metrics_catalog)")
     missing = weights.missing_files(entry["files"])
@@ -56,14 +61,68 @@ def metric_availability(spec: MetricSpec) -> Availability:
     return Availability(True, [])
 
 
-def metrics_select(selection: str) -> list[MetricSpec]:
-    """``all`` (every metric, available or not), ``available`` (the default), or names."""
+def metrics_here() -> list[str]:
+    """The metrics this process can load, by name, without importing pyiqa: catalogued
+    pyiqa metrics and plug-ins whose files are all in the weights folder; in a process
+    not started as a worker (``scoring.weights.environment_problems``), only those that
+    need no file."""
+    needs_files_ok = not weights.environment_problems()
+    names = [
+        name
+        for name, entry in weights.catalog().items()
+        if _catalog_availability(entry).available and (needs_files_ok or not entry["files"])
+    ]
+    try:
+        plugins = plugin_specs().values()
+    except DomainError as exc:
+        logger.error("scoring worker: plug-in metrics not loaded: %s", exc)
+        plugins = []
+    for spec in plugins:
+        files = list(getattr(spec.plugin, "files", ()))
+        if metric_availability(spec).available and (needs_files_ok or not files):
+            names.append(spec.name)
+    return sorted(set(names))
+
+
+def worker_report_save(*, hostname: str, queues: list[str]) -> WorkerReport:
+    """Record what this worker can run (called when it is ready)."""
+    report, _ = WorkerReport.objects.update_or_create(
+        hostname=hostname,
+        defaults={
+            "queues": sorted(queues),
+            "metrics": metrics_here(),
+            "reported_at": timezone.now(),
+        },
+    )
+    return report
+
+
+def worker_report_remove(*, hostname: str) -> None:
+    """Forget a worker's report (called when it stops)."""
+    WorkerReport.objects.filter(hostname=hostname).delete()
+
+
+def metrics_select(selection: str, *, queue: str | None = None) -> list[MetricSpec]:
+    """``all`` (every metric, available or not), ``available`` (the default), or names.
+
+    ``available`` is decided by the workers that will run the metrics: the metrics every
+    worker on the scoring queue (``queue``, else IQA_SCORING_QUEUE or the default queue)
+    reported it can load when it started. NoWorkerReport when no worker on that queue has
+    reported.
+    """
     specs = registry()
-    if selection in ("all", "available"):
-        chosen = sorted(specs.values(), key=lambda s: s.name)
-        if selection == "available":
-            chosen = [s for s in chosen if metric_availability(s).available]
-        return chosen
+    if selection == "all":
+        return sorted(specs.values(), key=lambda s: s.name)
+    if selection == "available":
+        queue = queue or scoring_queue()
+        reports = worker_reports(queue=queue)
+        if not reports:
+            raise NoWorkerReport(
+                f"no worker on the queue {queue!r} has reported which metrics it can run: "
+                f"start one (python -m scoring.worker -Q {queue}) or name the metrics"
+            )
+        common = set.intersection(*(set(r.metrics) for r in reports))
+        return [specs[name] for name in sorted(common) if name in specs]
     return [metric_get(name.strip()) for name in selection.split(",") if name.strip()]
 
 
@@ -73,7 +132,9 @@ class MetricPlan:
     version: str
     total: int
     done: int
-    queued: int  # items in batches sent now
+    queued: int  # items in batches sent now (retried failed batches included)
+    failed_to_run: int = 0  # items in batches that failed to run and were not retried
+    reasons: list[str] = field(default_factory=list)  # why those batches failed
 
 
 def _batches(items: list, size: int):
@@ -82,11 +143,15 @@ def _batches(items: list, size: int):
         yield chunk
 
 
-def study_score(*, study: Study, specs: list[MetricSpec]) -> list[MetricPlan]:
+def study_score(
+    *, study: Study, specs: list[MetricSpec], retry_failed: bool = False
+) -> list[MetricPlan]:
     """Send what is left to score for each metric, in batches of same-size images.
 
-    Items with a score, or in a batch still pending, are not sent again. Batches are
-    stored, then published after commit; if the broker does not answer this raises
+    Items with a score, or in a batch still pending, are not sent again; nor are those of
+    a batch that failed to run (the workers could not run its metric), unless
+    ``retry_failed``: then those batches are sent again as they are. Batches are stored,
+    then published after commit; if the broker does not answer this raises
     ``BrokerUnavailable`` and the batches stay pending for the sweep (or the next run).
     """
     from scoring.tasks import score_batch
@@ -98,23 +163,41 @@ def study_score(*, study: Study, specs: list[MetricSpec]) -> list[MetricPlan]:
             version = metric_version(spec)
             items = study_items(study, spec)
             done = _done_items(study, spec.name, version)
-            pending = {
+            now = timezone.now()
+            batches = ScoreBatch.objects.filter(study=study, metric=spec.name, version=version)
+            failed = list(batches.filter(state=ScoreBatch.State.FAILED).select_for_update())
+            if retry_failed:
+                for batch in failed:
+                    batch.state, batch.reason = ScoreBatch.State.PENDING, ""
+                    batch.enqueued_at, batch.attempts = now, batch.attempts + 1
+                    batch.finished_at = None
+                    batch.save(
+                        update_fields=["state", "reason", "enqueued_at", "attempts", "finished_at"]
+                    )
+                    sent.append(batch.pk)
+            held = {
                 tuple(item)
-                for batch in ScoreBatch.objects.filter(
-                    study=study, metric=spec.name, version=version, state=ScoreBatch.State.PENDING
-                )
+                for batch in [*batches.filter(state=ScoreBatch.State.PENDING), *failed]
                 for item in batch.items
             }
-            todo = [i for i in items if i not in done and i not in pending]
+            todo = [i for i in items if i not in done and i not in held]
             todo.sort(key=lambda item: (sizes.get(item[0], 0), item))
-            now = timezone.now()
             for chunk in _batches(todo, settings.IQA_SCORE_BATCH_ITEMS):
                 batch = ScoreBatch.objects.create(
                     study=study, metric=spec.name, version=version, items=chunk, enqueued_at=now
                 )
                 sent.append(batch.pk)
+            retried = sum(len(b.items) for b in failed) if retry_failed else 0
             plans.append(
-                MetricPlan(spec.name, version, total=len(items), done=len(done), queued=len(todo))
+                MetricPlan(
+                    spec.name,
+                    version,
+                    total=len(items),
+                    done=len(done),
+                    queued=len(todo) + retried,
+                    failed_to_run=0 if retry_failed else sum(len(b.items) for b in failed),
+                    reasons=[] if retry_failed else sorted({b.reason for b in failed}),
+                )
             )
         for batch_id in sent:
             transaction.on_commit(lambda batch_id=batch_id: _publish(score_batch, batch_id))
@@ -149,7 +232,7 @@ def batch_score(*, batch_id: int) -> int:
     from scoring import engine
 
     batch = ScoreBatch.objects.filter(pk=batch_id).first()
-    if batch is None or batch.state == ScoreBatch.State.DONE:
+    if batch is None or batch.state != ScoreBatch.State.PENDING:
         return 0
     spec = metric_get(batch.metric)
     items = [(image, reference) for image, reference in batch.items]
@@ -173,7 +256,15 @@ def batch_score(*, batch_id: int) -> int:
         (root / files[image], root / files[reference] if reference else None)
         for image, reference in todo
     ]
-    outcomes = engine.score_items(spec, paths) if paths else []
+    try:
+        outcomes = engine.score_items(spec, paths) if paths else []
+    except MetricUnavailable as exc:
+        # Not the items' fault: nothing is stored; the batch stays pending, with the
+        # reason, and counts as sent now (the task retries it; the sweep waits).
+        ScoreBatch.objects.filter(pk=batch.pk, state=ScoreBatch.State.PENDING).update(
+            reason=str(exc), enqueued_at=timezone.now()
+        )
+        raise
     rows = [
         Score(
             metric=batch.metric,
@@ -193,6 +284,17 @@ def batch_score(*, batch_id: int) -> int:
             state=ScoreBatch.State.DONE, finished_at=timezone.now()
         )
     return len(rows)
+
+
+def batch_fail(*, batch_id: int, reason: str) -> bool:
+    """Mark a pending batch failed to run (its task's retries are spent): nothing is
+    stored for its items; ``score_study --retry-failed`` sends it again."""
+    updated = ScoreBatch.objects.filter(pk=batch_id, state=ScoreBatch.State.PENDING).update(
+        state=ScoreBatch.State.FAILED, reason=reason, finished_at=timezone.now()
+    )
+    if updated:
+        logger.error("scoring batch %s failed to run: %s", batch_id, reason)
+    return bool(updated)
 
 
 def scores_sweep(*, stale_seconds: int | None = None) -> int:

@@ -17,7 +17,9 @@ libraries are offline.
 Which files a metric needs comes from ``weights_catalog.json`` (committed; regenerate with
 ``manage.py metrics_catalog`` after upgrading pyiqa), made by
 :func:`scoring.catalog.probe.probe_files`: creating the metric with every download and
-weight load intercepted and recorded.
+weight load intercepted and recorded. The catalog also says where each file is published
+(:func:`file_source`), which ``manage.py install_weights --fetch`` reads
+(:mod:`scoring.fetch`): the one way files are downloaded.
 """
 
 import hashlib
@@ -44,6 +46,13 @@ HF_PREFIX = "huggingface:"
 # places are links to ``<weights>/clip``, made when a CLIP metric is first loaded.
 WORKER_HOME = "worker-home"
 CLIP_LINKS = (Path("hub") / "clip", Path(WORKER_HOME) / ".cache" / "clip")
+
+
+# What ``install_weights --fetch recommended`` fetches: the metrics a researcher wants
+# first (FR: LPIPS, DISTS, TOPIQ, A-FINE; NR: MUSIQ, MANIQA, CLIP-IQA, NIQE, BRISQUE).
+RECOMMENDED = (
+    "lpips", "dists", "topiq_fr", "afine_all", "musiq", "maniqa", "clipiqa", "niqe", "brisque",
+)  # fmt: skip
 
 
 def weights_dir() -> Path:
@@ -222,6 +231,23 @@ def needed_files(name: str) -> list[str] | None:
     """The files (relative to the weights folder) a pyiqa metric needs; None if unknown."""
     entry = catalog().get(name)
     return None if entry is None else list(entry["files"])
+
+
+def file_source(name: str, file: str) -> dict | None:
+    """Where ``file`` of metric ``name`` is published, as the catalog records it: ``url``,
+    and ``sha256`` where the publisher gives it (the whole SHA256, or its first hex digits
+    as pyiqa's and torchvision's file names carry them); for a Hugging Face file or
+    repository also ``repo``, ``path`` (none for a whole repository) and ``revision``.
+    None where the catalog knows no source."""
+    entry = catalog().get(name) or {}
+    return (entry.get("sources") or {}).get(file)
+
+
+def fetch_command(names: list[str]) -> str:
+    """The command that fetches the files of metrics ``names`` (all, when every metric
+    in the catalog is named)."""
+    which = "all" if set(names) >= set(catalog()) else ",".join(names)
+    return f"python manage.py install_weights --fetch {which}"
 
 
 def hf_parts(name: str) -> tuple[str, str]:

@@ -39,12 +39,13 @@ PYEOF
 cat <<MSG
 
   The platform is running (Ctrl-C stops the web server, the worker and beat):
-    Studies:  http://$HOST:$PORT/
-    Admin:    http://$HOST:$PORT/admin/   (user admin; password above)
-    Health:   http://$HOST:$PORT/healthz
-    API spec: http://$HOST:$PORT/api/schema/
-    Annotate: http://$HOST:$PORT/annotate/demo/
-              http://$HOST:$PORT/annotate/demo-pairwise/
+    Researchers: http://$HOST:$PORT/login/   (user admin; password above)
+    Studies:     http://$HOST:$PORT/studies/
+    Admin:       http://$HOST:$PORT/admin/   (user admin; password above)
+    Health:      http://$HOST:$PORT/healthz
+    API spec:    http://$HOST:$PORT/api/schema/
+    Annotate:    http://$HOST:$PORT/annotate/demo/
+                 http://$HOST:$PORT/annotate/demo-pairwise/
     Annotator API: POST http://$HOST:$PORT/api/v1/studies/demo/sessions
 
 MSG

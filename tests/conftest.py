@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from annotation.models import Image, Pair, Scene, Study
+from annotation.models import AnnotatorSession, Image, Pair, Scene, Study, Trial, Vote
 from config.celery import app as celery_app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,6 +33,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 CONFIG_VARIABLES = {
     "DATABASE_URL", "CELERY_BROKER_URL", "CELERY_TASK_DEFAULT_QUEUE", "IQA_DATA_DIR",
     "IQA_MEDIA_ROOT", "DJANGO_DEBUG", "DJANGO_ADMIN_PASSWORD", "IQA_CACHE_URL", "IQA_VOTE_RATE",
+    "IQA_SESSION_RATE", "IQA_SESSION_RATE_PER_STUDY", "IQA_TRIAL_RATE", "IQA_TRUSTED_PROXY_COUNT",
     "DB_PREPARED_STATEMENTS",
 }  # fmt: skip
 
@@ -62,6 +63,15 @@ def _empty_media_root(media_root: Path) -> Iterator[None]:
             child.unlink()
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """Each test starts with an empty cache (the local-memory one of the test process), so
+    that one test's throttle counts never refuse another test's requests."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @dataclass(frozen=True)
 class Snapshot:
     rows: dict[str, int]
@@ -70,10 +80,12 @@ class Snapshot:
 
 @pytest.fixture
 def snapshot(media_root: Path):
-    """``snapshot()`` records row counts of every model and every path under the media root."""
+    """``snapshot()`` records row counts of the study, image, session and vote models and every
+    path under the media root."""
 
     def take() -> Snapshot:
-        rows = {model.__name__: model.objects.count() for model in (Study, Scene, Image, Pair)}
+        models = (Study, Scene, Image, Pair, AnnotatorSession, Trial, Vote)
+        rows = {model.__name__: model.objects.count() for model in models}
         files = frozenset(str(p.relative_to(media_root)) for p in media_root.rglob("*"))
         return Snapshot(rows=rows, files=files)
 

@@ -69,28 +69,49 @@ def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(t
             assert time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.5)
         output = log_path.read_text()
-        assert f"Studies:  {base}/" in output
-        assert f"Annotate: {base}/annotate/demo/" in output
+        assert f"Researchers: {base}/login/   (user admin; password above)" in output
+        assert f"Studies:     {base}/studies/" in output
+        assert f"Annotate:    {base}/annotate/demo/" in output
         assert f"Annotator API: POST {base}/api/v1/studies/demo/sessions" in output
-        assert f"Admin:    {base}/admin/" in output
+        assert f"Admin:       {base}/admin/" in output
 
+        # Anyone sees ok per service; the details are for staff (after the login below).
+        status, body = fetch(opener, f"{base}/healthz")
+        assert status == 200, body
+        assert json.loads(body) == {
+            "status": "ok",
+            "database": {"ok": True},
+            "broker": {"ok": True},
+        }
+
+        # The printed researcher login: / and /studies/ lead a logged-out visitor to it.
+        status, login_page = fetch(opener, f"{base}/")
+        assert status == 200
+        assert "<h1>Log in</h1>" in login_page
+        assert 'name="next" value="/studies/"' in login_page
+        password = re.search(r"password: (\S+)", output).group(1)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page).group(1)
+        status, index = fetch(
+            opener,
+            f"{base}/login/",
+            {
+                "csrfmiddlewaretoken": token,
+                "username": "admin",
+                "password": password,
+                "next": "/studies/",
+            },
+        )
+        assert status == 200
+        assert "demo-pairwise" in index
         status, body = fetch(opener, f"{base}/healthz")
         assert status == 200, body
         assert '"vendor": "sqlite"' in body
         assert "filesystem://" in body
-
-        password = re.search(r"password: (\S+)", output).group(1)
-        _, login_page = fetch(opener, f"{base}/admin/login/")
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page).group(1)
-        status, index = fetch(
-            opener,
-            f"{base}/admin/login/?next=/",
-            {"csrfmiddlewaretoken": token, "username": "admin", "password": password},
-        )
-        assert status == 200
-        assert "demo-pairwise" in index
-        assert "<td>110</td>" in index  # the pairwise demo's pairs
-        assert "<td>44</td>" in index  # the ref-vs-test demo's pairs
+        # The same session reaches the researcher API: the demo studies' pairs.
+        status, body = fetch(opener, f"{base}/api/v1/studies")
+        assert status == 200, body
+        pairs = {study["slug"]: study["counts"]["pairs"] for study in json.loads(body)}
+        assert pairs == {"demo": 44, "demo-pairwise": 110}
 
         status, admin = fetch(opener, f"{base}/admin/annotation/pair/")
         assert status == 200
@@ -139,7 +160,7 @@ def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(t
             timeout=120,
         )
         assert check.returncode == 0, check.stderr
-        assert "Checked: ok: 52" in check.stdout  # 48 images and 4 gold decoys
+        assert "Checked: ok: 53" in check.stdout  # 48 images, 4 gold decoys, 1 worked example
     finally:
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
         try:

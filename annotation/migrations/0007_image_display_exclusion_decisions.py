@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='image',
             name='display_file',
-            field=models.CharField(blank=True, default='', max_length=200),
+            field=models.CharField(blank=True, db_index=True, default='', max_length=200),
         ),
         migrations.CreateModel(
             name='ExclusionDecision',

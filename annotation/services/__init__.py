@@ -1,6 +1,7 @@
 """Workflows of the annotation app. Each is atomic and takes keyword-only arguments."""
 
 from annotation.services.assignment import leases_sweep, trial_next
+from annotation.services.exclusions import annotator_exclusion_decide
 from annotation.services.imports import (
     ImportResult,
     SceneSummary,
@@ -26,6 +27,7 @@ __all__ = [
     "SessionState",
     "ShownImage",
     "VoteResult",
+    "annotator_exclusion_decide",
     "image_verify",
     "leases_sweep",
     "session_get",

@@ -62,14 +62,28 @@ The rules, each pinned on both paths by the tests named under it (in tests/annot
     - assignment: test_a_pair_locked_by_another_claim_for_an_instant_does_not_end_the_session
     - assignment: test_the_retry_waits_for_a_pair_locked_a_tenth_of_a_second
     - assignment: test_a_pair_locked_for_longer_than_the_claim_waits_ends_the_wait_not_the_request
+12. Leases cannot be hoarded into starvation. A lease held by a newcomer (a session that
+    has answered nothing since practice, ``n_done = 0``: a person on their first trial,
+    or a script that opens sessions and walks away) does not keep its pair from others:
+    when rule 11's last claim of an open trial finds no pair below its target, it claims
+    an unseen pair whose ``n_assigned`` minus its newcomers' leases is below the target
+    (counted votes and the leases of sessions that have answered), the least assigned
+    first (``_pair_past_newcomers``). The queued trial never claims so. The price: a pair
+    whose newcomer answers after all gets a vote past its target, as a late answer does
+    (rule 7); leases of sessions that have answered are never claimed past.
+    - abuse: test_hoarded_leases_do_not_starve_a_real_participant (through the API)
+    - assignment: test_a_newcomers_lease_does_not_keep_its_pair_from_others
+    - assignment: test_leases_of_sessions_that_have_answered_keep_their_pairs
 
-("assignment" is test_services_assignment.py, "votes" test_services_votes.py, and so on.)
+("assignment" is test_services_assignment.py, "votes" test_services_votes.py, "abuse"
+test_abuse.py, and so on.)
 
 Two paths. On PostgreSQL next-trial, in the common case (the open trial, or a new
 counted trial), and a vote are one statement each (``sql/next_trial.sql``,
 ``sql/vote.sql``), with ``sql/sweep.sql`` for rule 5: a statement is atomic on its own,
 so there are no BEGIN/COMMIT round trips and row locks last one statement. Everything
-else (practice and gold trials, the queued trial, completion) and every step on other
+else (practice and gold trials, the queued trial, completion, rule 12's claim past
+newcomers when no pair is free) and every step on other
 databases (SQLite serialises writers) run through the ORM in transactions. Both paths
 take and return the same dataclasses (``trials.py``, ``votes.py``);
 ``statements.use_fast_path`` chooses (tests force the portable path through it).
@@ -96,7 +110,7 @@ from datetime import datetime, timedelta
 
 from django.core.cache import cache
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Subquery
 
 from annotation import clock
 from annotation.models import AnnotatorSession, Pair, Study, Trial
@@ -416,7 +430,9 @@ def _issue_counted(params: IssueParams, *, wait_for_locks: bool = False) -> Pair
     Pairs other claims hold are skipped, or with ``wait_for_locks`` waited for, at most
     ``CLAIM_LOCK_TIMEOUT_MS`` (rule 11); a wait that times out claims nothing. SQLite
     serialises writers instead (``select_for_update`` is a no-op there). The lock timeout
-    lasts until the transaction ends: call outside one (as requests do).
+    lasts until the transaction ends: call outside one (as requests do). That last claim
+    of an open trial, finding no pair below its target, claims past newcomers' leases
+    (rule 12).
     """
     unseen = ~Exists(Trial.objects.filter(session_id=params.session_id, pair=OuterRef("pk")))
     try:
@@ -439,6 +455,8 @@ def _issue_counted(params: IssueParams, *, wait_for_locks: bool = False) -> Pair
                 .values_list("pk", flat=True)
                 .first()
             )
+            if pair_id is None and wait_for_locks and params.slot is Slot.OPEN:
+                pair_id = _pair_past_newcomers(params, unseen)
             if pair_id is None:
                 return None
             Pair.objects.filter(pk=pair_id).update(
@@ -450,6 +468,41 @@ def _issue_counted(params: IssueParams, *, wait_for_locks: bool = False) -> Pair
             return None
         raise
     return _pair_images(pair_id)
+
+
+def _pair_past_newcomers(params: IssueParams, unseen: Exists) -> int | None:
+    """Rule 12: an unseen pair whose counted votes and the leases of sessions that have
+    answered stay below its target once the leases of newcomers (sessions that have
+    answered nothing since practice) are set aside; the least assigned first. Pairs other
+    claims hold are skipped. Call inside the claim's transaction."""
+    newcomer_leases = Trial.objects.filter(
+        kind=Trial.Kind.LABEL,
+        answered_at__isnull=True,
+        released=False,
+        lease_expires_at__gt=params.now,
+        session__n_done=0,
+    )
+    per_pair = (
+        newcomer_leases.filter(pair=OuterRef("pk"))
+        .order_by()
+        .values("pair")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return (
+        Pair.objects.select_for_update(skip_locked=True)
+        .filter(
+            unseen,
+            study_id=params.study_id,
+            gold_answer="",
+            pk__in=newcomer_leases.filter(session__study_id=params.study_id).values("pair_id"),
+        )
+        .annotate(n_newcomers=Subquery(per_pair, output_field=IntegerField()))
+        .filter(n_assigned__lt=F("target_votes") + F("n_newcomers"))
+        .order_by("n_assigned", "rand_key")
+        .values_list("pk", flat=True)
+        .first()
+    )
 
 
 def _open_trial(params: IssueParams, pair_id: int, kind: str) -> None:

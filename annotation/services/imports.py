@@ -14,8 +14,9 @@ from kombu.exceptions import OperationalError
 
 from annotation import designs, gold, storage
 from annotation.errors import BrokerUnavailable, StudyImportError
-from annotation.images import ImageInfo, inspect_image
+from annotation.images import ImageInfo, inspect_image, needs_display_copy, write_display_png
 from annotation.models import Image, Pair, Scene, Study
+from annotation.services import file_claims
 from annotation.sources import Entry, read_source
 from annotation.study_settings import study_settings_validate
 from core.errors import NotFound
@@ -79,13 +80,15 @@ def study_import(
     owner=None,
     on_total: Callable[[int], None] | None = None,
     on_image: Callable[[], None] | None = None,
+    **other_settings: object,
 ) -> ImportResult:
     """Import a study from a folder of scene sub-folders or a manifest CSV, all or nothing.
 
-    ``owner`` (a user) owns the new study. A setting out of bounds raises
-    ``InvalidSetting`` naming it, before any file is read; every other problem raises
-    ``StudyImportError`` naming the file (and manifest line); the database and the media
-    folder are then exactly as before. Images are read one at a
+    ``owner`` (a user) owns the new study; ``other_settings`` are any other settings of
+    ``annotation.study_settings`` (``require_participant_id``, ``lease_seconds``, ...).
+    A setting out of bounds raises ``InvalidSetting`` naming it, before any file is read;
+    every other problem raises ``StudyImportError`` naming the file (and manifest line);
+    the database and the media folder are then exactly as before. Images are read one at a
     time (decoded to check them, then streamed into the content-addressed store): pixels
     of one image at most are in memory, beside a small unsaved row per image.
     """
@@ -97,6 +100,7 @@ def study_import(
             "instructions": instructions, "trials_per_session": trials_per_session,
             "practice_trials": practice_trials, "completion_url": completion_url,
             "status": Study.Status.LIVE if live else Study.Status.DRAFT,
+            **other_settings,
         },
         partial=False,
     )  # fmt: skip
@@ -121,6 +125,9 @@ def study_import(
     # SQLite, that would block every other writer); the rows then go in one short
     # transaction. Whatever fails, the files this import added are removed again.
     created_paths: list[str] = []
+    # The files it stores or finds are held against another import's clean-up until its
+    # rows are in or it has cleaned up (annotation/services/file_claims.py).
+    file_claims.claims_begin()
     try:
         staged = [
             _stage_scene(
@@ -133,6 +140,11 @@ def study_import(
             )
             for scene_name, entries in scenes.items()
         ]
+        if staged and (make_decoys or any(e.gold for es in scenes.values() for e in es)):
+            # A study with gold trials gets a worked example of its own (annotation.gold).
+            staged[0].images.append(
+                _stage_decoy(staged[0].name, staged[0], created_paths, example=True)
+            )
         with transaction.atomic():
             study = Study.objects.create(**values, owner=owner)
             result = ImportResult(study=study)
@@ -146,6 +158,8 @@ def study_import(
     except BaseException:
         _discard_files(created_paths)
         raise
+    finally:
+        file_claims.release()
     return result
 
 
@@ -163,6 +177,8 @@ class _StagedImage:
     format: str
     size_bytes: int
     gold: str = ""
+    # A PNG of the same pixels when browsers cannot show ``format`` (the pages show it).
+    display_file: str = ""
 
 
 @dataclass
@@ -206,18 +222,19 @@ def _stage_scene(
         if on_image:
             on_image()
     if make_decoy:
-        staged.images.append(_stage_decoy(scene_name, staged, created_paths, max_pixels))
+        staged.images.append(_stage_decoy(scene_name, staged, created_paths))
     return staged
 
 
 def _store(
     entry: Entry, info: ImageInfo, staged: _StagedScene, created_paths: list[str]
 ) -> _StagedImage:
-    stored = storage.store_file(entry.path, info.format)
+    stored = file_claims.store_file(entry.path, info.format)
     created_paths.extend(stored.created_dirs)
     if stored.created:
         created_paths.append(stored.relative_path)
         staged.files_stored += 1
+    display_file = _store_display_copy(entry, info, created_paths)
     return _StagedImage(
         name=entry.name,
         role=entry.role,
@@ -229,32 +246,57 @@ def _store(
         format=info.format,
         size_bytes=stored.size_bytes,
         gold=entry.gold,
+        display_file=display_file,
     )
 
 
+def _store_display_copy(entry: Entry, info: ImageInfo, created_paths: list[str]) -> str:
+    """The stored PNG shown in place of an image browsers cannot show (TIFF, PPM, BMP),
+    or "" when the original is shown. It goes in the same store, so a refused import
+    removes it with the originals."""
+    if not needs_display_copy(info):
+        return ""
+    with tempfile.TemporaryDirectory(prefix="iqa-display-") as tmp:
+        png = Path(tmp) / "display.png"
+        try:
+            write_display_png(entry.path, png)
+        except (OSError, ValueError) as exc:
+            raise StudyImportError(
+                f"{entry.origin}: cannot convert to PNG for display ({exc})"
+            ) from exc
+        stored = file_claims.store_file(png, "PNG")
+    created_paths.extend(stored.created_dirs)
+    if stored.created:
+        created_paths.append(stored.relative_path)
+    return stored.relative_path
+
+
 def _stage_decoy(
-    scene_name: str, staged: _StagedScene, created_paths: list[str], max_pixels: int
+    scene_name: str, staged: _StagedScene, created_paths: list[str], *, example: bool = False
 ) -> _StagedImage:
-    """A heavily degraded copy of the scene's gold anchor, stored like any image."""
+    """A heavily degraded copy of the scene's gold anchor, stored like any image: its gold
+    decoy, or with ``example`` the study's worked example (in no pair)."""
     anchor = designs.gold_anchor(staged.images)
+    stem = "worked-example" if example else "gold-decoy"
     taken = {image.name for image in staged.images}
-    name, n = f"{scene_name}/gold-decoy.png", 1
+    name, n = f"{scene_name}/{stem}.png", 1
     while name in taken:
         n += 1
-        name = f"{scene_name}/gold-decoy-{n}.png"
+        name = f"{scene_name}/{stem}-{n}.png"
     with tempfile.TemporaryDirectory(prefix="iqa-gold-") as tmp:
-        path = Path(tmp) / "gold-decoy.png"
-        gold.write_decoy(storage.media_root() / anchor.file, path)
+        path = Path(tmp) / f"{stem}.png"
+        write = gold.write_example_decoy if example else gold.write_decoy
+        write(storage.media_root() / anchor.file, path)
         entry = Entry(
             scene=scene_name,
             path=path,
             role="test",
-            condition=gold.DECOY_CONDITION,
+            condition=gold.EXAMPLE_CONDITION if example else gold.DECOY_CONDITION,
             name=name,
-            origin=f"gold decoy of {anchor.name}",
-            gold="worse",
+            origin=f"{'worked example' if example else 'gold decoy'} of {anchor.name}",
+            gold=Image.Gold.EXAMPLE if example else Image.Gold.WORSE,
         )
-        info = inspect_image(path, origin=entry.origin, max_pixels=max_pixels)
+        info = inspect_image(path, origin=entry.origin, max_pixels=settings.IQA_MAX_IMAGE_PIXELS)
         return _store(entry, info, staged, created_paths)
 
 
@@ -306,9 +348,8 @@ def _create_pairs(study: Study, scene: Scene, planned: list[designs.PlannedPair]
 
 
 def _discard_files(relative_paths: list[str]) -> None:
-    # Another import may have committed a row for the same content meanwhile; keep those.
-    still_used = set(Image.objects.filter(file__in=relative_paths).values_list("file", flat=True))
-    storage.remove_paths([path for path in relative_paths if path not in still_used])
+    # Another import may hold the same file, or have committed a row for it: keep those.
+    file_claims.discard(relative_paths)
 
 
 def image_verify(*, image_id: int) -> Image:

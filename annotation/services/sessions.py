@@ -3,14 +3,24 @@
 Trial assignment is in ``assignment.py`` and answers in ``votes.py``.
 """
 
+import re
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
 from annotation import clock
-from annotation.errors import StudyNotOpen
+from annotation.errors import ParticipantIdInvalid, ParticipantIdRequired, StudyNotOpen
 from annotation.models import AnnotatorSession, Study
 from core.errors import NotFound
+
+# The recruiters' participant ids, as the annotator page sends them (``source``):
+# Prolific's PROLIFIC_PID is a 24-digit hexadecimal id; MTurk's API documents a worker id
+# (CustomerId) as ``^A[A-Z0-9]+$`` of at most 64 characters. Checked no narrower than
+# documented, so that no real participant is refused.
+PARTICIPANT_ID_FORMATS = {
+    "prolific": ("Prolific", re.compile(r"[0-9a-fA-F]{24}"), "24 hexadecimal digits"),
+    "mturk": ("MTurk worker", re.compile(r"A[A-Z0-9]{1,63}"), "'A' and capital letters or digits"),
+}
 
 
 @dataclass(frozen=True)
@@ -40,10 +50,17 @@ def session_open(
     external_ids: dict | None = None,
     client_info: dict | None = None,
 ) -> SessionState:
-    """Open a session on a live study; the same participant gets their session back."""
+    """Open a session on a live study; the same participant gets their session back.
+
+    A study with ``require_participant_id`` takes only sessions with a Prolific or MTurk
+    id of that recruiter's format (``PARTICIPANT_ID_FORMATS``): ``ParticipantIdRequired``
+    without one, ``ParticipantIdInvalid`` for a malformed one.
+    """
     study = Study.objects.filter(slug=study_slug).first()
     if study is None:
         raise NotFound(f"no study with slug {study_slug!r}")
+    if study.require_participant_id:
+        _check_participant_id(participant_id, source)
     if participant_id:
         existing = _session_of_participant(study, participant_id)
         if existing is not None:
@@ -67,6 +84,22 @@ def session_open(
             raise
         return SessionState(session=existing)
     return SessionState(session=session, created=True)
+
+
+def _check_participant_id(participant_id: str, source: str) -> None:
+    known = PARTICIPANT_ID_FORMATS.get(source)
+    if not participant_id or known is None:
+        raise ParticipantIdRequired(
+            "this study takes participants from Prolific or MTurk only: open it from the "
+            "link the recruiting platform shows you (it carries your participant id)",
+            field="participant_id",
+        )
+    recruiter, pattern, described = known
+    if not pattern.fullmatch(participant_id):
+        raise ParticipantIdInvalid(
+            f"{participant_id!r} is not a {recruiter} id ({described})",
+            field="participant_id",
+        )
 
 
 def _session_of_participant(study: Study, participant_id: str) -> AnnotatorSession | None:

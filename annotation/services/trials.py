@@ -22,11 +22,17 @@ class Slot(enum.Enum):
     QUEUED = "queued"
 
 
+# The image columns a shown trial reads, per image (``a_file`` ... ``r_display_file``).
+SHOWN_COLUMNS = ("file", "width", "height", "display_file")
+
+
 @dataclass(frozen=True)
 class ShownImage:
     file: str
     width: int
     height: int
+    # The PNG shown instead when browsers cannot show ``file``'s format, else "".
+    display_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,10 +43,11 @@ class PairImages:
 
     @classmethod
     def from_columns(cls, column: Callable[[str], Any]) -> "PairImages":
-        """From columns ``a_file``, ``a_width`` ... ``r_height`` (``r_file`` empty: none)."""
+        """From columns ``a_file``, ``a_width``, ``a_height``, ``a_display_file`` ...
+        ``r_display_file`` (``r_file`` empty: none)."""
 
         def image(key: str) -> ShownImage:
-            return ShownImage(*(column(f"{key}_{c}") for c in ("file", "width", "height")))
+            return ShownImage(*(column(f"{key}_{c}") for c in SHOWN_COLUMNS))
 
         return cls(a=image("a"), b=image("b"), reference=image("r") if column("r_file") else None)
 
@@ -160,6 +167,9 @@ class NextRow:
     r_file: str | None
     r_width: int | None
     r_height: int | None
+    a_display_file: str | None
+    b_display_file: str | None
+    r_display_file: str | None
 
     def issued_trial(self) -> IssuedTrial:
         return IssuedTrial.shown(

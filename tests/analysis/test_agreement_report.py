@@ -21,6 +21,7 @@ QUALITY = {
     "original": 1.5, "sharpen-a0.8": 0.8, "contrast-1.2": 0.4, "": 0.0, "noise-s6": -0.3,
     "blur-s1.0": -0.6, "jpeg-q30": -0.8, "contrast-0.6": -1.0, "sharpen-a4.0": -1.2,
     "noise-s20": -1.8, "blur-s2.5": -2.2, "jpeg-q8": -2.5, "gold-decoy": -9.0,
+    "worked-example": -9.0,  # the instructions' example decoy (in no pair)
 }  # fmt: skip
 
 
@@ -124,12 +125,13 @@ def test_agreement_of_psnr_and_ssim_on_the_demo_equals_an_independent_computatio
     for slug in ("demo", "demo-pairwise"):
         assert annotate(Study.objects.get(slug=slug), rng) > 0
     scored = manage(
-        "score_study", "demo", "--metrics", "psnr,ssim", "--wait", "--timeout", "300",
+        "score_study", "demo*", "--metrics", "psnr,ssim", "--wait", "--timeout", "300",
         env_extra={"IQA_SCORING_QUEUE": celery_worker.queue}, timeout=400,
     )  # fmt: skip
     assert scored.returncode == 0, scored.stderr
 
-    done = manage("agreement_report", "demo", "--json")
+    # A glob selects both demo studies; a bare slug is one study (below).
+    done = manage("agreement_report", "demo*", "--json")
     assert done.returncode == 0, done.stderr
     reports = {report["study"]: report for report in json.loads(done.stdout)}
     assert set(reports) == {"demo", "demo-pairwise"}
@@ -169,12 +171,22 @@ def test_agreement_of_psnr_and_ssim_on_the_demo_equals_an_independent_computatio
     )
     assert (images["ci_low"] <= images["thurstone"]).all()
 
-    text = manage("agreement_report", "demo")
+    text = manage("agreement_report", "demo", "demo-pairwise")
     assert text.returncode == 0, text.stderr
     for slug in ("demo", "demo-pairwise"):
         assert f"Study {slug} (" in text.stdout
+    one = manage("agreement_report", "demo", "--json")
+    assert [report["study"] for report in json.loads(one.stdout)] == ["demo"]
     assert "ref<test (n=" in text.stdout
     assert "Paired bootstrap test against the best metric" in text.stdout
+    # Issue 18: the tie bands chosen from the demo's data, saved to its settings.
+    calibrated = manage("agreement_report", "demo", "--calibrate-delta", "--save", "--json")
+    assert calibrated.returncode == 0, calibrated.stderr
+    (report,) = json.loads(calibrated.stdout)
+    chosen = {row["metric"]: row["delta"] for row in report["delta_calibration"]}
+    assert set(chosen) == {"psnr", "ssim"}
+    assert set(report["delta_curves"]) == {"psnr", "ssim"}
+    assert Study.objects.get(slug="demo").metric_deltas == pytest.approx(chosen)
     missing = manage("agreement_report", "nope")
     assert missing.returncode == 1
     assert "no study 'nope'" in missing.stderr

@@ -1,11 +1,18 @@
 """Annotator quality control: the measures, the default rules and their reasons."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
 from analysis.quality import Rules, annotator_quality, leave_one_out_majority, side_bias_p
+
+# The rules as they were before issue 18: each measure against its threshold, on any
+# evidence, uncorrected (what ``qc_test=threshold``, ``qc_correction=none`` and both minima
+# 0 give a study).
+THRESHOLD_RULES = Rules(test="threshold", correction="none", min_answers=0, min_gold=0)
 
 
 def vote(annotator, pair, preferred, *, choice=None, kind="label", ms=1500, gold=""):
@@ -53,7 +60,7 @@ def test_measures_by_hand():
             vote("u3", 2, "b", choice="left", ms=100),
         ]
     )
-    out = annotator_quality(votes, Rules()).set_index("annotator")
+    out = annotator_quality(votes, THRESHOLD_RULES).set_index("annotator")
     assert out.loc["u1", "n_votes"] == 4
     assert out.loc["u1", "n_gold"] == 2
     assert out.loc["u1", "gold_accuracy"] == 0.5
@@ -81,16 +88,25 @@ def test_side_bias_similar_overuse_and_majority_rules():
     always_similar = [vote("sim", p, "similar") for p in range(20)]
     honest = [vote(f"h{n}", p, "a" if p % 2 else "b") for n in range(3) for p in range(20)]
     votes = pd.DataFrame(always_left + always_similar + honest)
-    out = annotator_quality(votes, Rules()).set_index("annotator")
+    out = annotator_quality(votes, THRESHOLD_RULES).set_index("annotator")
     assert out.loc["left", "reasons"].startswith("side bias: 100% left (binomial p=1.9e-06")
     assert out.loc["sim", "reasons"] == "'similar' 100% of answers > 90%"
     assert not out.loc[["h0", "h1", "h2"], "excluded"].any()
     # Off by default, the majority rule excludes the two once set (they disagree with the
     # honest majority on half the pairs or all of them).
-    strict = annotator_quality(votes, Rules(min_majority_agreement=0.6)).set_index("annotator")
+    strict = annotator_quality(
+        votes, replace(THRESHOLD_RULES, min_majority_agreement=0.6)
+    ).set_index("annotator")
     assert (
         "agreement with the others' majority 0.50 < 0.6 (20 votes)" in strict.loc["left", "reasons"]
     )
     assert "agreement with the others' majority 0.00 < 0.6" in strict.loc["sim", "reasons"]
-    everything_off = Rules(None, None, None, None, None)
+    everything_off = replace(
+        THRESHOLD_RULES,
+        min_gold_accuracy=None,
+        min_median_response_ms=None,
+        side_bias_alpha=None,
+        min_majority_agreement=None,
+        max_similar_share=None,
+    )
     assert not annotator_quality(votes, everything_off)["excluded"].any()

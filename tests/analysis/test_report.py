@@ -43,7 +43,9 @@ def study(votes: pd.DataFrame, scores: pd.DataFrame | None = None, **deltas) -> 
     return StudyData(
         slug="s",
         design="ref-vs-test",
-        rules=Rules(),
+        # The older rules (a rate against its threshold, on any evidence): the default
+        # tests need 20 answers, and these annotators give four.
+        rules=Rules(test="threshold", correction="none", min_answers=0, min_gold=0),
         deltas=deltas,
         images=IMAGES,
         pairs=PAIRS,
@@ -152,6 +154,12 @@ def test_agreement_table_by_hand():
         {"annotator": "cheat", "reasons": "gold accuracy 0.00 < 0.7 (0/2 gold trials right)"}
     ]
     assert data["settings"]["metric_deltas"] == {"psnr": 0.5}
+    # Counts beside every number, and rows on fewer than 30 pairs marked (all of these).
+    assert "psnr (delta 0.5): 0.500 [0.00,1.00] (n=2)!" in text
+    assert "0.000 (n=1)!" in text  # psnr's 2AFC, on one pair
+    assert data["min_pairs"] == 30
+    assert all(row["few_pairs"] for row in data["agreement"] + data["comparisons"])
+    assert "-0.400 (n=1 scenes)" in text  # psnr's SRCC, over one scene
 
 
 def test_the_same_data_give_the_same_report():

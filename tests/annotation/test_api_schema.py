@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 from rest_framework.test import APIClient
 
+from analysis.services import agreement_snapshot_refresh
 from annotation.models import Study
 from annotation.services import study_import
 from tests.factories import LiveStudyFactory, StudyFactory, make_pairs
@@ -31,18 +32,43 @@ NEXT_TRIAL = "/api/v1/sessions/{token}/next-trial"
 VOTES = "/api/v1/sessions/{token}/votes"
 STUDIES = "/api/v1/studies"
 STUDY = "/api/v1/studies/{slug}"
+STUDY_PROGRESS = "/api/v1/studies/{slug}/progress"
 PING = "/api/v1/ping"
+ANNOTATORS = "/api/v1/studies/{slug}/annotators"
+EXCLUSION = "/api/v1/studies/{slug}/annotators/{annotator}/exclusion"
+EXPORTS = "/api/v1/studies/{slug}/exports"
+AGREEMENT = "/api/v1/studies/{slug}/agreement"
+AGREEMENT_CSV = "/api/v1/studies/{slug}/agreement.csv"
+AGREEMENT_TEX = "/api/v1/studies/{slug}/agreement.tex"
+EXPORT = "/api/v1/exports/{job_id}"
+EXPORT_DOWNLOAD = "/api/v1/exports/{job_id}/download"
+AUTH_TOKEN = "/api/v1/auth/token"
+IMPORT = "/api/v1/imports/{job_id}"
 
 # The error statuses each operation returns (and so must declare). A new operation must
 # be added here, with its errors.
 ERRORS = {
-    ("post", SESSIONS): {400, 404, 409, 413, 415},
+    ("post", SESSIONS): {400, 403, 404, 409, 413, 415, 429},
     ("get", SESSION): {404},
-    ("get", NEXT_TRIAL): {404, 409},
+    ("get", NEXT_TRIAL): {404, 409, 429},
     ("post", VOTES): {400, 404, 409, 413, 415, 429},
     ("get", STUDIES): {403},
     ("get", STUDY): {403, 404},
+    ("patch", STUDY): {400, 403, 404},
+    ("get", STUDY_PROGRESS): {403, 404},
     ("get", PING): set(),
+    ("post", AUTH_TOKEN): {400, 429},
+    ("post", STUDIES): {400, 403, 409, 413, 415, 503},
+    ("get", IMPORT): {403, 404},
+    ("get", ANNOTATORS): {403, 404},
+    ("post", EXCLUSION): {400, 403, 404},
+    ("get", EXPORTS): {403, 404},
+    ("post", EXPORTS): {400, 403, 404, 503},
+    ("get", EXPORT): {403, 404},
+    ("get", EXPORT_DOWNLOAD): {403, 404, 409},
+    ("get", AGREEMENT): {403, 404},
+    ("get", AGREEMENT_CSV): {403, 404, 409},
+    ("get", AGREEMENT_TEX): {403, 404, 409},
 }
 
 FORMATS = FormatChecker()
@@ -124,9 +150,14 @@ def api(schema) -> Api:
     return Api(APIClient(), schema)
 
 
+def prolific_id(n: int) -> str:
+    return f"{n:024x}"
+
+
 @pytest.fixture
 def study(tmp_path) -> Study:
-    """A live pairwise study showing its reference, one practice trial, two trials."""
+    """A live pairwise study showing its reference, one practice trial, two trials; with a
+    completion URL, so that it takes Prolific or MTurk participants only."""
     source = write_scene_folder(tmp_path / "src", {"s": ["reference", "a", "b", "c"]})
     study_import(
         source=source,
@@ -167,12 +198,11 @@ def test_an_annotator_flow_matches_the_schema(api, study):
     """Open (201, then 200 for the same participant), next-trial with and without
     ``ahead``, vote (201), retry (200), the session's status, and 204 at the end with the
     completion code."""
-    opened = api.call(
-        "post", SESSIONS, 201, body={"participant_id": "p1"}, params={"slug": study.slug}
-    )
+    person = {"participant_id": prolific_id(1), "source": "prolific"}
+    opened = api.call("post", SESSIONS, 201, body=person, params={"slug": study.slug})
     token = opened["token"]
     assert opened["completion_code"] is None
-    api.call("post", SESSIONS, 200, body={"participant_id": "p1"}, params={"slug": study.slug})
+    api.call("post", SESSIONS, 200, body=person, params={"slug": study.slug})
     first = api.call("get", NEXT_TRIAL, 200, body={"ahead": "1"}, params={"token": token})
     assert first["practice"] is True
     assert "next" in first
@@ -203,8 +233,11 @@ def test_an_annotator_flow_matches_the_schema(api, study):
 
 def test_error_bodies_match_the_schema(api, study):
     """Conflict, not found, invalid and unparsable bodies, wrong media type, too large,
-    throttled, and a study not open: each in the one error body, declared for its status."""
-    token = api.call("post", SESSIONS, 201, body={}, params={"slug": study.slug})["token"]
+    throttled, a study not open, a participant id missing or malformed: each in the one
+    error body, declared for its status."""
+    slug = {"slug": study.slug}
+    person = {"participant_id": prolific_id(1), "source": "prolific"}
+    token = api.call("post", SESSIONS, 201, body=person, params=slug)["token"]
     params = {"token": token}
     trial = api.call("get", NEXT_TRIAL, 200, params=params)
     body = {"trial_id": trial["trial_id"], "choice": "left", "response_ms": 700}
@@ -235,12 +268,24 @@ def test_error_bodies_match_the_schema(api, study):
     api.call("post", SESSIONS, 400, body={"participant_id": "p" * 500}, params={"slug": study.slug})
     api.call("post", SESSIONS, 404, body={}, params={"slug": "nope"})
     api.call("post", SESSIONS, 409, body={}, params={"slug": StudyFactory().slug})
+    api.call("post", SESSIONS, 403, body={}, params=slug)
+    malformed = {"participant_id": "{{%PROLIFIC_PID%}}", "source": "prolific"}
+    assert api.call("post", SESSIONS, 400, body=malformed, params=slug)["error"]["code"] == (
+        "participant_id_invalid"
+    )
     with override_settings(IQA_VOTE_RATE="1/min"):
-        again = api.call("post", SESSIONS, 201, body={}, params={"slug": study.slug})["token"]
+        person = {"participant_id": prolific_id(2), "source": "prolific"}
+        again = api.call("post", SESSIONS, 201, body=person, params=slug)["token"]
         trial = api.call("get", NEXT_TRIAL, 200, params={"token": again})
         body = {"trial_id": trial["trial_id"], "choice": "left", "response_ms": 700}
         api.call("post", VOTES, 201, body=body, params={"token": again})
         api.call("post", VOTES, 429, body=body, params={"token": again})
+    # This address has asked for trials and opened sessions more than once already.
+    with override_settings(IQA_TRIAL_RATE="1/min"):
+        api.call("get", NEXT_TRIAL, 429, params={"token": again})
+    with override_settings(IQA_SESSION_RATE="1/min"):
+        person = {"participant_id": prolific_id(3), "source": "prolific"}
+        api.call("post", SESSIONS, 429, body=person, params=slug)
 
 
 def test_researcher_responses_match_the_schema(schema, admin_client):
@@ -252,9 +297,29 @@ def test_researcher_responses_match_the_schema(schema, admin_client):
     assert [row["slug"] for row in rows] == [study.slug]
     staff.call("get", STUDY, 200, params={"slug": study.slug})
     staff.call("get", STUDY, 404, params={"slug": "nope"})
+    staff.call("get", STUDY_PROGRESS, 200, params={"slug": study.slug})
+    staff.call("get", STUDY_PROGRESS, 404, params={"slug": "nope"})
+    path = STUDY.format(slug=study.slug)
+    for body, status in (({"status": "closed", "qc_min_gold_accuracy": "off"}, 200),
+                         ({"gold_rate": 2}, 400)):  # fmt: skip
+        staff.check("patch", STUDY, admin_client.patch(path, body, content_type="application/json"))
+        assert staff.seen >= {("patch", STUDY, status)}
+    nobody = STUDY.format(slug="nope")
+    staff.check("patch", STUDY, admin_client.patch(nobody, {}, content_type="application/json"))
     anonymous = Api(APIClient(), schema)
     anonymous.call("get", STUDIES, 403)
     anonymous.call("get", STUDY, 403, params={"slug": study.slug})
+    anonymous.call("get", STUDY_PROGRESS, 403, params={"slug": study.slug})
+    anonymous.check("patch", STUDY, anonymous.client.patch(path, {}, format="json"))
+    # The agreement report: flags only (202) until a worker stored the first snapshot.
+    slug = {"slug": study.slug}
+    staff.call("get", AGREEMENT, 202, params=slug)
+    agreement_snapshot_refresh(study=study)
+    staff.call("get", AGREEMENT, 200, params=slug)
+    staff.call("get", AGREEMENT, 404, params={"slug": "nope"})
+    anonymous.call("get", AGREEMENT, 403, params=slug)
+    assert ("patch", STUDY, 403) in anonymous.seen
+    assert ("patch", STUDY, 404) in staff.seen
 
 
 def test_every_operation_declares_its_errors_with_the_error_body(schema):

@@ -246,7 +246,7 @@ def test_bad_input_is_refused_with_one_line_naming_the_file_and_nothing_written(
     source, design, fragments = case(tmp_path)
     before = snapshot()
 
-    done = manage("import_study", str(source), "--slug", "new", "--design", design)
+    done = manage("import_study", str(source), "--slug", "fresh", "--design", design)
 
     assert done.returncode == 1
     message = done.stderr.strip()

@@ -12,12 +12,13 @@ def test_build_demo_creates_both_studies_once(capsys):
     call_command("build_demo")
     call_command("build_demo")
     out = capsys.readouterr().out
+    # Images: the photographs' renderings, a gold decoy per scene and the worked example.
     assert (
-        "Created demo study 'demo' (ref-vs-test): 4 scenes, 52 images, 44 pairs (+ 4 gold), live"
+        "Created demo study 'demo' (ref-vs-test): 4 scenes, 53 images, 44 pairs (+ 4 gold), live"
         in out
     )
     assert (
-        "Created demo study 'demo-pairwise' (pairwise): 2 scenes, 24 images, 110 pairs "
+        "Created demo study 'demo-pairwise' (pairwise): 2 scenes, 25 images, 110 pairs "
         "(+ 2 gold), live" in out
     )
     assert "Demo studies already present" in out

@@ -1,6 +1,8 @@
 """Trial assignment through the services, on both implementations (the ``impl`` fixture
 runs a test with the PostgreSQL statements and with the portable ORM path): the rules
-listed in annotation/services/assignment.py's docstring, the lease sweep, and queries."""
+listed in annotation/services/assignment.py's docstring, the lease sweep, and queries.
+
+Over 400 lines: the tests each numbered rule names, kept together as the rules are."""
 
 import threading
 import time
@@ -67,10 +69,12 @@ def test_asking_again_before_answering_returns_the_same_trial(impl):
 
 def test_an_expired_lease_returns_the_pair_to_the_pool(impl, clock):
     study = LiveStudyFactory(lease_seconds=600)
-    (pair,) = make_pairs(study, 1, votes=1)
+    make_pairs(study, 2, votes=1)
     a, b = open_session(study), open_session(study)
+    answer(a, services.trial_next(token=a))  # one pair done; a is no newcomer (rule 12)
     held = services.trial_next(token=a)
-    assert services.trial_next(token=b) is None  # the only pair is leased to a
+    pair = Trial.objects.get(pk=held.trial_id).pair
+    assert services.trial_next(token=b) is None  # the pair left is leased to a
 
     c = open_session(study)
     clock.advance(timedelta(seconds=601))
@@ -90,6 +94,50 @@ def test_an_expired_lease_returns_the_pair_to_the_pool(impl, clock):
     pair.refresh_from_db()
     assert pair.n_assigned == 2
     assert Vote.objects.filter(pair=pair, kind="label").count() == 2
+
+
+def test_a_newcomers_lease_does_not_keep_its_pair_from_others(impl):
+    """Rule 12: a lease held by a session that has answered nothing (a newcomer, or a
+    script that walks away) does not end another session when no pair is below its target:
+    that session gets the pair too. Should the newcomer answer after all, the pair gets
+    one vote past its target; once the votes reach it, nobody else gets the pair."""
+    study = LiveStudyFactory()
+    (pair,) = make_pairs(study, 1, votes=1)
+    newcomer, other, third = open_session(study), open_session(study), open_session(study)
+    held = services.trial_next(token=newcomer)
+    taken = services.trial_next(token=other)
+    assert taken is not None
+    assert taken.trial_id != held.trial_id
+    pair.refresh_from_db()
+    assert pair.n_assigned == 2  # counted votes + live leases, as always
+    assert answer(other, taken).created
+    # One counted vote and the newcomer's lease: the target is met without the newcomer.
+    assert services.trial_next(token=third) is None
+    assert answer(newcomer, held).created  # the price: one vote past the target
+    assert Vote.objects.filter(pair=pair, kind="label").count() == 2
+    pair.refresh_from_db()
+    assert pair.n_assigned == 2
+
+
+def test_leases_of_sessions_that_have_answered_keep_their_pairs(impl):
+    """Rule 12 claims past newcomers only: a lease of a session that has answered holds its
+    pair; and a queued trial never claims past anyone."""
+    study = LiveStudyFactory()
+    make_pairs(study, 3, votes=1)
+    holder, other = open_session(study), open_session(study)
+    answer(holder, services.trial_next(token=holder))
+    first = services.trial_next(token=holder, ahead=True)  # the two pairs left, leased
+    assert first.next is not None
+    assert services.trial_next(token=other) is None
+    assert services.session_get(token=other).completed_at is not None
+
+    study = LiveStudyFactory()
+    make_pairs(study, 2, votes=1)
+    newcomer, arriving = open_session(study), open_session(study)
+    assert services.trial_next(token=newcomer, ahead=True).next is not None  # both leased
+    mine = services.trial_next(token=arriving, ahead=True)
+    assert mine is not None  # the open trial, past the newcomer's lease
+    assert mine.next is None  # nothing queued past it
 
 
 def test_a_reload_after_the_lease_expired_gets_a_new_trial(impl, clock):

@@ -28,6 +28,7 @@ URL = "https://example.org/done?cc=X"
 BOUNDS = [
     ("slug", "a" * 64, "a" * 65, f"slug '{'a' * 65}' is not valid", False),
     ("slug", "ok-slug_2", "Not A Slug", "slug 'Not A Slug' is not valid (lower-case", False),
+    ("slug", "news", "new", "slug 'new' is reserved by the researcher pages", False),
     ("design", "nr-pairwise", "pairs", "unknown design 'pairs' (expected one of ref-vs-test, "
      "pairwise, nr-pairwise)", True),
     ("show_reference", True, "yes", "show_reference must be true or false, not 'yes'", False),
@@ -48,6 +49,8 @@ BOUNDS = [
     ("completion_url", URL, "ftp://example.org/x",
      "completion_url 'ftp://example.org/x' is not an http(s) URL", False),
     ("completion_url", "", "x" * 501, "completion_url must be at most 500 characters", False),
+    ("require_participant_id", True, "on", "require_participant_id must be true or false",
+     False),
     ("lease_seconds", 10, 9, "lease_seconds must be at least 10, not 9", True),
     ("lease_seconds", 86_400, 86_401, "lease_seconds must be at most 86400, not 86401", True),
     ("break_every", 0, -1, "break_every must be at least 0, not -1", True),
@@ -69,6 +72,13 @@ BOUNDS = [
      "qc_fast_response_ms must be between 0 and 600000, not -1.0", True),
     ("qc_fast_response_ms", 600_000.0, 600_001.0,
      "qc_fast_response_ms must be between 0 and 600000", True),
+    ("qc_test", "threshold", "strict", "unknown qc_test 'strict'", True),
+    ("qc_correction", "bh", "sidak", "unknown qc_correction 'sidak'", True),
+    ("qc_alpha", 0.0, 1.0, "qc_alpha must be in [0, 1)", True),
+    ("qc_min_answers", 0, -1, "qc_min_answers must be at least 0", True),
+    ("qc_min_answers", 100_000, 100_001, "qc_min_answers must be at most 100000", True),
+    ("qc_min_gold", 0, -1, "qc_min_gold must be at least 0", True),
+    ("qc_min_gold", 100_000, 100_001, "qc_min_gold must be at most 100000", True),
     ("metric_deltas", {"psnr": 0.5}, {"psnr": -0.1},
      "metric_deltas must map metric names to numbers >= 0", False),
     ("metric_deltas", {}, {"psnr": "wide"}, "metric_deltas must map metric names", False),
@@ -167,11 +177,11 @@ def test_import_refuses_it(tmp_path, snapshot, name, flag, typed, value, message
     source = write_scene_folder(tmp_path / "src", {"s": ["reference", "a"]})
     before = snapshot()
     with pytest.raises(InvalidSetting) as caught:
-        study_import(source=source, slug="new", design="ref-vs-test", **{name: value})
+        study_import(source=source, slug="fresh", design="ref-vs-test", **{name: value})
     assert (str(caught.value), caught.value.field) == (message, name)
     with pytest.raises(CommandError) as refused:
         call_command(
-            "import_study", str(source), "--slug", "new", "--design", "ref-vs-test", flag, typed
+            "import_study", str(source), "--slug", "fresh", "--design", "ref-vs-test", flag, typed
         )
     assert str(refused.value) == f"import refused, nothing written: {message}"
     assert snapshot() == before

@@ -1,12 +1,13 @@
 """The annotator page in real headless Chromium, against gunicorn on the test database.
 
-Screenshots of every screen are kept in test-artifacts/screens.
+Screenshots of every screen are kept in test-artifacts/screens. Over 400 lines: one browser
+and server per module serve every screen's test.
 """
 
 import numpy as np
 import pytest
 
-from annotation.models import AnnotatorSession, Design, Trial, Vote
+from annotation.models import AnnotatorSession, Design, Image, Trial, Vote
 from tests.browser import MIN_RESPONSE_MS, READY, wait_ready
 from tests.frontend.conftest import media_pixels, screenshot, shot_pixels
 
@@ -375,3 +376,42 @@ def test_mturk_preview_shows_the_task_without_opening_a_session(site, open_page)
     page.wait_for_selector("[data-screen=preview]:not([hidden])")
     assert "Compare carefully." in page.inner_text("[data-screen=preview]")
     assert not AnnotatorSession.objects.exists()
+
+
+@pytest.mark.parametrize("dpr", [1, 2])
+def test_a_tiff_study_is_shown_pixel_exact_through_its_display_pngs(site, open_page, dpr):
+    """TIFF images (which browsers cannot show) are shown as their display PNGs, and the
+    screen shows exactly the original TIFF's pixels, one image pixel per device pixel."""
+    import PIL.Image
+
+    from annotation.services import study_import
+
+    rng = np.random.default_rng(11)
+    src = site.tmp / f"tiff-{dpr}"
+    originals = {}
+    for scene in ("s0", "s1"):
+        (src / scene).mkdir(parents=True)
+        for stem in ("reference", "t0"):
+            pixels = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+            PIL.Image.fromarray(pixels).save(src / scene / f"{stem}.tif", format="TIFF")
+            originals[f"{scene}/{stem}.tif"] = pixels
+    study_import(
+        source=src, slug=f"tiff-{dpr}", design=Design.REF_VS_TEST, live=True,
+        votes_per_pair=1, practice_trials=0,
+    )  # fmt: skip
+    by_url = {
+        f"/media/{image.display_file}": originals[image.name]
+        for image in Image.objects.filter(scene__study__slug=f"tiff-{dpr}")
+    }
+    page = open_page(f"{site.url}/annotate/tiff-{dpr}/", dpr=dpr)
+    start(page)
+    screenshot(page, f"trial-tiff-dpr{dpr}")
+    boxes = page.query_selector_all("#stage .box")
+    assert len(boxes) == 2
+    for box in boxes:
+        img = box.query_selector("img:not([hidden])")
+        src_url = img.get_attribute("src")
+        assert src_url.endswith(".png")
+        shown = shot_pixels(page, box)
+        assert shown.shape == (64, 96, 3)
+        assert np.array_equal(shown, by_url[src_url])

@@ -1,4 +1,4 @@
-"""The study index and the admin pages for every model."""
+"""The admin pages for every model, the API schema page and the annotator page."""
 
 import json
 import re
@@ -8,35 +8,15 @@ from django.urls import reverse
 
 from annotation import services
 from annotation.models import AnnotatorSession, Image, Pair, Scene, Study, Trial, Vote
-from tests.factories import LiveStudyFactory, PairFactory, StudyFactory, make_gold_pair
+from tests.factories import (
+    ImageFactory,
+    LiveStudyFactory,
+    PairFactory,
+    StudyFactory,
+    make_gold_pair,
+)
 
 pytestmark = pytest.mark.django_db
-
-
-def test_study_index_lists_studies_with_counts_in_one_query(
-    admin_client, django_assert_num_queries
-):
-    for _ in range(3):
-        PairFactory()
-    StudyFactory(slug="empty")
-    admin_client.get("/")  # warm the session
-    # The session and the user, then one query for the studies with their counts.
-    with django_assert_num_queries(3):
-        response = admin_client.get("/")
-    assert response.status_code == 200
-    html = response.content.decode()
-    assert "empty" in html
-    studies = list(response.context["studies"])
-    assert [(s.n_scenes, s.n_images, s.n_pairs) for s in studies if s.slug != "empty"] == [
-        (1, 2, 1)
-    ] * 3
-
-
-def test_the_study_index_is_for_researchers_only(client):
-    StudyFactory(slug="secret-study")
-    response = client.get("/")
-    assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/")
 
 
 def test_imported_study_settings_are_read_only_in_the_admin(admin_client):
@@ -48,7 +28,8 @@ def test_imported_study_settings_are_read_only_in_the_admin(admin_client):
          "trials_per_session": 40, "practice_trials": 1, "lease_seconds": 300,
          "break_every": 20, "qc_min_gold_accuracy": 0.8, "qc_min_median_response_ms": "",
          "qc_side_bias_alpha": 0.001, "qc_max_similar_share": 0.9, "qc_fast_response_ms": 300,
-         "metric_deltas": '{"psnr": 0.5}'},
+         "qc_test": "binomial", "qc_correction": "holm", "qc_alpha": 0.05,
+         "qc_min_answers": 20, "qc_min_gold": 5, "metric_deltas": '{"psnr": 0.5}'},
     )  # fmt: skip
     assert response.status_code == 302
     study.refresh_from_db()
@@ -93,6 +74,8 @@ def page_config(response) -> dict:
 def test_the_annotator_page_carries_the_study_settings(client):
     study = LiveStudyFactory(design="ref-vs-test", break_every=25, instructions="Look.")
     gold = make_gold_pair(study)  # decoy is image a, reference image b: "b" is better
+    # The worked example: the example decoy made for it beside the anchor, not the gold pair.
+    example_decoy = ImageFactory(scene=gold.scene, gold=Image.Gold.EXAMPLE)
     response = client.get(f"/annotate/{study.slug}/")
     assert response.status_code == 200
     config = page_config(response)
@@ -102,8 +85,9 @@ def test_the_annotator_page_carries_the_study_settings(client):
     assert config["instructions"] == "Look."
     assert "voluntary" in config["consent"]  # the generic consent text
     example = config["example"]
-    assert example["images"]["left"] == f"/media/{gold.image_a.file}"
+    assert example["images"]["left"] == f"/media/{example_decoy.file}"
     assert example["images"]["right"] == f"/media/{gold.image_b.file}"
+    assert example["images"]["reference"] is None
     assert example["answer"] == "right"
     assert example["sizes"]["left"] == {"width": 48, "height": 32}
     assert 'type="module"' in response.content.decode()

@@ -55,3 +55,17 @@ def install_entry_point(folder, name: str, target: str):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: iqa-test-metrics\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(f"[iqa_platform.metrics]\n{name} = {target}\n")
     return folder
+
+
+class NeedsWeights:
+    """NR: the mean of an image's pixels, once its weight file is in the weights folder
+    (a worker without it cannot load the metric)."""
+
+    name = "needs_weights"
+    kind = "NR"
+    lower_better = False
+    version = "1"
+    files = ["plugins/needs_weights.pth"]
+
+    def load(self, device):
+        return lambda images, references: images.mean(dim=(1, 2, 3))

@@ -12,6 +12,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from scoring.errors import MetricUnavailable
 from scoring.registry import metric_get
 from tests.images import write_png
 
@@ -117,11 +118,82 @@ def test_a_metric_missing_a_catalogued_file_is_refused_before_pyiqa_creates_it(
         match=f"alexnet-owt-7be5be79.pth \\(put them in {tmp_path}/hub/checkpoints\\)",
     ):
         engine.scorer(metric_get("lpips"))
-    (outcome,) = engine.score_items(metric_get("clipscore"), [(tmp_path / "a.png", None)])
-    assert outcome.error == (
-        f"MissingWeights: missing weight files ViT-B-32.pt (put them in {tmp_path}/clip)"
+    # Scoring items with it stores nothing for them: the worker, not the items, is at fault.
+    with pytest.raises(MetricUnavailable) as raised:
+        engine.score_items(metric_get("clipscore"), [(tmp_path / "a.png", None)])
+    assert str(raised.value) == (
+        "clipscore cannot be loaded: MissingWeights: missing weight files ViT-B-32.pt "
+        f"(put them in {tmp_path}/clip)"
     )
     assert created == []
+
+
+class _Plugin:
+    """A plug-in whose forward pass raises ``error`` on the items whose mean is above 0.5
+    (the bright one), as a network that meets a bad item or a failing GPU would."""
+
+    name, kind, lower_better, version = "faulty", "NR", False, "1"
+
+    def __init__(self, error):
+        self.error = error
+
+    def load(self, device):
+        def score(images, references):
+            if (images.mean(dim=(1, 2, 3)) > 0.5).any():
+                raise self.error
+            return images.mean(dim=(1, 2, 3))
+
+        return score
+
+
+def _dark_and_bright(folder: Path) -> list[tuple[Path, None]]:
+    items = []
+    for name, level in (("dark", 10), ("bright", 250)):
+        PIL.Image.new("RGB", (8, 8), (level, level, level)).save(folder / f"{name}.png")
+        items.append((folder / f"{name}.png", None))
+    return items
+
+
+MACHINE_FAULTS = {
+    "cuda-oom": lambda torch: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
+    "cuda-error": lambda torch: RuntimeError("CUDA error: an illegal memory access"),
+    "cudnn": lambda torch: RuntimeError("cuDNN error: CUDNN_STATUS_INTERNAL_ERROR"),
+    "host-memory": lambda torch: MemoryError(),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(MACHINE_FAULTS))
+def test_a_forward_pass_failing_for_the_machine_raises_instead_of_storing_a_failure(
+    tmp_path, fault
+):
+    """CUDA out of memory, a CUDA or cuDNN error, host memory: the machine's fault, never
+    the item's, so nothing is returned for the items and the task retries."""
+    import torch
+
+    from scoring import engine
+    from scoring.registry import _plugin_spec
+
+    spec = _plugin_spec(_Plugin(MACHINE_FAULTS[fault](torch)), "test")
+    engine._models.clear()
+    with pytest.raises(MetricUnavailable, match="faulty failed to run"):
+        engine.score_items(spec, _dark_and_bright(tmp_path))
+    engine._models.clear()
+
+
+def test_an_item_the_network_refuses_is_stored_as_that_items_failure(tmp_path):
+    """An image too small for the network (the network's own error) fails alone."""
+    from scoring import engine
+    from scoring.registry import _plugin_spec
+
+    too_small = RuntimeError("Kernel size can't be greater than actual input size")
+    spec = _plugin_spec(_Plugin(too_small), "test")
+    engine._models.clear()
+    ok, failed = engine.score_items(spec, _dark_and_bright(tmp_path))
+    engine._models.clear()
+    assert ok.error == ""
+    assert ok.value is not None
+    assert failed.value is None
+    assert failed.error == "RuntimeError: Kernel size can't be greater than actual input size"
 
 
 def test_files_are_looked_for_only_in_a_process_that_reads_the_weights_folder(

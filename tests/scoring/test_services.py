@@ -2,7 +2,8 @@
 
 import pytest
 
-from scoring import services
+from scoring import selectors, services
+from scoring.errors import UnknownStudy
 from scoring.models import Score, ScoreBatch
 from scoring.registry import metric_get
 from tests.factories import ImageFactory, SceneFactory, StudyFactory
@@ -62,3 +63,57 @@ def test_images_added_later_are_scored_without_redoing_the_rest(
         ("niqe", ((added.pk, None),)),
         ("psnr", ((added.pk, reference.pk),)),
     }
+
+
+def test_a_batch_that_failed_to_run_is_sent_again_only_with_retry_failed(
+    django_capture_on_commit_callbacks,
+):
+    """No score is stored for a batch the workers could not run; the next plan does not
+    send its items again (they are counted as failed to run, with the reason) until
+    retry_failed sends the same batch again."""
+    study = StudyFactory(design="ref-vs-test")
+    scene = SceneFactory(study=study)
+    ImageFactory(scene=scene, role="reference")
+    ImageFactory.create_batch(2, scene=scene)
+    niqe = metric_get("niqe")
+    with django_capture_on_commit_callbacks(execute=False):
+        services.study_score(study=study, specs=[niqe])
+    (batch,) = ScoreBatch.objects.all()
+    reason = "niqe failed to run: OutOfMemoryError: CUDA out of memory"
+    assert services.batch_fail(batch_id=batch.pk, reason=reason)
+    assert not services.batch_fail(batch_id=batch.pk, reason="twice")  # pending ones only
+
+    (progress,) = selectors.study_scoring_progress(study=study, specs=[niqe])
+    assert (progress.done, progress.failed, progress.pending_batches) == (0, 0, 0)
+    assert (progress.failed_batches, progress.failed_to_run, progress.reasons) == (1, 3, (reason,))
+    (status,) = selectors.study_scoring_requested(study=study)
+    assert (status.failed_to_run, status.pending, status.reason) == (3, 0, reason)
+
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        (plan,) = services.study_score(study=study, specs=[niqe])
+    assert (plan.queued, plan.failed_to_run, plan.reasons, len(sent)) == (0, 3, [reason], 0)
+
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        (plan,) = services.study_score(study=study, specs=[niqe], retry_failed=True)
+    assert (plan.queued, plan.failed_to_run, len(sent)) == (3, 0, 1)
+    (again,) = ScoreBatch.objects.all()
+    assert (again.pk, again.state, again.reason, again.attempts) == (batch.pk, "pending", "", 2)
+    assert not Score.objects.exists()
+
+
+def test_studies_are_selected_by_exact_slugs_or_quoted_globs():
+    """A bare slug is that study only (``pilot`` never scores ``pilot-2``); a glob selects
+    what it matches; a slug or glob that matches nothing is named."""
+    for slug in ("pilot", "pilot-2", "demo", "demo-pairwise"):
+        StudyFactory(slug=slug)
+
+    def slugs(*patterns):
+        return [study.slug for study in selectors.studies_select(patterns)]
+
+    assert slugs("pilot") == ["pilot"]
+    assert slugs("pilot-2", "demo") == ["demo", "pilot-2"]
+    assert slugs("demo*") == ["demo", "demo-pairwise"]
+    assert slugs("demo*", "demo") == ["demo", "demo-pairwise"]
+    assert slugs("*-?") == ["pilot-2"]
+    with pytest.raises(UnknownStudy, match="no study 'pilo', 'x\\*'"):
+        selectors.studies_select(["pilot", "pilo", "x*"])

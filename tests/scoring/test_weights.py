@@ -6,7 +6,7 @@ from django.test import override_settings
 
 from annotation.models import Study
 from scoring import services
-from scoring.models import Score
+from scoring.models import Score, ScoreBatch
 from scoring.registry import metric_get
 from tests.conftest import start_worker, stop_worker, wait_until
 from tests.images import write_scene_folder
@@ -112,34 +112,38 @@ def test_missing_files_are_reported_by_name_and_folder_and_nothing_crashes(
     assert "ready" in psnr
     assert "higher better" in psnr
 
-    # Scoring with the files missing stores the reason for each item; the worker lives on.
+    # Scoring with the files missing stores no score: after its retries (one here, 1 s
+    # later) each batch fails to run with the reason; the worker lives on.
     source = write_scene_folder(tmp_path / "src", {"s": ["reference", "a"]}, size=(64, 64))
     manage("import_study", str(source), "--slug", "m", "--design", "ref-vs-test")
     worker = start_worker(
         name="noweights",
         broker_url=settings.CELERY_BROKER_URL,
         media=media_root,
-        extra_env={"IQA_WEIGHTS_DIR": str(weights), **NO_NETWORK},
+        extra_env={
+            "IQA_WEIGHTS_DIR": str(weights),
+            "IQA_SCORE_MAX_RETRIES": "1",
+            "IQA_SCORE_RETRY_BACKOFF": "1",
+            **NO_NETWORK,
+        },
     )
     # clipscore loads OpenAI CLIP's checkpoint with CLIP's own downloader.
     specs = [metric_get("dists"), metric_get("clipscore")]
+    failed = ScoreBatch.objects.filter(state=ScoreBatch.State.FAILED)
     try:
         with override_settings(IQA_WEIGHTS_DIR=weights, IQA_SCORING_QUEUE=worker.queue):
             services.study_score(study=Study.objects.get(slug="m"), specs=specs)
-        wait_until(lambda: Score.objects.count() == 4, timeout=120)
+        wait_until(lambda: failed.count() == 2, timeout=120, what="both batches to fail")
         assert worker.process.poll() is None  # the worker lives on
     finally:
         stop_worker(worker)
-    errors = set(Score.objects.filter(metric="dists").values_list("error", flat=True))
-    assert len(errors) == 1
-    (error,) = errors
-    assert "missing weight files vgg16-397923af.pth" in error
-    assert str(weights / "hub" / "checkpoints") in error
-    errors = set(Score.objects.filter(metric="clipscore").values_list("error", flat=True))
-    assert len(errors) == 1
-    (error,) = errors
-    assert "missing weight files ViT-B-32.pt" in error
-    assert str(weights / "clip") in error
+    assert not Score.objects.exists()
+    reason = failed.get(metric="dists").reason
+    assert "missing weight files vgg16-397923af.pth" in reason
+    assert str(weights / "hub" / "checkpoints") in reason
+    reason = failed.get(metric="clipscore").reason
+    assert "missing weight files ViT-B-32.pt" in reason
+    assert str(weights / "clip") in reason
 
 
 def test_availability_follows_the_catalog_and_the_folder(tmp_path, settings, monkeypatch):

@@ -25,6 +25,11 @@ class Command(BaseCommand):
         parser.add_argument("--completion-url")
         parser.add_argument("--lease-seconds", type=int)
         parser.add_argument(
+            "--require-participant-id",
+            choices=["on", "off"],
+            help="Refuse sessions without a Prolific or MTurk id of the right format.",
+        )
+        parser.add_argument(
             "--break-every", type=int, help="Suggest a break every N trials (0: never)."
         )
         parser.add_argument(
@@ -39,6 +44,11 @@ class Command(BaseCommand):
         rules.add_argument("--qc-min-majority-agreement", help="Default off.")
         rules.add_argument("--qc-max-similar-share", help="Default 0.9.")
         rules.add_argument("--qc-fast-response-ms", help="'Too fast' in reports; default 300.")
+        rules.add_argument("--qc-test", help="'binomial' (default) or 'threshold'.")
+        rules.add_argument("--qc-correction", help="'holm' (default), 'bh' or 'none'.")
+        rules.add_argument("--qc-alpha", help="Study-level error rate of the tests; default 0.05.")
+        rules.add_argument("--qc-min-answers", help="Evidence of a rate rule; default 20.")
+        rules.add_argument("--qc-min-gold", help="Gold trials the gold rule needs; default 5.")
         parser.add_argument(
             "--metric-delta",
             action="append",
@@ -53,6 +63,8 @@ class Command(BaseCommand):
             "practice_trials", "completion_url", "lease_seconds", "break_every",
         )  # fmt: skip
         changes = {key: options[key] for key in (*keys, *QC_SETTINGS)}
+        if options["require_participant_id"] is not None:
+            changes["require_participant_id"] = options["require_participant_id"] == "on"
         try:
             study = study_get(slug=options["slug"])
         except DomainError as exc:
@@ -73,6 +85,7 @@ class Command(BaseCommand):
             f"session, {study.practice_trials} practice, gold rate {study.gold_rate}, "
             f"lease {study.lease_seconds} s"
             + (f", completion URL {study.completion_url}" if study.completion_url else "")
+            + (", participant id required" if study.require_participant_id else "")
         )
         rules = ", ".join(f"{key.removeprefix('qc_')} {getattr(study, key)}" for key in QC_SETTINGS)
         self.stdout.write(f"quality control: {rules}; metric deltas: {study.metric_deltas or {}}")

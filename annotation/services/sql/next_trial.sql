@@ -88,7 +88,9 @@ SELECT s.id AS session_id, s.open_trial_id, s.n_done, s.n_practice_done,
        coalesce(open.lease_expires_at, trial.lease_expires_at) AS open_expires,
        a.file AS a_file, a.width AS a_width, a.height AS a_height,
        b.file AS b_file, b.width AS b_width, b.height AS b_height,
-       r.file AS r_file, r.width AS r_width, r.height AS r_height
+       r.file AS r_file, r.width AS r_width, r.height AS r_height,
+       a.display_file AS a_display_file, b.display_file AS b_display_file,
+       r.display_file AS r_display_file
 FROM s
 LEFT JOIN open ON TRUE
 LEFT JOIN trial ON TRUE

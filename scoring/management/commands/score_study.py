@@ -1,8 +1,11 @@
-"""``python manage.py score_study SLUG [--metrics all|available|NAME,...] [--wait]``."""
+"""``python manage.py score_study SLUG [SLUG ...] [--metrics all|available|NAME,...]
+[--retry-failed] [--wait]``."""
 
+import argparse
 import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 from tqdm import tqdm
 
 from core.errors import DomainError
@@ -11,36 +14,47 @@ from scoring import selectors, services
 
 class Command(BaseCommand):
     help = (
-        "Score a study's images with metrics on the workers. SLUG also selects the "
-        "studies named SLUG-* (`demo` scores demo and demo-pairwise) unless --exact."
+        "Score studies' images with metrics on the workers. Each SLUG is one study; a glob "
+        "in quotes ('demo*') selects every study it matches."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("slug")
-        parser.add_argument("--exact", action="store_true", help="this study only")
+        parser.add_argument("slugs", nargs="+", metavar="SLUG")
+        # A bare slug is that study only; --exact is kept for scripts written before.
+        parser.add_argument("--exact", action="store_true", help=argparse.SUPPRESS)
         parser.add_argument(
             "--metrics",
             default="available",
-            help="all, available (default: every metric whose weights are here), or names",
+            help="all, available (default: every metric the workers on the scoring queue "
+            "reported they can run), or names",
+        )
+        parser.add_argument(
+            "--retry-failed",
+            action="store_true",
+            help="send again the batches the workers could not run (missing weights, CUDA "
+            "out of memory, a driver error)",
         )
         parser.add_argument("--wait", action="store_true", help="wait, with a progress bar")
         parser.add_argument("--timeout", type=float, default=24 * 3600.0)
 
     def handle(self, *args: object, **options: object) -> None:
-        studies = selectors.studies_select(options["slug"], exact=options["exact"])
-        if not studies:
-            raise CommandError(f"no study with slug {options['slug']!r}")
         try:
+            studies = selectors.studies_select(options["slugs"])
+            if options["metrics"] == "available":
+                self._say_reports()
             specs = services.metrics_select(options["metrics"])
         except DomainError as exc:
             raise CommandError(str(exc)) from exc
         if not specs:
             raise CommandError(
-                "no metric is available: see `manage.py metrics_status` for the weight files"
+                "no metric is available on the workers of the scoring queue: see "
+                "`manage.py metrics_status` on a worker's machine for the weight files"
             )
         for study in studies:
             try:
-                plans = services.study_score(study=study, specs=specs)
+                plans = services.study_score(
+                    study=study, specs=specs, retry_failed=options["retry_failed"]
+                )
             except DomainError as exc:
                 raise CommandError(str(exc)) from exc
             queued = sum(p.queued for p in plans)
@@ -48,8 +62,23 @@ class Command(BaseCommand):
                 f"{study.slug}: {len(plans)} metrics, {queued} items sent to the workers, "
                 f"{sum(p.done for p in plans)} already scored"
             )
+            for plan in plans:
+                if plan.failed_to_run:
+                    self.stdout.write(
+                        f"{study.slug} {plan.metric}: {plan.failed_to_run} items failed to "
+                        f"run ({'; '.join(plan.reasons)}): --retry-failed sends them again"
+                    )
         if options["wait"]:
             self._wait(studies, specs, options["timeout"])
+
+    def _say_reports(self) -> None:
+        queue = selectors.scoring_queue()
+        for report in selectors.worker_reports(queue=queue):
+            age = (timezone.now() - report.reported_at).total_seconds()
+            self.stdout.write(
+                f"worker {report.hostname} on {queue!r}: {len(report.metrics)} metrics "
+                f"(reported {age:.0f} s ago)"
+            )
 
     def _wait(self, studies, specs, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -63,7 +92,7 @@ class Command(BaseCommand):
                     for s in studies
                     for p in selectors.study_scoring_progress(study=s, specs=specs)
                 ]
-                done = sum(p.done for p in progress)
+                done = sum(p.done + p.failed_to_run for p in progress)
                 bar.update(done - bar.n)
                 if done >= total or not any(p.pending_batches for p in progress):
                     break
@@ -74,4 +103,9 @@ class Command(BaseCommand):
             for p in selectors.study_scoring_progress(study=study, specs=specs):
                 state = "done" if p.done >= p.total else f"{p.done}/{p.total}"
                 failed = f", {p.failed} failed" if p.failed else ""
+                if p.failed_to_run:
+                    failed += (
+                        f", {p.failed_to_run} failed to run ({'; '.join(p.reasons)}): "
+                        "--retry-failed sends them again"
+                    )
                 self.stdout.write(f"{study.slug} {p.metric}: {state}{failed}")

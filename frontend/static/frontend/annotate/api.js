@@ -1,10 +1,11 @@
 // The annotator API (DESIGN.md section 5) and the outbox that never loses an answer.
 
 export class ApiError extends Error {
-  constructor(status, message, code) {
+  constructor(status, message, code, retryAfter = 0) {
     super(message);
     this.status = status;
     this.code = code;
+    this.retryAfter = retryAfter; // seconds, from a 429's Retry-After
   }
 
   // Network failures, server errors and throttling pass; a refusal (4xx) does not.
@@ -41,7 +42,8 @@ export class Api {
     }
     if (!response.ok) {
       const message = data?.error?.message || `${response.status} ${response.statusText}`;
-      throw new ApiError(response.status, message, data?.error?.code);
+      const retryAfter = Number(response.headers.get("Retry-After")) || 0;
+      throw new ApiError(response.status, message, data?.error?.code, retryAfter);
     }
     return { status: response.status, data };
   }
@@ -78,7 +80,9 @@ export async function withRetry(call, onWait) {
     } catch (error) {
       if (!(error instanceof ApiError) || !error.retryable) throw error;
       if (onWait) onWait(error);
-      await sleep(Math.min(5000, 250 * 2 ** Math.min(attempt, 5)));
+      const backoff = Math.min(5000, 250 * 2 ** Math.min(attempt, 5));
+      // A throttled request waits as long as the server asks (at most a minute).
+      await sleep(Math.max(backoff, Math.min(60, error.retryAfter) * 1000));
     }
   }
 }

@@ -157,6 +157,10 @@ async function boot() {
     show("closed");
     return;
   }
+  if (config.require_participant_id && !who.participant_id) {
+    show("no-id"); // the recruiter's link was not used: nothing to pay the person with
+    return;
+  }
   if (stored.token) {
     try {
       const { data } = await withRetry(() => api.session(stored.token), networkStatus);
@@ -183,7 +187,14 @@ async function agree() {
     });
     resume(data);
   } catch (error) {
-    showError(error);
+    if (error.code === "participant_id_required" || error.code === "participant_id_invalid") {
+      // The server's refusal says what is wrong with the id; the screen says what to do.
+      $("no-id-detail").textContent = `The server says: ${error.message}.`;
+      $("no-id-detail").hidden = false;
+      show("no-id");
+    } else {
+      showError(error);
+    }
   } finally {
     $("consent-agree").disabled = false;
   }

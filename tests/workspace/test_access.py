@@ -1,0 +1,330 @@
+# ruff: noqa: E501  (TABLE keeps one URL per line, however long)
+"""The access matrix: every researcher URL against every kind of caller.
+
+Principals: researcher A (owns study ``a``, a draft with images), A again with their API
+token instead of the session, researcher M (member of ``a``), a staff user, researcher B
+(owns study ``b``, member of nothing), an annotator's session token of a live study sent
+as ``Authorization: Token <token>`` and as ``Bearer <token>``, and no credentials.
+
+Every URL pattern of the ``workspace`` and ``workspace-api`` namespaces (and the image
+store, ``media``) must have a row in TABLE: ``test_every_researcher_url_has_a_row`` walks
+the URL resolver and fails on a pattern without one. A row is the URL name and its cases,
+each a method, a path (``{a}`` is study a's slug; see ``World.placeholders`` for the
+others) and the expected status per principal, in the order of PRINCIPALS:
+
+    LOGIN  a redirect to the login page (``/login/?next=...``)
+    302    any other redirect
+    200, 400, 403, 404, 405  that status
+
+Another researcher's study answers 404, never 403, and its title (or its slug, in a 200
+page) never appears in the body.
+"""
+
+import hashlib
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, resolve
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from annotation.models import AnnotatorSession, Study
+from tests.factories import ImageFactory, PairFactory, SceneFactory, StudyFactory
+from workspace.forms import StudySettingsForm
+from workspace.models import ExportJob, ImportJob
+
+pytestmark = pytest.mark.django_db
+
+User = get_user_model()
+
+LOGIN = "login"
+
+# The order of the expected statuses in every row.
+PRINCIPALS = ("A", "A-token", "M", "staff", "B", "annotator-Token", "annotator-Bearer", "anonymous")
+
+# Common rows of statuses, in the order of PRINCIPALS:
+#                A      A-tok  M      staff  B      ann-T  ann-B  anon
+STUDY_PAGE = (200, LOGIN, 200, 200, 404, LOGIN, LOGIN, LOGIN)  # GET a page of study a
+STUDY_ACTION = (302, LOGIN, 302, 302, 404, LOGIN, LOGIN, LOGIN)  # POST that redirects
+SIGNED_IN_PAGE = (200, LOGIN, 200, 200, 200, LOGIN, LOGIN, LOGIN)  # any researcher
+SIGNED_IN_ACTION = (302, LOGIN, 302, 302, 302, LOGIN, LOGIN, LOGIN)
+OWN_JOB_PAGE = (200, LOGIN, 404, 200, 404, LOGIN, LOGIN, LOGIN)  # a job: its starter, staff
+STUDY_API = (200, 200, 200, 200, 404, 403, 403, 403)
+STUDY_API_STARTED = (202, 202, 202, 202, 404, 403, 403, 403)  # a job queued
+SIGNED_IN_API = (200, 200, 200, 200, 200, 403, 403, 403)
+OWN_JOB_API = (200, 200, 404, 200, 404, 403, 403, 403)
+DRAFT_MEDIA = (200, 404, 200, 200, 404, 404, 404, 404)  # the token is no session
+PUBLIC = (200,) * 8
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str
+    expect: tuple
+    # The body: a dict, or a function of the World giving one.
+    data: dict | Callable = field(default_factory=dict)
+    json: bool = False  # send the body as JSON (API) rather than as a form
+
+
+def get(path: str, expect: tuple) -> Case:
+    return Case("get", path, expect)
+
+
+def post(path: str, expect: tuple, data: dict | Callable | None = None) -> Case:
+    return Case("post", path, expect, data or {}, json=path.startswith("/api/"))
+
+
+def patch(path: str, expect: tuple, data: dict | Callable) -> Case:
+    return Case("patch", path, expect, data, json=True)
+
+
+# Bodies.
+WRONG_LOGIN = {"username": "ada", "password": "wrong"}
+GO_LIVE = {"status": "live"}
+EXCLUDE = {"excluded": True, "reason": "clicked at random"}
+
+
+def settings_form(world: "World") -> dict:
+    """Study a's settings form as the dashboard shows it, with a new title."""
+    return {**StudySettingsForm.for_study(world.a).initial, "title": "Renamed"}
+
+
+# Rows with statuses of their own, in the order of PRINCIPALS.
+#                     A      A-tok  M      staff  B      ann-T  ann-B  anon
+LOGIN_PAGE =         (302,   200,   302,   302,   302,   200,   200,   200)  # fmt: skip
+B_STUDY_PAGE =       (404,   LOGIN, 404,   200,   200,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+FORM_REFUSED =       (400,   LOGIN, 400,   400,   400,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+NOT_ALLOWED =        (405,   LOGIN, 405,   405,   405,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+REDIRECT = (302,) * 8
+REFUSED = (400,) * 8
+GET_REFUSED = (405,) * 8
+
+# One row per URL name; add a row (or a case) for every URL you add.
+TABLE: dict[str, list[Case]] = {
+    # --- pages -----------------------------------------------------------------------------
+    "workspace:home": [get("/", REDIRECT)],
+    "workspace:login": [get("/login/", LOGIN_PAGE)],
+    "workspace:logout": [post("/logout/", REDIRECT), get("/logout/", GET_REFUSED)],
+    "workspace:account": [get("/account/", SIGNED_IN_PAGE)],
+    "workspace:password-change": [get("/account/password/", SIGNED_IN_PAGE)],
+    "workspace:password-change-done": [get("/account/password/done/", SIGNED_IN_PAGE)],
+    "workspace:token-create": [post("/account/token/", SIGNED_IN_ACTION)],
+    "workspace:token-revoke": [post("/account/token/revoke/", SIGNED_IN_ACTION)],
+    "workspace:study-list": [get("/studies/", SIGNED_IN_PAGE)],
+    "workspace:study-new": [get("/studies/new/", SIGNED_IN_PAGE), post("/studies/new/", FORM_REFUSED)],
+    "workspace:import-detail": [get("/studies/imports/{import}/", OWN_JOB_PAGE)],
+    "workspace:study-dashboard": [get("/studies/{a}/", STUDY_PAGE), get("/studies/{b}/", B_STUDY_PAGE)],
+    "workspace:study-status": [post("/studies/{a}/status/", STUDY_ACTION, GO_LIVE), get("/studies/{a}/status/", NOT_ALLOWED)],
+    "workspace:study-settings": [post("/studies/{a}/settings/", STUDY_ACTION, settings_form)],
+    "workspace:study-score": [post("/studies/{a}/score/", STUDY_ACTION)],
+    "workspace:study-agreement": [get("/studies/{a}/agreement/", STUDY_PAGE)],
+    # --- researcher API --------------------------------------------------------------------
+    "workspace-api:auth-token": [post("/api/v1/auth/token", REFUSED, WRONG_LOGIN)],
+    "workspace-api:study-list": [get("/api/v1/studies", SIGNED_IN_API)],
+    "workspace-api:study-detail": [get("/api/v1/studies/{a}", STUDY_API), patch("/api/v1/studies/{a}", STUDY_API, {"title": "Renamed"})],
+    "workspace-api:study-progress": [get("/api/v1/studies/{a}/progress", STUDY_API)],
+    "workspace-api:import-detail": [get("/api/v1/imports/{import}", OWN_JOB_API)],
+    "workspace-api:study-annotators": [get("/api/v1/studies/{a}/annotators", STUDY_API)],
+    # No snapshot of study a yet: the JSON answers 202 (a refresh queued), the tables 409.
+    "workspace-api:study-agreement": [get("/api/v1/studies/{a}/agreement", STUDY_API_STARTED)],
+    "workspace-api:study-agreement-csv": [get("/api/v1/studies/{a}/agreement.csv", (409, 409, 409, 409, 404, 403, 403, 403))],
+    "workspace-api:study-agreement-tex": [get("/api/v1/studies/{a}/agreement.tex", (409, 409, 409, 409, 404, 403, 403, 403))],
+    "workspace-api:annotator-exclusion": [post("/api/v1/studies/{a}/annotators/{annotator}/exclusion", STUDY_API, EXCLUDE)],
+    "workspace-api:study-exports": [get("/api/v1/studies/{a}/exports", STUDY_API), post("/api/v1/studies/{a}/exports", STUDY_API_STARTED, {"format": "csv"})],
+    "workspace-api:export-detail": [get("/api/v1/exports/{export}", STUDY_API)],
+    "workspace-api:export-download": [get("/api/v1/exports/{export}/download", STUDY_API)],
+    # --- the image store -------------------------------------------------------------------
+    "media": [get("/media/{image}", DRAFT_MEDIA), get("/media/{live_image}", PUBLIC)],
+}  # fmt: skip
+
+
+@dataclass
+class World:
+    users: dict
+    a: Study
+    b: Study
+    live: Study
+    placeholders: dict
+    annotator_token: str
+
+    def client(self, principal: str) -> Client:
+        if principal == "A-token":
+            token = Token.objects.create(user=self.users["A"])
+            return APIClient(HTTP_AUTHORIZATION=f"Token {token.key}")
+        if principal == "annotator-Token":
+            return APIClient(HTTP_AUTHORIZATION=f"Token {self.annotator_token}")
+        if principal == "annotator-Bearer":
+            return APIClient(HTTP_AUTHORIZATION=f"Bearer {self.annotator_token}")
+        client = APIClient()
+        if principal != "anonymous":
+            client.force_login(self.users[principal])
+        return client
+
+    def secrets_hidden_from(self, principal: str) -> tuple[list[str], list[str]]:
+        """What ``principal`` must never be shown: (always, in a 200 page too)."""
+        a = [self.a.title, self.placeholders["image_sha"]]
+        b = [self.b.title]
+        hidden = {"A": b, "A-token": b, "M": b, "staff": [], "B": a}.get(principal, a + b)
+        slugs = {"A": [self.b.slug], "A-token": [self.b.slug], "M": [self.b.slug]}
+        shown_slugs = slugs.get(principal, [] if principal == "staff" else [self.a.slug])
+        return hidden, shown_slugs
+
+
+def stored_file(media_root: Path, content: bytes) -> tuple[str, str]:
+    sha = hashlib.sha256(content).hexdigest()
+    relative = f"images/{sha[:2]}/{sha[2:4]}/{sha}.png"
+    (media_root / relative).parent.mkdir(parents=True, exist_ok=True)
+    (media_root / relative).write_bytes(b"\x89PNG\r\n\x1a\n" + content)
+    return relative, sha
+
+
+@pytest.fixture
+def world(media_root: Path, tmp_path: Path, settings) -> World:
+    users = {
+        "A": User.objects.create_user("ada"),
+        "B": User.objects.create_user("bob"),
+        "M": User.objects.create_user("mia"),
+        "staff": User.objects.create_user("sam", is_staff=True),
+    }
+    a = StudyFactory(slug="alpha-secret", title="Alpha confidential study", owner=users["A"])
+    a.members.add(users["M"])
+    b = StudyFactory(slug="bravo", title="Bravo private study", owner=users["B"])
+    live = StudyFactory(
+        slug="charlie-live", title="Charlie", status=Study.Status.LIVE, owner=users["staff"]
+    )
+    files = {}
+    for study, key in ((a, "image"), (live, "live_image")):
+        scene = SceneFactory(study=study)
+        images = []
+        for n in range(2):
+            relative, sha = stored_file(media_root, f"{study.slug}-{n}".encode())
+            images.append(ImageFactory(scene=scene, sha256=sha, file=relative))
+            files.setdefault(key, (relative, sha))
+        PairFactory(scene=scene, image_a=images[0], image_b=images[1])
+    now = timezone.now()
+    annotator = AnnotatorSession.objects.create(study=live, created_at=now)
+    excluded = AnnotatorSession.objects.create(study=a, created_at=now)
+    import_job = ImportJob.objects.create(
+        owner=users["A"],
+        slug=a.slug,
+        status=ImportJob.Status.DONE,
+        study=a,
+        done=2,
+        total=2,
+        summary={
+            "scenes": 1,
+            "images": 2,
+            "pairs": 1,
+            "gold_pairs": 0,
+            "files_stored": 2,
+            "per_scene": [{"scene": "s", "images": 2, "pairs": 1, "gold_pairs": 0}],
+        },
+    )
+    export_job = ExportJob.objects.create(
+        owner=users["A"], study=a, format="csv", status=ExportJob.Status.DONE
+    )
+    settings.IQA_EXPORT_DIR = tmp_path / "exports"
+    settings.IQA_EXPORT_DIR.mkdir()
+    with zipfile.ZipFile(settings.IQA_EXPORT_DIR / f"{export_job.pk}.zip", "w") as bundle:
+        bundle.writestr("votes.csv", "vote_id\n")
+    export_job.file = f"{export_job.pk}.zip"
+    export_job.save()
+    placeholders = {
+        "a": a.slug,
+        "b": b.slug,
+        "live": live.slug,
+        "image": files["image"][0],
+        "image_sha": files["image"][1],
+        "live_image": files["live_image"][0],
+        "import": str(import_job.pk),
+        "export": str(export_job.pk),
+        "annotator": excluded.pseudonym,
+        "session": annotator.token,
+    }
+    return World(users, a, b, live, placeholders, annotator.token)
+
+
+def researcher_url_names() -> set[str]:
+    """Every named URL pattern of the researcher side, by walking the URL resolver."""
+    names, unnamed = set(), []
+
+    def walk(resolver: URLResolver, namespace: str | None, prefix: str) -> None:
+        for pattern in resolver.url_patterns:
+            route = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                inner = pattern.namespace or namespace
+                walk(pattern, inner if pattern.namespace is None else pattern.namespace, route)
+            elif isinstance(pattern, URLPattern):
+                if namespace in ("workspace", "workspace-api"):
+                    if pattern.name is None:
+                        unnamed.append(route)
+                    names.add(f"{namespace}:{pattern.name}")
+                elif namespace is None and pattern.name == "media":
+                    names.add("media")
+
+    walk(get_resolver(), None, "")
+    assert not unnamed, f"researcher URL patterns without a name: {unnamed}"
+    return names
+
+
+def test_every_researcher_url_has_a_row():
+    """A URL added to the researcher side without a row here fails: add its row."""
+    names = researcher_url_names()
+    assert {"workspace:study-list", "workspace-api:study-list", "media"} <= names
+    missing = sorted(names - set(TABLE))
+    stale = sorted(set(TABLE) - names)
+    assert not missing, f"URL patterns without a row in TABLE: {missing}"
+    assert not stale, f"rows in TABLE for no URL pattern: {stale}"
+
+
+def test_every_case_is_the_url_of_its_row(world):
+    """Each case's path resolves to the URL name of its row, and each row says what each
+    principal gets."""
+    for name, cases in TABLE.items():
+        for case in cases:
+            path = case.path.format(**world.placeholders).split("?")[0]
+            match = resolve(path)
+            assert match.view_name == name, (name, case.path, match.view_name)
+            assert len(case.expect) == len(PRINCIPALS), (name, case.path)
+
+
+CASES = [
+    pytest.param(name, case, id=f"{name}-{case.method}-{case.path}")
+    for name, cases in TABLE.items()
+    for case in cases
+]
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+@pytest.mark.parametrize(("name", "case"), CASES)
+def test_access(world, name, case, principal):
+    """Each principal gets its expected status on each researcher URL, and never another
+    researcher's study in the body."""
+    expected = case.expect[PRINCIPALS.index(principal)]
+    client = world.client(principal)
+    path = case.path.format(**world.placeholders)
+    data = case.data(world) if callable(case.data) else case.data
+    send = getattr(client, case.method)
+    if case.method == "get":
+        response = send(path)
+    else:
+        response = send(path, data, format="json") if case.json else send(path, data)
+    got = response.status_code
+    if expected == LOGIN:
+        assert got == 302, f"{principal} {case.method.upper()} {path}: {got}, not a redirect"
+        assert response["Location"].startswith("/login/?next="), response["Location"]
+    else:
+        assert got == expected, f"{principal} {case.method.upper()} {path}: {got} != {expected}"
+    body = (
+        b"".join(response.streaming_content) if response.streaming else response.content
+    ).decode(errors="replace")
+    hidden, hidden_when_shown = world.secrets_hidden_from(principal)
+    for secret in hidden + (hidden_when_shown if got == 200 else []):
+        assert secret not in body, f"{principal} {case.method.upper()} {path} shows {secret!r}"

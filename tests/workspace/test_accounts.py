@@ -1,0 +1,227 @@
+"""Researcher accounts: the login page, logging out, changing the password, the account
+page's API token, and ``manage.py create_researcher``."""
+
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.test import Client, override_settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from workspace import services
+
+pytestmark = pytest.mark.django_db
+
+User = get_user_model()
+
+
+@pytest.fixture
+def researcher():
+    return User.objects.create_user("ada", password="an old secret 1")
+
+
+def log_in(client: Client, username: str, password: str, next_url: str = ""):
+    return client.post("/login/", {"username": username, "password": password, "next": next_url})
+
+
+# --- logging in and out ---------------------------------------------------------------
+
+
+def test_the_login_page_is_the_platforms_own_and_logs_in_to_next(client, researcher):
+    """The login page is the workspace's (not the admin's), labelled, with CSRF; a good
+    password lands on ``next``; a logged-in visitor is sent on."""
+    page = client.get("/login/?next=/studies/")
+    assert page.status_code == 200
+    assert [t.name for t in page.templates][:2] == ["workspace/login.html", "workspace/base.html"]
+    html = page.content.decode()
+    assert '<label for="id_username">' in html
+    assert '<label for="id_password">' in html
+    assert 'name="csrfmiddlewaretoken"' in html
+    assert 'name="next" value="/studies/"' in html
+    assert "create_researcher" in html  # how accounts are made: there is no sign-up
+    response = log_in(client, "ada", "an old secret 1", "/studies/")
+    assert response.status_code == 302
+    assert response["Location"] == "/studies/"
+    assert client.get("/login/")["Location"] == "/studies/"
+
+
+def test_a_wrong_password_or_inactive_account_is_refused_on_the_page(client, researcher):
+    """A wrong password and an inactive account get the same message, and no session;
+    missing fields are named."""
+    for password in ("wrong", "an old secret 1"):
+        if password != "wrong":
+            researcher.is_active = False
+            researcher.save()
+        response = log_in(client, "ada", password)
+        assert response.status_code == 200
+        assert "Please enter a correct username and password" in response.content.decode()
+        assert "_auth_user_id" not in client.session
+    empty = client.post("/login/", {"username": "", "password": ""}).content.decode()
+    assert empty.count("This field is required.") == 2
+    assert 'aria-invalid="true"' in empty
+
+
+@override_settings(IQA_LOGIN_RATE="3/min")
+def test_login_attempts_per_address_are_limited_on_the_page(client, researcher):
+    """Past IQA_LOGIN_RATE the page answers 429 without trying the password, even a right
+    one; another address is not held up."""
+    for _ in range(3):
+        assert log_in(client, "ada", "wrong").status_code == 200
+    held = log_in(client, "ada", "an old secret 1")
+    assert held.status_code == 429
+    assert "Too many attempts" in held.content.decode()
+    assert "_auth_user_id" not in client.session
+    other = Client(REMOTE_ADDR="192.0.2.7")
+    assert log_in(other, "ada", "an old secret 1").status_code == 302
+
+
+def test_logging_out_takes_a_post_and_lands_on_the_login_page(client, researcher):
+    client.force_login(researcher)
+    assert client.get("/logout/").status_code == 405  # a link cannot log anyone out
+    response = client.post("/logout/")
+    assert response.status_code == 302
+    assert response["Location"] == "/login/"
+    assert client.get("/account/").status_code == 302
+
+
+# --- changing the password ------------------------------------------------------------
+
+
+def test_changing_the_password(client, researcher):
+    """The old password is checked and the new one validated; afterwards the new one logs
+    in, the old one does not, and the researcher stays logged in."""
+    client.force_login(researcher)
+    page = client.get("/account/password/")
+    assert page.status_code == 200
+    assert "workspace/base.html" in [t.name for t in page.templates]
+    wrong = client.post(
+        "/account/password/",
+        {"old_password": "nope", "new_password1": "x", "new_password2": "x"},
+    )
+    assert wrong.status_code == 200
+    assert "Your old password was entered incorrectly" in wrong.content.decode()
+    weak = client.post(
+        "/account/password/",
+        {"old_password": "an old secret 1", "new_password1": "abc", "new_password2": "abc"},
+    )
+    assert "This password is too short" in weak.content.decode()
+    new = "a brand new secret 2"
+    done = client.post(
+        "/account/password/",
+        {"old_password": "an old secret 1", "new_password1": new, "new_password2": new},
+    )
+    assert done.status_code == 302
+    assert done["Location"] == "/account/password/done/"
+    assert "Password changed" in client.get(done["Location"]).content.decode()
+    assert client.get("/account/").status_code == 200  # still logged in
+    assert log_in(Client(), "ada", "an old secret 1").status_code == 200
+    assert log_in(Client(), "ada", new).status_code == 302
+
+
+# --- the API token on the account page -------------------------------------------------
+
+
+def test_the_account_page_makes_shows_once_replaces_and_revokes_the_token(client, researcher):
+    """Create shows the key once with a copy button and a curl example; the key works on
+    the API; replace makes the old key fail; revoke leaves none."""
+    client.force_login(researcher)
+    page = client.get("/account/").content.decode()
+    assert "ada" in page
+    assert 'href="/account/password/"' in page
+    assert "You have no token." in page
+    assert "Revoke token" not in page
+
+    response = client.post("/account/token/")
+    assert response.status_code == 302
+    assert response["Location"] == "/account/"
+    key = Token.objects.get(user=researcher).key
+    page = client.get("/account/").content.decode()
+    assert f'<pre class="copy" id="token-key">{key}</pre>' in page
+    assert 'data-copy="token-key"' in page
+    assert f'curl -H "Authorization: Token {key}" http://testserver/api/v1/studies' in page
+    assert "workspace/copy.js" in page
+    assert "<script>" not in page
+    again = client.get("/account/").content.decode()
+    assert key not in again  # shown once
+    assert key[:6] in again
+    assert "Replace token" in again
+
+    api = APIClient()
+    assert api.get("/api/v1/studies", HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
+    client.post("/account/token/")
+    new_key = Token.objects.get(user=researcher).key
+    assert new_key != key
+    assert api.get("/api/v1/studies", HTTP_AUTHORIZATION=f"Token {key}").status_code == 403
+    assert api.get("/api/v1/studies", HTTP_AUTHORIZATION=f"Token {new_key}").status_code == 200
+
+    client.post("/account/token/revoke/")
+    assert not Token.objects.filter(user=researcher).exists()
+    assert api.get("/api/v1/studies", HTTP_AUTHORIZATION=f"Token {new_key}").status_code == 403
+    assert "You have no token." in client.get("/account/").content.decode()
+
+
+def test_token_actions_take_a_post_with_its_csrf_token(researcher):
+    """A cross-site form cannot make or revoke a token: the POST needs the CSRF token,
+    and a GET changes nothing."""
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(researcher)
+    assert client.post("/account/token/").status_code == 403
+    assert client.get("/account/token/").status_code == 405
+    assert not Token.objects.exists()
+    page = client.get("/account/").content.decode()
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    assert client.post("/account/token/", {"csrfmiddlewaretoken": csrf}).status_code == 302
+    assert Token.objects.filter(user=researcher).exists()
+
+
+def test_token_services_keep_one_token_per_researcher(researcher):
+    first = services.token_create(user=researcher)
+    second = services.token_create(user=researcher)
+    assert list(Token.objects.values_list("key", flat=True)) == [second.key]
+    assert first.key != second.key
+    assert services.token_revoke(user=researcher) is True
+    assert services.token_revoke(user=researcher) is False
+
+
+# --- manage.py create_researcher --------------------------------------------------------
+
+
+def test_create_researcher_prints_a_password_that_logs_in(client, capsys):
+    call_command("create_researcher", "grace")
+    out = capsys.readouterr().out
+    password = re.search(r"Created researcher 'grace' with password: (\S+)", out).group(1)
+    user = User.objects.get(username="grace")
+    assert user.is_active
+    assert not user.is_staff
+    assert not user.is_superuser
+    assert len(password) >= 16
+    assert log_in(client, "grace", password, "/studies/")["Location"] == "/studies/"
+
+
+def test_create_researcher_staff(capsys):
+    call_command("create_researcher", "boss", "--staff")
+    assert "Created staff researcher 'boss'" in capsys.readouterr().out
+    user = User.objects.get(username="boss")
+    assert user.is_staff
+    assert not user.is_superuser
+
+
+def test_create_researcher_refuses_an_existing_or_invalid_username(researcher):
+    """An existing username is a clear error and changes nothing (not even its password);
+    so is a name Django does not accept."""
+    before = User.objects.get(username="ada").password
+    with pytest.raises(CommandError, match="a user named 'ada' exists already"):
+        call_command("create_researcher", "ada", "--staff")
+    after = User.objects.get(username="ada")
+    assert after.password == before
+    assert not after.is_staff
+    with pytest.raises(CommandError, match="username 'no spaces please'"):
+        call_command("create_researcher", "no spaces please")
+    assert User.objects.count() == 1
+
+
+def test_there_is_no_sign_up_page(client):
+    for path in ("/signup/", "/register/", "/accounts/signup/"):
+        assert client.get(path).status_code == 404

@@ -1,0 +1,120 @@
+"""The study dashboard in real headless Chromium against gunicorn: the votes-per-hour chart
+renders under a Content-Security-Policy without 'unsafe-eval' (Vega's expressions go
+through vega-interpreter), a recruiting link copies, and the numbers update in place."""
+
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from annotation import services
+from tests.conftest import ARTIFACTS, start_web_server, stop_web_server
+from tests.factories import LiveStudyFactory, make_gold_pair, make_pairs
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SCREENS = ARTIFACTS / "screens"
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"
+)
+
+
+def answer(study, participant: str, n: int) -> None:
+    token = services.session_open(study_slug=study.slug, participant_id=participant).session.token
+    for i in range(n):
+        trial = services.trial_next(token=token)
+        if trial is None:
+            return
+        services.vote_submit(
+            token=token, trial_id=trial.trial_id, choice="left", response_ms=700 + 40 * i
+        )
+
+
+@pytest.fixture
+def server(media_root: Path):
+    server = start_web_server(
+        media=media_root, workers=1, threads=4, extra_env={"IQA_DASHBOARD_REFRESH_SECONDS": "0"}
+    )
+    try:
+        yield server
+    finally:
+        stop_web_server(server)
+
+
+def test_the_dashboard_draws_its_chart_without_eval_copies_a_link_and_updates(server, chromium):
+    user = get_user_model().objects.create_user("ada", password="a long password 1")
+    study = LiveStudyFactory(owner=user, title="Sharpness study", slug="sharpness")
+    make_pairs(study, 24, votes=3, scenes=8)
+    make_gold_pair(study)
+    answer(study, "p1", 20)
+    answer(study, "p2", 9)
+
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+
+    def with_csp(route) -> None:
+        response = route.fetch()
+        route.fulfill(
+            response=response, headers={**response.headers, "content-security-policy": CSP}
+        )
+
+    context.route(f"{server.url}/studies/**", with_csp)
+    page = context.new_page()
+    errors, console = [], []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: console.append(message.text))
+    try:
+        page.goto(f"{server.url}/login/?next=/studies/{study.slug}/")
+        page.fill("#id_username", "ada")
+        page.fill("#id_password", "a long password 1")
+        page.click("button[type=submit]")
+        page.wait_for_url(f"**/studies/{study.slug}/")
+        # Loaded again, not as a redirect's end, so that the policy is added to it.
+        page.goto(f"{server.url}/studies/{study.slug}/")
+        # The policy is in force: an inline script does not run (DevTools' own evaluation,
+        # which page.evaluate uses, is exempt from it, so it cannot show eval blocked).
+        assert (
+            page.evaluate(
+                "() => { const s = document.createElement('script');"
+                " s.textContent = 'window.inlineRan = true'; document.body.append(s);"
+                " return window.inlineRan === true; }"
+            )
+            is False
+        )
+        page.wait_for_selector("#chart-votes-per-hour[data-chart-ready] svg .mark-rect path")
+        assert page.locator("#chart-votes-per-hour svg.marks").count() == 1
+        assert page.locator("[data-scene-row]").count() == 9  # the gold pair has a scene
+        counted = page.locator("[data-field='counted_votes']").first
+        before = counted.text_content()
+
+        page.click("button[data-copy='link-prolific']")
+        page.wait_for_selector("text=Copied")
+        copied = page.evaluate("() => navigator.clipboard.readText()")
+        assert copied == (
+            f"{server.url}/annotate/{study.slug}/?PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}"
+            "&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
+        )
+        SCREENS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SCREENS / "study-dashboard-1280.png")
+        page.screenshot(path=SCREENS / "study-dashboard-1280-full.png", full_page=True)
+
+        # Half-typed settings survive the live update.
+        page.fill("#id_title", "typing...")
+        answer(study, "p3", 12)
+        page.wait_for_function(
+            "before => document.querySelector(\"[data-field='counted_votes']\").textContent"
+            " !== before",
+            arg=before,
+            timeout=30_000,
+        )
+        assert int(counted.text_content()) > int(before)
+        assert page.input_value("#id_title") == "typing..."
+        page.set_viewport_size({"width": 1920, "height": 1080})
+        page.screenshot(path=SCREENS / "study-dashboard-1920.png")
+    finally:
+        context.close()
+    assert not errors, errors
+    refused = [line for line in console if "Content Security Policy" in line]
+    # One refusal, the probe's inline script; nothing of the page's (no eval, no inline).
+    assert len(refused) == 1, refused
+    assert "Executing inline script" in refused[0]

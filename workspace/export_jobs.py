@@ -1,0 +1,125 @@
+"""Study exports built from the workspace: the job, its run on a Celery worker, its zip.
+
+``export_job_start`` records the job and queues it after commit. ``export_job_run`` (the
+task's one service) calls ``dataset.export.study_export``, the export the command runs,
+into a scratch folder, zips every table and the datasheet into one file and moves it into
+place as ``IQA_EXPORT_DIR/<job id>.zip``: a zip is there whole or not at all.
+"""
+
+import logging
+import os
+import tempfile
+import zipfile
+from functools import partial
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from kombu.exceptions import OperationalError
+
+from annotation.errors import BrokerUnavailable
+from annotation.models import Study
+from core.errors import DomainError
+from dataset.export import EXPORT_STEPS, FORMATS, study_export
+from workspace.models import ExportJob
+
+logger = logging.getLogger(__name__)
+
+
+def export_path(job: ExportJob) -> Path:
+    """Where the finished zip of ``job`` is (or will be)."""
+    return Path(settings.IQA_EXPORT_DIR) / f"{job.pk}.zip"
+
+
+def export_filename(job: ExportJob) -> str:
+    """The name a browser saves the zip under."""
+    return f"{job.study.slug}-{job.format}-{job.created_at:%Y%m%d-%H%M%S}.zip"
+
+
+def export_job_start(*, study: Study, owner: AbstractBaseUser, format: str) -> ExportJob:
+    """A queued export of ``study`` in ``format`` (csv, parquet or jsonl); the task is sent
+    after commit (``BrokerUnavailable`` if the broker does not answer: the job is then
+    failed, nothing runs inline)."""
+    if format not in FORMATS:
+        raise DomainError(
+            f"unknown format {format!r} (expected one of {', '.join(FORMATS)})", field="format"
+        )
+    with transaction.atomic():
+        job = ExportJob.objects.create(study=study, owner=owner, format=format, total=EXPORT_STEPS)
+        transaction.on_commit(partial(_publish, job.pk))
+    return job
+
+
+def _publish(job_id) -> None:
+    from workspace.tasks import export_job_run as export_job_run_task
+
+    try:
+        export_job_run_task.delay(str(job_id))
+    except (OperationalError, OSError) as exc:
+        ExportJob.objects.filter(pk=job_id).update(
+            status=ExportJob.Status.FAILED,
+            error="the Celery broker did not answer; the export was not queued",
+        )
+        raise BrokerUnavailable(
+            f"the Celery broker did not answer ({exc}); the export was not queued"
+        ) from exc
+
+
+def export_job_run(*, job_id) -> ExportJob | None:
+    """Build the zip of a queued (or interrupted) export job; ``None`` for a job that does
+    not exist. Idempotent: a done or failed job is left as it is, and a job run twice
+    writes the same zip under the same name (each run in its own scratch folder, moved into
+    place whole)."""
+    job = ExportJob.objects.filter(pk=job_id).select_related("study").first()
+    if job is None or job.status in (ExportJob.Status.DONE, ExportJob.Status.FAILED):
+        return job
+    ExportJob.objects.filter(pk=job.pk).update(
+        status=ExportJob.Status.RUNNING, done=0, total=EXPORT_STEPS
+    )
+
+    def progress(done: int, total: int) -> None:
+        ExportJob.objects.filter(pk=job.pk).update(done=done, total=total)
+
+    final = export_path(job)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{job.pk}-") as scratch:
+            tables = Path(scratch) / "tables"
+            written = study_export(
+                study=job.study, out=tables, fmt=job.format, on_progress=progress, formats=True
+            )
+            staged = Path(scratch) / "export.zip"
+            with zipfile.ZipFile(staged, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                for table in written:
+                    # The field's formats include a folder (mos/<scene>.txt): its files.
+                    files = sorted(table.path.rglob("*")) if table.path.is_dir() else [table.path]
+                    for file in files:
+                        if file.is_file():
+                            archive.write(file, arcname=str(file.relative_to(tables)))
+            os.replace(staged, final)
+    except DomainError as exc:
+        return _finish(job, status=ExportJob.Status.FAILED, error=str(exc).splitlines()[0])
+    except Exception as exc:
+        logger.exception("export job %s failed", job.pk)
+        _finish(
+            job,
+            status=ExportJob.Status.FAILED,
+            error=f"internal error ({type(exc).__name__}); no export was written",
+        )
+        raise
+    return _finish(
+        job,
+        status=ExportJob.Status.DONE,
+        file=final.name,
+        size_bytes=final.stat().st_size,
+        done=EXPORT_STEPS,
+        total=EXPORT_STEPS,
+    )
+
+
+def _finish(job: ExportJob, **fields) -> ExportJob:
+    for name, value in fields.items():
+        setattr(job, name, value)
+    job.save(update_fields=[*fields, "updated_at"])
+    return job

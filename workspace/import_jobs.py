@@ -1,0 +1,246 @@
+"""Study imports started from the workspace: the job, and its run on a Celery worker.
+
+``import_job_start`` checks what can be checked at once (the settings, through the one
+validator; the slug; the server folder), records the job and queues it after commit.
+``import_job_run`` (the task's one service) unpacks the zip safely, finds the source in
+it and calls ``annotation.services.study_import``, the import the command runs: all or
+nothing. The upload and the unpacked files are removed whatever happens.
+"""
+
+import contextlib
+import logging
+import shutil
+import time
+from functools import partial
+from pathlib import Path, PurePosixPath
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from kombu.exceptions import OperationalError
+
+from annotation.errors import BrokerUnavailable, InvalidSetting, StudyImportError
+from annotation.models import Study
+from annotation.services import study_import
+from annotation.study_settings import SETTINGS, study_settings_validate
+from core.errors import DomainError
+from workspace.errors import NotAllowed, SlugTaken, UploadRefused
+from workspace.models import ImportJob
+from workspace.zips import source_find, zip_extract
+
+logger = logging.getLogger(__name__)
+
+# The import options a job may carry beyond the study settings (``study_import``'s names).
+EXTRA_OPTIONS = ("reference_name",)
+PROGRESS_EVERY_S = 0.5
+
+
+def import_options_check(*, slug: str, options: dict) -> dict:
+    """The options checked and cleaned: the study settings by ``study_settings_validate``
+    (``InvalidSetting`` naming the first at fault), ``reference_name``, and the slug free
+    (``SlugTaken``: a study has it, or an import of it is queued or running)."""
+    unknown = sorted(set(options) - set(SETTINGS) - set(EXTRA_OPTIONS) - {"slug"})
+    if unknown:
+        raise InvalidSetting(f"{unknown[0]} is not an import option", field=unknown[0])
+    settings_values = {k: v for k, v in options.items() if k in SETTINGS}
+    cleaned = study_settings_validate({**settings_values, "slug": slug}, partial=False)
+    cleaned.pop("slug")
+    reference_name = options.get("reference_name", "reference") or "reference"
+    if "/" in reference_name or "\\" in reference_name or len(reference_name) > 100:
+        raise InvalidSetting(
+            f"reference_name {reference_name!r} must be a file stem (no slash, at most 100)",
+            field="reference_name",
+        )
+    if reference_name != "reference":
+        cleaned["reference_name"] = reference_name
+    if Study.objects.filter(slug=slug).exists():
+        raise SlugTaken(f"a study with slug {slug!r} already exists", field="slug")
+    active = (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING)
+    if ImportJob.objects.filter(slug=slug, status__in=active).exists():
+        raise SlugTaken(f"an import of a study {slug!r} is already under way", field="slug")
+    return cleaned
+
+
+def server_folder_resolve(*, name: str) -> Path:
+    """``name`` (a folder or a manifest CSV, relative to ``IQA_IMPORT_ROOT``) as a path
+    inside the root; ``UploadRefused`` if the option is off, the name leaves the root (an
+    absolute path, ``..``, a link pointing out) or nothing is there."""
+    root = settings.IQA_IMPORT_ROOT
+    if root is None:
+        raise UploadRefused(
+            "server folders are off (IQA_IMPORT_ROOT is not set)", field="server_folder"
+        )
+    root = Path(root).resolve()
+    pure = PurePosixPath(name.strip().replace("\\", "/"))
+    if not name.strip() or pure.is_absolute() or ".." in pure.parts or ":" in name:
+        raise UploadRefused(
+            f"{name!r}: give a folder relative to the import root, without '..'",
+            field="server_folder",
+        )
+    path = (root / Path(*pure.parts)).resolve()
+    if not path.is_relative_to(root):
+        raise UploadRefused(f"{name}: points outside the import root", field="server_folder")
+    if not (path.is_dir() or (path.is_file() and path.suffix.lower() == ".csv")):
+        raise UploadRefused(
+            f"{name}: no such folder or manifest CSV under the import root", field="server_folder"
+        )
+    return path
+
+
+def import_job_start(
+    *,
+    owner: AbstractBaseUser,
+    slug: str,
+    options: dict,
+    upload: Path | None = None,
+    server_folder: str = "",
+) -> ImportJob:
+    """A queued import of ``upload`` (a zip on disk, which the job now owns) or, for staff,
+    of ``server_folder``; the task is sent after commit (``BrokerUnavailable`` if the
+    broker does not answer: the job is then failed and its upload removed).
+
+    Refused before anything is queued (and the upload removed): bad settings
+    (``InvalidSetting``), a slug in use (``SlugTaken``), a server folder from a non-staff
+    user (``NotAllowed``) or outside the root (``UploadRefused``), neither or both sources.
+    """
+    try:
+        if (upload is None) == (not server_folder):
+            raise UploadRefused("send either a zip file or a server folder", field="file")
+        cleaned = import_options_check(slug=slug, options=options)
+        if server_folder:
+            if not owner.is_staff:
+                raise NotAllowed(
+                    "only staff may import a folder on the server", field="server_folder"
+                )
+            server_folder_resolve(name=server_folder)
+        with transaction.atomic():
+            job = ImportJob.objects.create(
+                owner=owner,
+                slug=slug,
+                options=cleaned,
+                upload=str(upload or ""),
+                server_folder=server_folder.strip(),
+            )
+            transaction.on_commit(partial(_publish, job.pk))
+    except BaseException:
+        if upload is not None:
+            upload.unlink(missing_ok=True)
+        raise
+    return job
+
+
+def _publish(job_id) -> None:
+    from workspace.tasks import import_job_run as import_job_run_task
+
+    try:
+        import_job_run_task.delay(str(job_id))
+    except (OperationalError, OSError) as exc:
+        job = ImportJob.objects.get(pk=job_id)
+        _finish(job, error="the Celery broker did not answer; nothing was imported")
+        if job.upload:
+            Path(job.upload).unlink(missing_ok=True)
+        raise BrokerUnavailable(
+            f"the Celery broker did not answer ({exc}); the import was not queued"
+        ) from exc
+
+
+class _Progress:
+    """Images checked so far, written to the job row at most every ``PROGRESS_EVERY_S``.
+
+    ``study_import`` reads and stores the images outside any transaction (its rows go in
+    one short transaction at the end), so each write commits at once and the page polling
+    ``GET /api/v1/imports/{id}`` sees it.
+    """
+
+    def __init__(self, job_id) -> None:
+        self.job_id = job_id
+        self.done = 0
+        self.total = 0
+        self.written_at = 0.0
+
+    def on_total(self, total: int) -> None:
+        self.total = total
+        self._write()
+
+    def on_image(self) -> None:
+        self.done += 1
+        if time.monotonic() - self.written_at >= PROGRESS_EVERY_S:
+            self._write()
+
+    def _write(self) -> None:
+        self.written_at = time.monotonic()
+        ImportJob.objects.filter(pk=self.job_id).update(done=self.done, total=self.total)
+
+
+def import_job_run(*, job_id) -> ImportJob | None:
+    """Run a queued import job to done (with its summary) or failed (with the import's
+    one-line error); ``None`` for a job that does not exist. Idempotent: a job that is not
+    queued any more (running, done or failed) is left as it is."""
+    claimed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
+        status=ImportJob.Status.RUNNING
+    )
+    job = ImportJob.objects.filter(pk=job_id).select_related("owner").first()
+    if not claimed or job is None:
+        return job
+    work = Path(settings.IQA_UPLOAD_DIR) / f"job-{job.pk}"
+    progress = _Progress(job.pk)
+    try:
+        if job.upload:
+            work.mkdir(parents=True, exist_ok=False)
+            zip_extract(
+                Path(job.upload),
+                work,
+                max_bytes=settings.IQA_UPLOAD_MAX_UNCOMPRESSED,
+                max_members=settings.IQA_UPLOAD_MAX_MEMBERS,
+            )
+            source = source_find(work)
+        else:
+            source = server_folder_resolve(name=job.server_folder)
+        result = study_import(
+            source=source,
+            slug=job.slug,
+            owner=job.owner,
+            on_total=progress.on_total,
+            on_image=progress.on_image,
+            **job.options,
+        )
+    except (DomainError, StudyImportError) as exc:
+        return _finish(
+            job, error=_without(str(exc), work), done=progress.done, total=progress.total
+        )
+    except Exception as exc:
+        logger.exception("import job %s failed", job.pk)
+        _finish(job, error=f"internal error ({type(exc).__name__}); nothing was imported")
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if job.upload:
+            with contextlib.suppress(FileNotFoundError):
+                Path(job.upload).unlink()
+    summary = {
+        "scenes": len(result.scenes),
+        "images": result.images,
+        "pairs": result.pairs,
+        "gold_pairs": result.gold_pairs,
+        "files_stored": result.files_stored,
+        "per_scene": [
+            {"scene": s.name, "images": s.images, "pairs": s.pairs, "gold_pairs": s.gold_pairs}
+            for s in result.scenes
+        ],
+    }
+    return _finish(
+        job, summary=summary, study=result.study, done=progress.total, total=progress.total
+    )
+
+
+def _finish(job: ImportJob, **fields) -> ImportJob:
+    fields["status"] = ImportJob.Status.DONE if "summary" in fields else ImportJob.Status.FAILED
+    for name, value in fields.items():
+        setattr(job, name, value)
+    job.save(update_fields=[*fields, "updated_at"])
+    return job
+
+
+def _without(message: str, work: Path) -> str:
+    """A message without the worker's scratch folder in it (paths as in the zip)."""
+    return message.replace(f"{work}/", "").replace(str(work), "the zip").splitlines()[0]
