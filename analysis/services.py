@@ -78,6 +78,11 @@ def snapshot_extras(report: Report, data: StudyData) -> dict:
 
 
 def _try_lock(study: Study, variant: str) -> bool:
+    """One computation per study and variant: a PostgreSQL advisory lock for the
+    transaction. Other databases (SQLite, the laptop default, served by one solo worker
+    and serialising writers) need none."""
+    if connection.vendor != "postgresql":
+        return True
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_try_advisory_xact_lock(%s, %s)",

@@ -7,6 +7,11 @@ from pathlib import Path
 import PIL.Image
 
 from annotation.errors import StudyImportError
+from annotation.storage import EXTENSIONS
+
+# Only the decoders of the formats the store keeps read a study's files: uploads come
+# from strangers' zips, and Pillow's rarer decoders (EPS runs Ghostscript) stay unused.
+DECODERS = tuple(EXTENSIONS)
 
 # Formats every browser shows as they are. Others (TIFF, PPM, BMP, ...) get a PNG of the same
 # pixels for display, stored beside the original (``Image.display_file``).
@@ -32,7 +37,7 @@ def inspect_image(path: Path, *, origin: str, max_pixels: int) -> ImageInfo:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
-            with PIL.Image.open(path) as image:
+            with PIL.Image.open(path, formats=DECODERS) as image:
                 width, height = image.size
                 image_format = image.format or ""
                 if width * height > max_pixels:
@@ -76,7 +81,7 @@ def needs_display_copy(info: ImageInfo) -> bool:
 def write_display_png(source: Path, target: Path) -> None:
     """Write ``source``'s pixels to ``target`` as a PNG, losslessly for every mode a PNG
     holds (with its ICC profile, so browsers show the same colours)."""
-    with PIL.Image.open(source) as image:
+    with PIL.Image.open(source, formats=DECODERS) as image:
         image.load()
         icc = image.info.get("icc_profile")
         if image.mode not in PNG_MODES:

@@ -21,7 +21,10 @@ from annotation.selectors import media_file_access
 @require_GET
 def media_file(request: HttpRequest, path: str) -> FileResponse:
     root = Path(settings.MEDIA_ROOT).resolve()
-    candidate = (root / path).resolve()
+    try:
+        candidate = (root / path).resolve()
+    except (ValueError, OSError):  # a NUL byte or a name the file system refuses
+        raise Http404("no such image") from None
     if not candidate.is_relative_to(root / "images") or not candidate.is_file():
         raise Http404("no such image")
     access = media_file_access(user=request.user, path=candidate.relative_to(root).as_posix())

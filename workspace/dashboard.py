@@ -102,11 +102,15 @@ def study_dashboard_progress(*, study: Study) -> dict:
         # Someone else is recomputing: the snapshot in hand will do meanwhile.
         if not cache.add(f"{key}:lock", 1, timeout=60):
             return {**entry, "sessions": sessions}
+        locked = True
+    else:
+        locked = False  # nothing to serve meanwhile: compute, and take no one's lock
     try:
         entry = {**study_progress_compute(study=study, now=now), "answered": sessions["answered"]}
         cache.set(key, entry, timeout=24 * 3600)
     finally:
-        cache.delete(f"{key}:lock")
+        if locked:
+            cache.delete(f"{key}:lock")
     return {**entry, "sessions": sessions}
 
 

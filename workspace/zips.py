@@ -51,10 +51,15 @@ def zip_extract(archive: Path, target: Path, *, max_bytes: int, max_members: int
                 raise UploadRefused(f"{info.filename}: the zip holds this name twice")
             seen.add(parts)
             path = target.joinpath(*parts)
-            if info.is_dir():
-                path.mkdir(parents=True, exist_ok=True)
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                if info.is_dir():
+                    path.mkdir(parents=True, exist_ok=True)
+                    continue
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file and a folder of one name, a name too long
+                raise UploadRefused(
+                    f"{info.filename}: cannot be unpacked ({exc.strerror or exc})"
+                ) from None
             written = _write_member(zf, info, path, written, max_bytes)
 
 

@@ -139,3 +139,10 @@ def test_the_store_answers_get_only(media_root):
     image_in(StudyFactory(status=Study.Status.LIVE), file)
     assert Client().get(f"/media/{file}").status_code == 200
     assert Client().post(f"/media/{file}").status_code == 405
+
+
+@pytest.mark.parametrize("path", ["images/%00.png", "images/a%00b/c.png", "images/../x.png"])
+def test_a_malformed_or_escaping_path_is_a_404_not_an_error(path):
+    """A NUL byte (which the file system refuses) or a path leaving the store answers 404,
+    as a missing file does."""
+    assert Client().get(f"/media/{path}").status_code == 404

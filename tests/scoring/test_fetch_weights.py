@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from urllib.parse import unquote
 
+import huggingface_hub.constants
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
@@ -410,6 +411,11 @@ def test_hugging_face_files_come_through_huggingface_hub_from_HF_ENDPOINT(
     server = serve(stand_ins)
     server.hub["timm/resnet50.a1_in1k/resolve/main/model.safetensors"] = (content, COMMIT, digest)
     monkeypatch.setenv("HF_ENDPOINT", server.url)
+    # The command runs in this process: an earlier test that imported huggingface_hub in
+    # a worker's environment left it offline (it reads HF_HUB_OFFLINE once, at import),
+    # where a fresh ``manage.py install_weights`` process starts online.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     folder = tmp_path / "weights"
 
     dry = install("--fetch", "topiq_fr", "--dry-run", folder=folder)

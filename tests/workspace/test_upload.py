@@ -527,3 +527,17 @@ def test_options_left_out_of_the_form_keep_their_defaults(api, tmp_path):
         )["import"]["id"]
     )  # fmt: skip
     assert job.summary["pairs"] == 2 * 1
+
+
+def test_a_file_and_a_folder_of_one_name_are_refused_by_name(tmp_path):
+    """A zip holding ``s`` as a file and ``s/a.png`` cannot be unpacked: the refusal names
+    the member (no internal error)."""
+    from workspace.errors import UploadRefused
+    from workspace.zips import zip_extract
+
+    archive = tmp_path / "collide.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("s", b"a file")
+        zf.writestr("s/a.png", b"an image")
+    with pytest.raises(UploadRefused, match=r"^s/a\.png: cannot be unpacked"):
+        zip_extract(archive, tmp_path / "out", max_bytes=10**6, max_members=10)
