@@ -631,6 +631,8 @@ class Fetcher:
             raise FetchFailed(
                 item.file, f"{_reason(exc)} from {mirror_url(self.mirror, ref)}"
             ) from exc
+        if not _is_plain_name(commit):
+            raise FetchFailed(item.file, f"the mirror's {ref} names no commit: {commit[:80]!r}")
         files = self.mirror_files(item)
         if files is None:
             if not path:
@@ -648,6 +650,11 @@ class Fetcher:
             inside = name.split("/", 5)[5]
             if name.split("/")[4] != commit:
                 continue  # another snapshot of the repository in the mirror
+            blob_name = entry.get("blob")
+            if not _is_relative_inside(inside) or (blob_name and not _is_plain_name(blob_name)):
+                raise FetchFailed(
+                    item.file, f"the mirror's index names a path outside the snapshot: {name!r}"
+                )
             target = snapshot / inside
             partial = download(
                 mirror_url(self.mirror, name), target, size=entry.get("size"),
@@ -659,8 +666,18 @@ class Fetcher:
             if problem:
                 raise FetchFailed(item.file, f"{problem} ({inside}, from {self.mirror})")
             partial.replace(target)
-            blobs[inside] = entry.get("blob") or found
+            blobs[inside] = blob_name or found
         return snapshot, blobs
+
+
+def _is_plain_name(name: str) -> bool:
+    """One path component, nothing a path could climb or hide with."""
+    return bool(name) and name not in (".", "..") and not set(name) & set("/\\\0")
+
+
+def _is_relative_inside(path: str) -> bool:
+    """A relative path of plain components (``a/b.bin``): never absolute, never ``..``."""
+    return bool(path) and all(_is_plain_name(part) for part in path.split("/"))
 
 
 def _files_under(folder: Path) -> Iterator[Path]:

@@ -519,3 +519,34 @@ def test_every_catalogued_file_has_a_source_and_checksums_follow_the_publishers(
     assert weights.file_source("qalign", HF_REPO)["repo"] == "q-future/one-align"
     assert "sha256" not in weights.file_source("afine_fr", "hub/pyiqa/afine.pth")
     assert set(weights.RECOMMENDED) <= set(weights.catalog())
+
+
+@pytest.mark.parametrize("tamper", ["path", "blob", "ref"])
+def test_a_mirror_naming_paths_outside_the_snapshot_is_refused_and_writes_nothing(
+    tmp_path, serve, tamper
+):
+    """A mirror's index and refs name files inside the weights folder; a name that
+    climbs out of the snapshot (``..``), a blob name with a slash, or a ref that is not a
+    commit is refused by name before anything is downloaded or written."""
+    source = tmp_path / "weights"
+    hf_cache_with_blobs(source, "q-future/one-align", {"config.json": b"{}"})
+    mirror = tmp_path / "mirror"
+    install("--export-mirror", str(mirror), folder=source)
+    root = "huggingface/hub/models--q-future--one-align"
+    index_file = mirror / fetch.INDEX
+    index = json.loads(index_file.read_text())
+    entry = index["files"].pop(f"{root}/snapshots/{COMMIT}/config.json")
+    if tamper == "path":
+        index["files"][f"{root}/snapshots/{COMMIT}/../../../../../escape.json"] = entry
+    elif tamper == "blob":
+        index["files"][f"{root}/snapshots/{COMMIT}/config.json"] = {**entry, "blob": "../../x"}
+    else:
+        index["files"][f"{root}/snapshots/{COMMIT}/config.json"] = entry
+        (mirror / root / "refs" / "main").write_text("../../../escape")
+    index_file.write_text(json.dumps(index))
+    server = serve(mirror)
+    copy = tmp_path / "copy"
+    with pytest.raises(CommandError, match=r"outside the snapshot|names no commit"):
+        install("--fetch", "all", "--mirror", server.url, folder=copy)
+    assert list(tmp_path.rglob("*escape*")) + list(tmp_path.rglob("x")) == []
+    assert [p for p in (copy / "huggingface").rglob("*") if p.is_file()] == []
