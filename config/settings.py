@@ -319,6 +319,10 @@ IQA_SCORE_RETRY_BACKOFF = int(os.environ.get("IQA_SCORE_RETRY_BACKOFF", "30"))
 IQA_SCORE_RETRY_BACKOFF_MAX = int(os.environ.get("IQA_SCORE_RETRY_BACKOFF_MAX", "600"))
 # A batch still pending this long after it was sent is sent again by the sweep.
 IQA_SCORE_STALE_SECONDS = int(os.environ.get("IQA_SCORE_STALE_SECONDS", "1800"))
+# A running import or export job silent this long has lost its worker: it is failed.
+IQA_JOB_STALE_SECONDS = int(os.environ.get("IQA_JOB_STALE_SECONDS", "1800"))
+# An export whose worker stopped this many times is failed, not run again.
+IQA_JOB_MAX_ATTEMPTS = int(os.environ.get("IQA_JOB_MAX_ATTEMPTS", "3"))
 CELERY_BEAT_SCHEDULE = {
     "scores-sweep": {
         "task": "scoring.sweep",
@@ -329,6 +333,11 @@ CELERY_BEAT_SCHEDULE = {
     "leases-sweep": {
         "task": "annotation.leases_sweep",
         "schedule": float(os.environ.get("IQA_LEASE_SWEEP_EVERY", "30")),
+    },
+    # Import and export jobs whose worker stopped are failed, saying so (workspace/jobs.py).
+    "workspace-jobs-sweep": {
+        "task": "workspace.jobs_sweep",
+        "schedule": float(os.environ.get("IQA_JOB_SWEEP_EVERY", "300")),
     },
     # Stale agreement snapshots refreshed when nobody has the report page open to ask.
     "agreement-snapshots-sweep": {

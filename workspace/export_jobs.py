@@ -16,12 +16,14 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from annotation.errors import BrokerUnavailable
 from annotation.models import Study
 from core.errors import DomainError
 from dataset.export import EXPORT_STEPS, FORMATS, study_export
+from workspace.jobs import job_finish, job_progress
 from workspace.models import ExportJob
 
 logger = logging.getLogger(__name__)
@@ -74,12 +76,24 @@ def export_job_run(*, job_id) -> ExportJob | None:
     job = ExportJob.objects.filter(pk=job_id).select_related("study").first()
     if job is None or job.status in (ExportJob.Status.DONE, ExportJob.Status.FAILED):
         return job
+    if job.attempts >= settings.IQA_JOB_MAX_ATTEMPTS:
+        return job_finish(
+            job,
+            status=ExportJob.Status.FAILED,
+            error=f"the worker stopped while building the export {job.attempts} times "
+            "(out of memory?); no export was written",
+        )
+    job.attempts += 1
     ExportJob.objects.filter(pk=job.pk).update(
-        status=ExportJob.Status.RUNNING, done=0, total=EXPORT_STEPS
+        status=ExportJob.Status.RUNNING,
+        done=0,
+        total=EXPORT_STEPS,
+        attempts=job.attempts,
+        updated_at=timezone.now(),
     )
 
     def progress(done: int, total: int) -> None:
-        ExportJob.objects.filter(pk=job.pk).update(done=done, total=total)
+        job_progress(ExportJob, job.pk, done=done, total=total)
 
     final = export_path(job)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -99,16 +113,16 @@ def export_job_run(*, job_id) -> ExportJob | None:
                             archive.write(file, arcname=str(file.relative_to(tables)))
             os.replace(staged, final)
     except DomainError as exc:
-        return _finish(job, status=ExportJob.Status.FAILED, error=str(exc).splitlines()[0])
+        return job_finish(job, status=ExportJob.Status.FAILED, error=str(exc).splitlines()[0])
     except Exception as exc:
         logger.exception("export job %s failed", job.pk)
-        _finish(
+        job_finish(
             job,
             status=ExportJob.Status.FAILED,
             error=f"internal error ({type(exc).__name__}); no export was written",
         )
         raise
-    return _finish(
+    return job_finish(
         job,
         status=ExportJob.Status.DONE,
         file=final.name,
@@ -116,10 +130,3 @@ def export_job_run(*, job_id) -> ExportJob | None:
         done=EXPORT_STEPS,
         total=EXPORT_STEPS,
     )
-
-
-def _finish(job: ExportJob, **fields) -> ExportJob:
-    for name, value in fields.items():
-        setattr(job, name, value)
-    job.save(update_fields=[*fields, "updated_at"])
-    return job

@@ -17,6 +17,8 @@ from pathlib import Path, PurePosixPath
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from annotation.errors import BrokerUnavailable, InvalidSetting, StudyImportError
@@ -25,6 +27,7 @@ from annotation.services import study_import
 from annotation.study_settings import SETTINGS, study_settings_validate
 from core.errors import DomainError
 from workspace.errors import NotAllowed, SlugTaken, UploadRefused
+from workspace.jobs import job_finish, job_progress
 from workspace.models import ImportJob
 from workspace.zips import source_find, zip_extract
 
@@ -169,7 +172,7 @@ class _Progress:
 
     def _write(self) -> None:
         self.written_at = time.monotonic()
-        ImportJob.objects.filter(pk=self.job_id).update(done=self.done, total=self.total)
+        job_progress(ImportJob, self.job_id, done=self.done, total=self.total)
 
 
 def import_job_run(*, job_id) -> ImportJob | None:
@@ -177,7 +180,7 @@ def import_job_run(*, job_id) -> ImportJob | None:
     one-line error); ``None`` for a job that does not exist. Idempotent: a job that is not
     queued any more (running, done or failed) is left as it is."""
     claimed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
-        status=ImportJob.Status.RUNNING
+        status=ImportJob.Status.RUNNING, attempts=F("attempts") + 1, updated_at=timezone.now()
     )
     job = ImportJob.objects.filter(pk=job_id).select_related("owner").first()
     if not claimed or job is None:
@@ -234,11 +237,8 @@ def import_job_run(*, job_id) -> ImportJob | None:
 
 
 def _finish(job: ImportJob, **fields) -> ImportJob:
-    fields["status"] = ImportJob.Status.DONE if "summary" in fields else ImportJob.Status.FAILED
-    for name, value in fields.items():
-        setattr(job, name, value)
-    job.save(update_fields=[*fields, "updated_at"])
-    return job
+    status = ImportJob.Status.DONE if "summary" in fields else ImportJob.Status.FAILED
+    return job_finish(job, status=status, **fields)
 
 
 def _without(message: str, work: Path) -> str:

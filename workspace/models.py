@@ -25,6 +25,8 @@ class Job(models.Model):
     total = models.PositiveIntegerField(default=0)
     # The one-line reason, naming the file (and line) at fault, when it failed.
     error = models.TextField(blank=True)
+    # Runs started (a worker lost mid-job has its task delivered again).
+    attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

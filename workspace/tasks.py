@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from workspace import export_jobs, import_jobs
+from workspace import export_jobs, import_jobs, jobs
 
 
 @shared_task(name="workspace.import_job_run", acks_late=True)
@@ -17,3 +17,9 @@ def export_job_run(job_id: str) -> str | None:
     """Build an export job's zip; a job done or failed is left alone."""
     job = export_jobs.export_job_run(job_id=job_id)
     return job.status if job is not None else None
+
+
+@shared_task(name="workspace.jobs_sweep")
+def jobs_sweep() -> int:
+    """Fail the running jobs whose worker stopped (no progress for IQA_JOB_STALE_SECONDS)."""
+    return jobs.jobs_sweep()

@@ -214,6 +214,30 @@ def test_an_interrupted_job_runs_again(voted, people, exports_dir):
 
 
 @pytest.mark.django_db
+def test_an_export_whose_worker_stopped_every_time_is_failed_not_run_forever(
+    voted, people, exports_dir, settings
+):
+    """Each delivery of the task is an attempt; a job whose worker was lost
+    ``IQA_JOB_MAX_ATTEMPTS`` times (an export too big for its memory) is failed, saying
+    so, instead of being delivered again and again."""
+    settings.IQA_JOB_MAX_ATTEMPTS = 2
+    job = export_jobs.export_job_start(study=voted, owner=people["ada"], format="csv")
+    ExportJob.objects.filter(pk=job.pk).update(status="running", attempts=1)
+    assert tasks.export_job_run(str(job.pk)) == "done"  # the second attempt
+    job.refresh_from_db()
+    assert job.attempts == 2
+    lost = export_jobs.export_job_start(study=voted, owner=people["ada"], format="csv")
+    ExportJob.objects.filter(pk=lost.pk).update(status="running", attempts=2)
+    assert tasks.export_job_run(str(lost.pk)) == "failed"
+    lost.refresh_from_db()
+    assert lost.error == (
+        "the worker stopped while building the export 2 times (out of memory?); "
+        "no export was written"
+    )
+    assert not (exports_dir / f"{lost.pk}.zip").exists()
+
+
+@pytest.mark.django_db
 def test_only_those_who_reach_the_study_reach_its_exports(voted, people, exports_dir, schema):
     """The owner, a member and staff reach the job, the list and the download; another
     researcher gets 404 everywhere (as for a job that does not exist), anonymous 403. A
