@@ -45,6 +45,9 @@ def researcher_create(*, username: str, staff: bool = False) -> tuple[AbstractBa
 def token_create(*, user: AbstractBaseUser) -> Token:
     """A new API token for ``user``, replacing the one they had (which stops working)."""
     with transaction.atomic():
+        # The user's row locked: two clicks at once replace the token in turn rather than
+        # both creating one (a token per user).
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
         Token.objects.filter(user=user).delete()
         return Token.objects.create(user=user)
 

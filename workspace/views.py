@@ -1,6 +1,8 @@
 """The researchers' pages: server-rendered templates over the same selectors and services
 as the commands and the API. Every study page goes through ``access.study_for``."""
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
@@ -31,6 +33,14 @@ class LoginView(auth_views.LoginView):
 
     template_name = "workspace/login.html"
     redirect_authenticated_user = True
+
+    def get_redirect_url(self) -> str:
+        """``next`` unless it is the login page itself (``/login/?next=/login/`` would
+        send a logged-in researcher round in a loop): then the study list."""
+        url = super().get_redirect_url()
+        if url and urlsplit(url).path == reverse("workspace:login"):
+            return ""
+        return url
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         throttle = LoginThrottle()

@@ -2,10 +2,12 @@
 page's API token, and ``manage.py create_researcher``."""
 
 import re
+import threading
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import Client, override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -45,6 +47,14 @@ def test_the_login_page_is_the_platforms_own_and_logs_in_to_next(client, researc
     assert response.status_code == 302
     assert response["Location"] == "/studies/"
     assert client.get("/login/")["Location"] == "/studies/"
+
+
+def test_next_naming_the_login_page_itself_lands_on_the_study_list(client, researcher):
+    """``/login/?next=/login/`` (a bookmark of a redirect) is no loop and no error."""
+    response = log_in(client, "ada", "an old secret 1", "/login/?next=/login/")
+    assert (response.status_code, response["Location"]) == (302, "/studies/")
+    again = client.get("/login/?next=/login/")
+    assert (again.status_code, again["Location"]) == (302, "/studies/")
 
 
 def test_a_wrong_password_or_inactive_account_is_refused_on_the_page(client, researcher):
@@ -183,6 +193,32 @@ def test_token_services_keep_one_token_per_researcher(researcher):
     assert first.key != second.key
     assert services.token_revoke(user=researcher) is True
     assert services.token_revoke(user=researcher) is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_clicks_at_once_on_new_token_each_succeed_and_leave_one_token(researcher):
+    """Token creation takes the researcher's row lock: concurrent requests replace the
+    token in turn (no IntegrityError on the one-token-per-user rule)."""
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def click() -> None:
+        try:
+            barrier.wait()
+            for _ in range(5):
+                services.token_create(user=researcher)
+        except BaseException as exc:  # every failure is the finding
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=click) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert Token.objects.filter(user=researcher).count() == 1
 
 
 # --- manage.py create_researcher --------------------------------------------------------
