@@ -28,6 +28,21 @@ class Progress:
     done: int
     total: int
 
+    @classmethod
+    def of(
+        cls,
+        *,
+        n_done: int,
+        n_practice_done: int,
+        practice_trials: int,
+        quota: int,
+        completed: bool = False,
+    ) -> "Progress":
+        """A session's trials answered (practice included) of all it will be shown; a
+        completed session is at its end, whatever its quota says."""
+        done = n_done + n_practice_done
+        return cls(done=done, total=done if completed else practice_trials + quota)
+
 
 @dataclass(frozen=True)
 class SessionState:
@@ -36,10 +51,11 @@ class SessionState:
 
 
 def session_progress(session: AnnotatorSession, study: Study) -> Progress:
-    done = session.n_practice_done + session.n_done
-    if session.completed_at is not None:
-        return Progress(done=done, total=done)
-    return Progress(done=done, total=study.practice_trials + study.trials_per_session)
+    return Progress.of(
+        n_done=session.n_done, n_practice_done=session.n_practice_done,
+        practice_trials=study.practice_trials, quota=study.trials_per_session,
+        completed=session.completed_at is not None,
+    )  # fmt: skip
 
 
 def session_open(

@@ -120,9 +120,10 @@ class SessionSnapshot:
     queued: HeldTrial | None
 
     def progress(self) -> Progress:
-        return Progress(
-            done=self.n_done + self.n_practice_done, total=self.practice_trials + self.quota
-        )
+        return Progress.of(
+            n_done=self.n_done, n_practice_done=self.n_practice_done,
+            practice_trials=self.practice_trials, quota=self.quota,
+        )  # fmt: skip
 
     def after_open_answered(self) -> "SessionSnapshot":
         """The session as it will be once its open trial is answered (rule 10)."""
@@ -178,8 +179,11 @@ class NextRow:
             a_on_left=self.a_on_left,
             images=PairImages.from_columns(partial(getattr, self)),
             lease_expires_at=self.open_expires,
-            progress=Progress(
-                done=self.n_done + self.n_practice_done, total=self.practice_trials + self.quota
+            progress=Progress.of(
+                n_done=self.n_done,
+                n_practice_done=self.n_practice_done,
+                practice_trials=self.practice_trials,
+                quota=self.quota,
             ),
         )
 

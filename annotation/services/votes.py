@@ -60,10 +60,11 @@ class VoteRow:
     quota: int
 
     def progress(self) -> Progress:
-        done = self.n_done + self.n_practice_done
-        if self.completed_at is not None:
-            return Progress(done=done, total=done)
-        return Progress(done=done, total=self.practice_trials + self.quota)
+        return Progress.of(
+            n_done=self.n_done, n_practice_done=self.n_practice_done,
+            practice_trials=self.practice_trials, quota=self.quota,
+            completed=self.completed_at is not None,
+        )  # fmt: skip
 
 
 VOTE = statements.Statement.load("vote", VoteParams, VoteRow)
