@@ -286,6 +286,12 @@ def voted(people) -> Study:
     return study
 
 
+def test_with_votes_the_no_votes_note_is_hidden(people, voted):
+    """The page script also hides it when the first votes arrive while it is open."""
+    html = client_for(people["owner"]).get(url(voted)).content.decode()
+    assert '<p class="muted" id="votes-per-hour-empty" hidden>No votes yet.</p>' in html
+
+
 def test_the_progress_endpoint_gives_the_numbers_of_the_cli_and_the_export(people, voted):
     """Counts equal ``study_progress`` (the study list and ``GET studies``); per scene,
     per hour, the median time and sessions equal the export's tables."""
@@ -385,7 +391,7 @@ def test_eta_is_absent_without_recent_votes_and_zero_when_done(people, study):
 def test_a_study_without_votes_shows_empty_progress(people):
     study = StudyFactory(owner=people["owner"])
     html = client_for(people["owner"]).get(url(study)).content.decode()
-    assert "No votes yet." in html
+    assert '<p class="muted" id="votes-per-hour-empty">No votes yet.</p>' in html
     assert "Go live: annotators can start" in html
     progress = dashboard.study_progress_compute(study=study)
     assert progress["median_response_ms"] is None

@@ -144,6 +144,8 @@ async function poll() {
     updateProgress(data.progress, data.status);
     updateScoring(data.scoring);
     if (view) await replace(view, hours(data.progress.votes_per_hour));
+    const empty = document.getElementById("votes-per-hour-empty");
+    if (empty) empty.hidden = data.progress.votes_per_hour.length > 0;
   } catch (error) {
     // A failed poll (server restarting, offline) leaves the numbers and their "as of".
     console.warn("progress poll failed", error);
