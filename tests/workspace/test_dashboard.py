@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 
 from annotation.models import Image, Study, Vote
 from annotation.selectors import study_progress_get
+from annotation.study_settings import QC_SETTINGS
 from dataset.export import sessions_frame, votes_frame
 from scoring.models import Score, ScoreBatch
 from tests.factories import (
@@ -173,6 +174,14 @@ def settings_post(study: Study, **changes) -> dict:
     body["metric_deltas"] = ""
     body.update(changes)
     return body
+
+
+def test_every_quality_control_setting_has_a_written_label(people, study):
+    """No label is the setting's name with its first letter raised ("Qc min answers")."""
+    html = client_for(people["owner"]).get(url(study)).content.decode()
+    labels = re.findall(r'<label for="id_(\w+)">([^<]+?) <span class="help">', html)
+    assert {name for name, _ in labels} >= set(QC_SETTINGS)
+    assert [text for _, text in labels if text.startswith("Qc ")] == []
 
 
 def test_the_settings_form_saves_through_the_one_validator(people, study):

@@ -13,6 +13,11 @@ LABELS = {
     "qc_min_majority_agreement": "Min. majority agreement",
     "qc_max_similar_share": "Max. similar share",
     "qc_fast_response_ms": "Too fast below (ms)",
+    "qc_test": "How rules judge",
+    "qc_correction": "Multiple-testing correction",
+    "qc_alpha": "Study-level error rate",
+    "qc_min_answers": "Min. answers to judge",
+    "qc_min_gold": "Min. gold trials to judge",
     "completion_url": "Completion URL",
     "metric_deltas": "Metric deltas",
 }
