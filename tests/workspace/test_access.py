@@ -34,7 +34,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from annotation.models import AnnotatorSession, Study
+from annotation.models import AnnotatorSession, ExclusionDecision, Study
 from tests.factories import ImageFactory, PairFactory, SceneFactory, StudyFactory
 from workspace.forms import StudySettingsForm
 from workspace.models import ExportJob, ImportJob
@@ -102,6 +102,10 @@ LOGIN_PAGE =         (302,   200,   302,   302,   302,   200,   200,   200)  # f
 B_STUDY_PAGE =       (404,   LOGIN, 404,   200,   200,   LOGIN, LOGIN, LOGIN)  # fmt: skip
 FORM_REFUSED =       (400,   LOGIN, 400,   400,   400,   LOGIN, LOGIN, LOGIN)  # fmt: skip
 NOT_ALLOWED =        (405,   LOGIN, 405,   405,   405,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+# A request any researcher may make but whose body is refused (API: annotators 403).
+SIGNED_IN_API_REFUSED = (400,   400,   400,   400,   400,   403,   403,   403)  # fmt: skip
+# Study a's URL naming an annotator of another study: no such annotator in a.
+OTHER_STUDYS_ANNOTATOR = (404,  404,   404,   404,   404,   403,   403,   403)  # fmt: skip
 REDIRECT = (302,) * 8
 REFUSED = (400,) * 8
 GET_REFUSED = (405,) * 8
@@ -127,7 +131,8 @@ TABLE: dict[str, list[Case]] = {
     "workspace:study-agreement": [get("/studies/{a}/agreement/", STUDY_PAGE)],
     # --- researcher API --------------------------------------------------------------------
     "workspace-api:auth-token": [post("/api/v1/auth/token", REFUSED, WRONG_LOGIN)],
-    "workspace-api:study-list": [get("/api/v1/studies", SIGNED_IN_API)],
+    # A study's settings without a zip or a server folder: refused, nothing queued.
+    "workspace-api:study-list": [get("/api/v1/studies", SIGNED_IN_API), Case("post", "/api/v1/studies", SIGNED_IN_API_REFUSED, {"slug": "new-one", "design": "pairwise"})],
     "workspace-api:study-detail": [get("/api/v1/studies/{a}", STUDY_API), patch("/api/v1/studies/{a}", STUDY_API, {"title": "Renamed"})],
     "workspace-api:study-progress": [get("/api/v1/studies/{a}/progress", STUDY_API)],
     "workspace-api:import-detail": [get("/api/v1/imports/{import}", OWN_JOB_API)],
@@ -136,7 +141,7 @@ TABLE: dict[str, list[Case]] = {
     "workspace-api:study-agreement": [get("/api/v1/studies/{a}/agreement", STUDY_API_STARTED)],
     "workspace-api:study-agreement-csv": [get("/api/v1/studies/{a}/agreement.csv", (409, 409, 409, 409, 404, 403, 403, 403))],
     "workspace-api:study-agreement-tex": [get("/api/v1/studies/{a}/agreement.tex", (409, 409, 409, 409, 404, 403, 403, 403))],
-    "workspace-api:annotator-exclusion": [post("/api/v1/studies/{a}/annotators/{annotator}/exclusion", STUDY_API, EXCLUDE)],
+    "workspace-api:annotator-exclusion": [post("/api/v1/studies/{a}/annotators/{annotator}/exclusion", STUDY_API, EXCLUDE), post("/api/v1/studies/{a}/annotators/{live_annotator}/exclusion", OTHER_STUDYS_ANNOTATOR, EXCLUDE)],
     "workspace-api:study-exports": [get("/api/v1/studies/{a}/exports", STUDY_API), post("/api/v1/studies/{a}/exports", STUDY_API_STARTED, {"format": "csv"})],
     "workspace-api:export-detail": [get("/api/v1/exports/{export}", STUDY_API)],
     "workspace-api:export-download": [get("/api/v1/exports/{export}/download", STUDY_API)],
@@ -246,6 +251,7 @@ def world(media_root: Path, tmp_path: Path, settings) -> World:
         "import": str(import_job.pk),
         "export": str(export_job.pk),
         "annotator": excluded.pseudonym,
+        "live_annotator": annotator.pseudonym,
         "session": annotator.token,
     }
     return World(users, a, b, live, placeholders, annotator.token)
@@ -328,3 +334,12 @@ def test_access(world, name, case, principal):
     hidden, hidden_when_shown = world.secrets_hidden_from(principal)
     for secret in hidden + (hidden_when_shown if got == 200 else []):
         assert secret not in body, f"{principal} {case.method.upper()} {path} shows {secret!r}"
+
+
+def test_an_exclusion_through_another_study_changes_nothing(world):
+    """Study a's owner naming an annotator of study charlie-live through a's URL gets
+    404, and no decision is recorded for that annotator."""
+    path = "/api/v1/studies/{a}/annotators/{live_annotator}/exclusion".format(**world.placeholders)
+    response = world.client("A").post(path, EXCLUDE, format="json")
+    assert response.status_code == 404
+    assert not ExclusionDecision.objects.filter(session__study=world.live).exists()
