@@ -77,7 +77,7 @@ def scorer(spec: MetricSpec) -> Scorer:
         _models.move_to_end(key)
         return _models[key]
     if spec.plugin is not None:
-        require_files(list(getattr(spec.plugin, "files", ())))
+        require_files(spec.plugin_files)
         loaded = spec.plugin.load(where)
     else:
         loaded = _pyiqa_scorer(spec, where)

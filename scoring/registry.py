@@ -51,6 +51,11 @@ class MetricSpec:
     def is_fr(self) -> bool:
         return self.kind == FR
 
+    @property
+    def plugin_files(self) -> list[str]:
+        """The weight files a plug-in metric declares (none for pyiqa's own)."""
+        return list(getattr(self.plugin, "files", ()))
+
 
 def pyiqa_specs() -> dict[str, MetricSpec]:
     from pyiqa.default_model_configs import DEFAULT_CONFIGS

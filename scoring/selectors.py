@@ -47,7 +47,7 @@ def studies_select(patterns: Sequence[str]) -> list[Study]:
 def metric_version(spec: MetricSpec) -> str:
     """What produced a value: pyiqa's (or the plug-in's) version and the weights' hash."""
     if spec.plugin is not None:
-        files = list(getattr(spec.plugin, "files", ()))
+        files = spec.plugin_files
         base = f"plugin-{spec.plugin.version}"
     else:
         files = weights.needed_files(spec.name) or []

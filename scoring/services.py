@@ -38,7 +38,7 @@ class Availability:
 def metric_availability(spec: MetricSpec) -> Availability:
     """Whether the metric can run here: its weight files are in the weights folder."""
     if spec.plugin is not None:
-        files = list(getattr(spec.plugin, "files", ()))
+        files = spec.plugin_files
         missing = weights.missing_files(files)
         return Availability(not missing, missing, "missing weight files" if missing else "")
     return _catalog_availability(weights.catalog().get(spec.name))
@@ -78,7 +78,7 @@ def metrics_here() -> list[str]:
         logger.error("scoring worker: plug-in metrics not loaded: %s", exc)
         plugins = []
     for spec in plugins:
-        files = list(getattr(spec.plugin, "files", ()))
+        files = spec.plugin_files
         if metric_availability(spec).available and (needs_files_ok or not files):
             names.append(spec.name)
     return sorted(set(names))
