@@ -4,7 +4,8 @@ Domain errors raised by services and DRF's own errors (validation, parsing, thro
 authentication) all come out in it, with the field at fault named where there is one.
 """
 
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -54,3 +55,18 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         body = error_body(str(code), str(detail))
     response.data = body
     return response
+
+
+API_PREFIX = "/api/"
+NO_ROUTE = (
+    "no API route matches this path (a slug is letters, digits, '-' and '_'; an id is a UUID)"
+)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's 404 for a path no route matches (``handler404``): under /api/ the one error
+    body, as the schema documents (a path parameter of the wrong form, such as a slug with a
+    space, never reaches a view); elsewhere Django's page."""
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse(error_body("not_found", NO_ROUTE), status=404)
+    return page_not_found(request, exception)

@@ -15,6 +15,9 @@ urlpatterns = [
     path("", include("frontend.urls")),
 ]
 
+# A path no route matches answers the API's error body under /api/ (config.api.not_found).
+handler404 = "config.api.not_found"
+
 if settings.IQA_SERVE_MEDIA:
     # The image store, under the access rule of the researcher side (annotation.media).
     urlpatterns.append(path("", include("annotation.media_urls")))

@@ -288,6 +288,21 @@ def test_error_bodies_match_the_schema(api, study):
         api.call("post", SESSIONS, 429, body=person, params=slug)
 
 
+def test_a_path_no_route_matches_answers_the_error_body(api, client):
+    """A path parameter of the wrong form (a slug with a space, an id that is no UUID)
+    reaches no view: under /api/ Django's 404 is still the one error body, declared for the
+    operation; elsewhere it is Django's page."""
+    for template, path in ((STUDY, "/api/v1/studies/not a slug"),
+                           (EXPORT, "/api/v1/exports/not-a-uuid")):  # fmt: skip
+        response = api.client.get(path)
+        assert response.status_code == 404
+        api.check("get", template, response)
+        assert response.json()["error"]["code"] == "not_found"
+    page = client.get("/no/such/page")
+    assert page.status_code == 404
+    assert page["Content-Type"].startswith("text/html")
+
+
 def test_researcher_responses_match_the_schema(schema, admin_client):
     """The study list and a study (200), a study nobody has (404), and anonymous (403)."""
     study = LiveStudyFactory()
