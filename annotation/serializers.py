@@ -9,6 +9,7 @@ they read attributes only and run no queries.
 """
 
 import functools
+import logging
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
@@ -17,6 +18,9 @@ from rest_framework import serializers
 from annotation import services
 from annotation.models import AnnotatorSession, Study, Vote
 from annotation.presenters import image_url
+from annotation.study_settings import web_url_allowed
+
+logger = logging.getLogger(__name__)
 
 # --- errors -------------------------------------------------------------------------
 
@@ -201,7 +205,14 @@ class SessionSerializer(OutputSerializer):
     def get_completion_url(self, session: AnnotatorSession) -> str | None:
         if session.completed_at is None:
             return None
-        return session.study.completion_url or None
+        url = session.study.completion_url
+        if url and not web_url_allowed(url):
+            # A row from before the rule (https; http only on localhost): never sent.
+            logger.warning(
+                "study %s: completion_url %r withheld (https only)", session.study.slug, url
+            )
+            return None
+        return url or None
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, session: AnnotatorSession) -> dict:

@@ -11,6 +11,7 @@ This module imports no model: ``annotation.models`` builds its constraints from 
 import math
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
@@ -81,7 +82,8 @@ SETTINGS: dict[str, Setting] = {
                 max=100_000),
         Setting("practice_trials", int, "Uncounted trials at the start of a session.",
                 min=0, max=50),
-        Setting("completion_url", str, "Where annotators go when done (http or https).",
+        Setting("completion_url", str,
+                "Where annotators go when done (https; plain http only on localhost).",
                 max_length=500, format="url"),
         Setting("require_participant_id", bool,
                 "Refuse sessions without a Prolific or MTurk id of the right format "
@@ -304,4 +306,28 @@ def _text(setting: Setting, value: object) -> str:
             URLValidator(schemes=["http", "https"])(value)
         except ValidationError:
             raise InvalidSetting(f"{name} {value!r} is not an http(s) URL", field=name) from None
+        if not web_url_allowed(value):
+            raise InvalidSetting(
+                f"{name} {value!r} must use https (plain http only for localhost, "
+                "127.0.0.1 or [::1])",
+                field=name,
+            )
     return value
+
+
+# Hosts a URL setting may name over plain http: a researcher's own machine.
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def web_url_allowed(url: str) -> bool:
+    """Whether a URL setting (the completion URL) may be given to annotators' browsers:
+    https, or http to ``LOCAL_HOSTS``; never javascript:, data: or any other scheme."""
+    try:
+        URLValidator(schemes=["http", "https"])(url)
+    except ValidationError:
+        return False
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "https":
+        return True
+    host = parts.hostname or ""  # lower case, an IPv6 address without its brackets
+    return parts.scheme.lower() == "http" and (f"[{host}]" if ":" in host else host) in LOCAL_HOSTS

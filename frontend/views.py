@@ -1,9 +1,19 @@
+import logging
+
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.views.decorators.clickjacking import xframe_options_exempt
 
 from annotation.models import Study
+from core.csp import csp_replace
 from frontend.presenters import study_example
+
+logger = logging.getLogger(__name__)
+
+# Where MTurk sends a HIT's answers (its turkSubmitTo): the only hosts the completion
+# page's form posts to, and the only ones that may show the annotator page in a frame.
+MTURK_ORIGINS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
 
 GENERIC_CONSENT = """\
 In this study you compare images and say which looks better. It takes about {minutes} \
@@ -16,6 +26,30 @@ which are published under a pseudonym). We record nothing else about you.
 Taking part is voluntary: you can stop at any time by closing this page."""
 
 
+def mturk_submit_url(request: HttpRequest) -> str | None:
+    """MTurk's externalSubmit address from the query's ``turkSubmitTo`` when it names one
+    of ``MTURK_ORIGINS``; anything else is ignored (and logged): the page posts nowhere."""
+    given = request.GET.get("turkSubmitTo")
+    if not given:
+        return None
+    origin = given.rstrip("/")
+    if origin in MTURK_ORIGINS:
+        return f"{origin}/mturk/externalSubmit"
+    logger.warning(
+        "annotator page %s: turkSubmitTo %r ignored (not one of %s)",
+        request.path,
+        given[:200],
+        ", ".join(MTURK_ORIGINS),
+    )
+    return None
+
+
+# MTurk shows the page in a frame: frame-ancestors (not X-Frame-Options) says who may.
+@xframe_options_exempt
+@csp_replace(
+    frame_ancestors=("'self'", *MTURK_ORIGINS),
+    form_action=("'self'", *MTURK_ORIGINS),
+)
 def annotate(request: HttpRequest, slug: str) -> HttpResponse:
     """The annotator page; everything after loading goes through the annotator API."""
     study = Study.objects.filter(slug=slug).first()
@@ -40,5 +74,6 @@ def annotate(request: HttpRequest, slug: str) -> HttpResponse:
             else "This study is closed: it takes no new annotators."
         ),
         "redirect_seconds": 5,
+        "mturk_submit_url": mturk_submit_url(request),
     }  # fmt: skip
     return render(request, "frontend/annotate.html", {"study": study, "config": config})

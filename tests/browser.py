@@ -32,3 +32,30 @@ def finish_with_keyboard(page, keys: str = "123", limit: int = 500) -> list[str]
         answered.append(wait_ready(page))
         page.keyboard.press(keys[len(answered) % len(keys)])
     raise AssertionError(f"not done after {limit} answers")
+
+
+# Every Content-Security-Policy violation of a page, reported to the test as it happens
+# (the page may navigate away before the test could read it).
+_CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__cspViolation(`${location.pathname}: ${event.violatedDirective} refused `
+    + `${event.blockedURI || "(inline)"} at ${event.sourceFile}:${event.lineNumber}`);
+});
+"""
+
+
+def watch_csp(context) -> list[str]:
+    """The CSP violations of every page ``context`` opens from now on, as lines: its
+    ``securitypolicyviolation`` events and console messages naming the policy. Also page
+    errors (an uncaught exception), which a refused script often causes."""
+    found: list[str] = []
+    context.expose_function("__cspViolation", lambda line: found.append(line))
+    context.add_init_script(_CSP_LISTENER)
+
+    def console(message) -> None:
+        if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text:
+            found.append(f"console: {message.text}")
+
+    context.on("console", console)
+    context.on("weberror", lambda error: found.append(f"page error: {error.error}"))
+    return found

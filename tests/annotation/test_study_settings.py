@@ -49,6 +49,9 @@ BOUNDS = [
     ("completion_url", URL, "ftp://example.org/x",
      "completion_url 'ftp://example.org/x' is not an http(s) URL", False),
     ("completion_url", "", "x" * 501, "completion_url must be at most 500 characters", False),
+    ("completion_url", "http://localhost:8000/done", "http://example.org/done",
+     "completion_url 'http://example.org/done' must use https (plain http only for localhost, "
+     "127.0.0.1 or [::1])", False),
     ("require_participant_id", True, "on", "require_participant_id must be true or false",
      False),
     ("lease_seconds", 10, 9, "lease_seconds must be at least 10, not 9", True),
@@ -168,8 +171,11 @@ EVERYWHERE = [
      "practice_trials must be at most 50, not 51"),
     ("completion_url", "--completion-url", "ftp://example.org/x", "ftp://example.org/x",
      "completion_url 'ftp://example.org/x' is not an http(s) URL"),
+    ("completion_url", "--completion-url", "http://example.org/x", "http://example.org/x",
+     "completion_url 'http://example.org/x' must use https (plain http only for localhost, "
+     "127.0.0.1 or [::1])"),
 ]  # fmt: skip
-ids = [case[0] for case in EVERYWHERE]
+ids = [f"{case[0]}-{case[2][:12]}" for case in EVERYWHERE]
 
 
 @pytest.mark.parametrize(("name", "flag", "typed", "value", "message"), EVERYWHERE, ids=ids)

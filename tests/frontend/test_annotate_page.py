@@ -267,7 +267,7 @@ def test_an_aborted_vote_is_retried_and_stored_once(site, open_page):
     page.route("**/votes", flaky)
     trial_id = start(page)
     page.keyboard.press("1")
-    page.wait_for_function("iqaAnnotator.pendingAnswers === 0")
+    page.wait_for_function("() => iqaAnnotator.pendingAnswers === 0")
     assert len(attempts) >= 2
     assert {a["trial_id"] for a in attempts} == {trial_id}
     assert {a["choice"] for a in attempts} == {"left"}
@@ -296,7 +296,7 @@ def test_an_answer_survives_a_reload_and_the_study_resumes(site, open_page):
     page.reload()
     # Straight back to the trials, at the trial that was showing.
     assert wait_ready(page) == third
-    page.wait_for_function("iqaAnnotator.pendingAnswers === 0")
+    page.wait_for_function("() => iqaAnnotator.pendingAnswers === 0")
     assert dict(Vote.objects.values_list("trial_id", "choice")) == {
         Trial.objects.get(pk=first).pk: "similar",
         Trial.objects.get(pk=second).pk: "right",
@@ -309,14 +309,14 @@ def test_a_double_click_or_a_held_key_answers_one_trial(site, open_page):
     first = start(page)
     page.dblclick("#answer-left")
     second = wait_ready(page)
-    page.wait_for_function("iqaAnnotator.pendingAnswers === 0")
+    page.wait_for_function("() => iqaAnnotator.pendingAnswers === 0")
     assert second != first
     page.keyboard.down("3")
     page.keyboard.down("3")  # auto-repeat
     page.keyboard.down("3")
     page.keyboard.up("3")
     third = wait_ready(page)
-    page.wait_for_function("iqaAnnotator.pendingAnswers === 0")
+    page.wait_for_function("() => iqaAnnotator.pendingAnswers === 0")
     page.wait_for_timeout(300)
     assert dict(Vote.objects.values_list("trial_id", "choice")) == {
         Trial.objects.get(pk=first).pk: "left",
@@ -342,7 +342,7 @@ def test_a_browser_zoom_change_pauses_the_trial_until_it_is_back(site, open_page
     assert wait_ready(page) == trial_id
     assert not Vote.objects.exists()  # the key pressed while paused did nothing
     page.keyboard.press("1")
-    page.wait_for_function("iqaAnnotator.pendingAnswers === 0")
+    page.wait_for_function("() => iqaAnnotator.pendingAnswers === 0")
     assert Vote.objects.get().trial_id.hex == trial_id.replace("-", "")
 
 

@@ -64,7 +64,7 @@ def test_a_researcher_logs_in_makes_a_token_changes_the_password_and_logs_out(ch
         curl = page.inner_text("#token-curl")
         assert curl == f'curl -H "Authorization: Token {key}" {web_server.url}/api/v1/studies'
         page.get_by_role("button", name="Copy token").click()
-        page.wait_for_function("document.querySelector('.copy-status').textContent !== ''")
+        page.wait_for_function("() => document.querySelector('.copy-status').textContent !== ''")
         assert page.inner_text(".copy-status") == "Copied"
         assert page.evaluate("navigator.clipboard.readText()") == key
         screens(page, "account-new-token")

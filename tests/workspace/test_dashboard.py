@@ -217,6 +217,8 @@ def test_the_settings_form_saves_through_the_one_validator(people, study):
         ("trials_per_session", "many", "trials_per_session must be a whole number"),
         ("qc_side_bias_alpha", "2", "qc_side_bias_alpha must be between 0 and 1"),
         ("completion_url", "ftp://x", "is not an http(s) URL"),
+        ("completion_url", "data:text/html,<script>alert(1)</script>", "is not an http(s) URL"),
+        ("completion_url", "http://example.org/done", "must use https (plain http only"),
         ("metric_deltas", "psnr=-1", "metric_deltas must map metric names to numbers >= 0"),
         ("metric_deltas", "psnr", "expected METRIC=NUMBER"),
     ],

@@ -123,7 +123,7 @@ def test_a_researcher_runs_a_study_from_the_browser_alone(stack, tmp_path, chrom
         # The dashboard follows: the counted votes and the annotators table.
         page.reload()
         page.wait_for_function(
-            f"document.querySelector('[data-field=counted_votes]').textContent.trim() === "
+            f"() => document.querySelector('[data-field=counted_votes]').textContent.trim() === "
             f"'{counted}'",
             timeout=30_000,
         )

@@ -174,7 +174,7 @@ def test_a_researcher_creates_a_study_in_the_browser(stack, tmp_path, chromium):
             owner=owner, slug="running", status="running", done=120, total=400
         )
         page.goto(f"{server.url}/studies/imports/{running.pk}/")
-        page.wait_for_function("document.getElementById('import-progress').max === 400")
+        page.wait_for_function("() => document.getElementById('import-progress').max === 400")
         time.sleep(1.2)  # one poll
         assert page.inner_text("#import-status") == "120 of 400 images checked"
         shoot(page, "import-running")

@@ -12,6 +12,12 @@ const BASE_OPTIONS = {
   renderer: "svg",
   // Export as SVG or PNG; no source or editor links (they would leave the site).
   actions: { export: true, source: false, compiled: false, editor: false },
+  // vega-embed's and vega-tooltip's styles come from vendor/vega/vega-embed.css, which the
+  // page links: the Content-Security-Policy refuses the <style> elements they would insert.
+  // forceActionsMenu keeps the export links in their "…" menu without the default style.
+  defaultStyle: false,
+  forceActionsMenu: true,
+  tooltip: { disableDefaultStyle: true },
 };
 
 /**

@@ -161,4 +161,10 @@ async function start() {
   document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
 }
 
+// The bars' widths as the server rendered them (data-percent: the Content-Security-Policy
+// refuses style attributes in the markup; a style set from a script is allowed).
+for (const bar of document.querySelectorAll("[data-bar][data-percent]")) {
+  bar.style.width = `${bar.dataset.percent}%`;
+}
+
 if (root) start();

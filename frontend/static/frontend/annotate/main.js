@@ -375,24 +375,40 @@ async function finish() {
   showDone(data);
 }
 
+// The server sends only https URLs (http on this machine); checked here again, so that
+// nothing else (a javascript: URL) ever becomes a link or a navigation.
+function webUrl(url) {
+  if (!url) return null;
+  try {
+    const { protocol, hostname } = new URL(url);
+    const local = ["localhost", "127.0.0.1", "[::1]"].includes(hostname);
+    return protocol === "https:" || (protocol === "http:" && local) ? url : null;
+  } catch {
+    return null;
+  }
+}
+
 function showDone(session) {
   app.viewer?.clear();
   $("completion-code").textContent = session.completion_code || "";
   show("done");
-  const submitTo = params.get("turkSubmitTo");
+  // MTurk's submit address comes from the server, which accepts only MTurk's own hosts
+  // as turkSubmitTo (never the query's value as such: it could be a javascript: URL).
+  const submitTo = config.mturk_submit_url;
   const assignment = params.get("assignmentId");
   if (submitTo && assignment) {
     const form = $("mturk-form");
-    form.action = `${submitTo.replace(/\/$/, "")}/mturk/externalSubmit`;
+    form.action = submitTo;
     form.elements.assignmentId.value = assignment;
     form.elements.completion_code.value = session.completion_code || "";
     form.hidden = false;
     form.querySelector("button").focus();
   }
-  if (session.completion_url) {
+  const completionUrl = webUrl(session.completion_url);
+  if (completionUrl) {
     const link = $("completion-link");
-    link.href = session.completion_url;
-    link.textContent = new URL(session.completion_url).host;
+    link.href = completionUrl;
+    link.textContent = new URL(completionUrl).host;
     $("redirect").hidden = false;
     let seconds = config.redirect_seconds;
     $("redirect-seconds").textContent = seconds;
@@ -401,7 +417,7 @@ function showDone(session) {
       $("redirect-seconds").textContent = Math.max(0, seconds);
       if (seconds <= 0) {
         clearInterval(timer);
-        window.location.assign(session.completion_url);
+        window.location.assign(completionUrl);
       }
     }, 1000);
   }
