@@ -11,7 +11,11 @@ memory (``ru_maxrss`` of the finished child) are printed.
 Needs PostgreSQL on 127.0.0.1; drops and recreates the scratch database
 ``iqa_bench_export`` (``--database``).
 
-    .venv/bin/python bench/export_bundle.py [--scenes 1818] [--samples 1000]
+    .venv/bin/python bench/export_bundle.py [--scenes 1818] [--votes-per-pair 10]
+        [--samples 1000]
+
+``--votes-per-pair 1`` gives the same pairs with 100,000 votes: memory that grows with
+the votes shows as the difference between the two runs.
 """
 
 import argparse
@@ -55,7 +59,7 @@ def run(args: list[str], env: dict) -> tuple[float, float, str]:
     return float(wall), float(rss), "\n".join(output)
 
 
-def prepare(name: str, scenes: int, csv_path: Path) -> dict:
+def prepare(name: str, scenes: int, votes_per_pair: int, csv_path: Path) -> dict:
     """A fresh database with the synthetic study's images and pairs; its votes as a long
     CSV at ``csv_path``. Returns the environment of the commands."""
     subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", name], check=True)
@@ -67,8 +71,9 @@ import sys
 sys.path.insert(0, "bench")
 from agreement_speed import synthetic_study
 from annotation.models import Image, Pair, Scene, Study
-data, _ = synthetic_study(scenes={scenes}, metrics=1, votes_per_pair=10, annotators=5000, seed=0)
-study = Study.objects.create(slug="synthetic", design="pairwise", votes_per_pair=10,
+data, _ = synthetic_study(scenes={scenes}, metrics=1, votes_per_pair={votes_per_pair},
+                          annotators=5000, seed=0)
+study = Study.objects.create(slug="synthetic", design="pairwise", votes_per_pair={votes_per_pair},
     status="closed")
 scenes = {{name: Scene.objects.create(study=study, name=name)
           for name in sorted(set(data.images["scene"]))}}
@@ -79,11 +84,12 @@ images = Image.objects.bulk_create([
     for row in data.images.itertuples()], batch_size=5000)
 Pair.objects.bulk_create([
     Pair(study=study, scene=scenes[row.scene], image_a=images[row.image_a],
-         image_b=images[row.image_b], target_votes=10)
+         image_b=images[row.image_b], target_votes={votes_per_pair})
     for row in data.pairs.itertuples()], batch_size=5000)
 names = data.images["name"].to_numpy()
-# One vote per annotator and pair, as the import requires: 10 distinct annotators per pair.
-slot = data.votes["pair_id"].to_numpy() * 10 + data.votes.groupby("pair_id").cumcount().to_numpy()
+# One vote per annotator and pair, as the import requires: distinct annotators per pair.
+slot = (data.votes["pair_id"].to_numpy() * {votes_per_pair}
+        + data.votes.groupby("pair_id").cumcount().to_numpy())
 data.votes["annotator"] = ["u" + str(n) for n in slot % 5000]
 votes = data.votes.merge(data.pairs[["pair_id", "scene", "image_a", "image_b"]], on="pair_id")
 votes["image_a"] = names[votes["image_a"].to_numpy()]
@@ -103,12 +109,13 @@ print(len(votes), "votes,", len(data.pairs), "pairs,", len(data.images), "images
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenes", type=int, default=1818, help="scenes of 11 images")
+    parser.add_argument("--votes-per-pair", type=int, default=10, help="votes on each pair")
     parser.add_argument("--samples", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--database", default="iqa_bench_export")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         csv_path = Path(scratch) / "votes.csv"
-        env = prepare(args.database, args.scenes, csv_path)
+        env = prepare(args.database, args.scenes, args.votes_per_pair, csv_path)
         with open(csv_path) as handle:
             rows = sum(1 for _ in handle) - 1
         wall, rss, out = run(

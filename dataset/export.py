@@ -11,18 +11,22 @@ Over 400 lines: the tables and the datasheet that describes them, kept together.
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from django.db.models import F
 from django.db.models.fields.json import KeyTextTransform
 
-from analysis.report import study_report
+from analysis.report import HUMAN_SCORE, MODEL_NAMES, study_report
+from analysis.scaling import TIE_MODELS, TIE_PARAMETER
 from analysis.selectors import study_data
 from annotation import designs
 from annotation.models import AnnotatorSession, Image, Pair, Study, Trial, Vote
@@ -119,31 +123,46 @@ def pairs_frame(study: Study, labels: pd.DataFrame) -> pd.DataFrame:
     return pairs[PAIR_COLUMNS]
 
 
-def votes_frame(study: Study, excluded: set[str]) -> pd.DataFrame:
-    # Tuples streamed from a server-side cursor, not a list of dicts: a million votes
-    # take a fraction of the memory.
-    rows = (
-        Vote.objects.filter(pair__study=study)
-        .order_by("created_at", "id")
-        .values_list(
-            "pair_id", "choice", "preferred", "response_ms", "created_at", "kind", "client_info",
-            "trial_id", "id", "pair__scene_id", "pair__scene__name", "pair__image_a__name",
-            "pair__image_b__name", "trial__a_on_left", "session__pseudonym", "late",
-            KeyTextTransform("import_source", "session__external_ids"),
+# Rows of the votes table read and written at a time: the table is streamed from a
+# server-side cursor in chunks, so memory does not grow with the votes.
+VOTES_CHUNK = 50_000
+_VOTE_SOURCE_COLUMNS = [
+    "pair_id", "choice", "preferred", "response_ms", "created_at", "kind", "client_info",
+    "trial_id", "vote_id", "scene_id", "scene_name", "image_a_name", "image_b_name",
+    "a_on_left", "annotator", "is_late", "import_source",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class VoteCounts:
+    """What the datasheet says of the votes table, summed as its chunks are written."""
+
+    votes: int = 0
+    counted: int = 0
+    gold: int = 0
+    practice: int = 0
+    late: int = 0
+    imported: int = 0
+
+    def plus(self, votes: pd.DataFrame) -> "VoteCounts":
+        gold, practice = votes["is_gold"], votes["is_practice"]
+        return VoteCounts(
+            votes=self.votes + len(votes),
+            counted=self.counted + int((~gold & ~practice).sum()),
+            gold=self.gold + int(gold.sum()),
+            practice=self.practice + int(practice.sum()),
+            late=self.late + int(votes["is_late"].sum()),
+            imported=self.imported + int(votes["imported"].sum()),
         )
-        .iterator(chunk_size=20_000)
-    )  # fmt: skip
-    columns = [
-        "pair_id", "choice", "preferred", "response_ms", "created_at", "kind", "client_info",
-        "trial_id", "vote_id", "scene_id", "scene_name", "image_a_name", "image_b_name",
-        "a_on_left", "annotator", "is_late", "import_source",
-    ]  # fmt: skip
-    votes = pd.DataFrame.from_records(rows, columns=columns).rename(
+
+
+def _votes_chunk(rows: list[tuple], references: dict[int, str], excluded: set[str]) -> pd.DataFrame:
+    votes = pd.DataFrame.from_records(rows, columns=_VOTE_SOURCE_COLUMNS).rename(
         columns=lambda c: c.removesuffix("_name")
     )
     votes["vote_id"] = votes["vote_id"].astype(str)
     votes["trial_id"] = votes["trial_id"].astype(str)
-    votes["reference"] = votes["scene_id"].map(_references(study)).astype(object).fillna("")
+    votes["reference"] = votes["scene_id"].map(references).astype(object).fillna("")
     a_on_left = votes["a_on_left"].astype(bool).to_numpy()
     votes["left_image"] = np.where(a_on_left, votes["image_a"], votes["image_b"])
     votes["right_image"] = np.where(a_on_left, votes["image_b"], votes["image_a"])
@@ -153,9 +172,75 @@ def votes_frame(study: Study, excluded: set[str]) -> pd.DataFrame:
     # Brought in by ``import_votes`` (the session's source names where from).
     votes["imported"] = votes["import_source"].notna()
     _client_columns(votes, ("device_pixel_ratio", "viewport_width", "viewport_height"))
+    # Fixed types, so every chunk writes its numbers alike (the API validates them: a
+    # float ratio, whole pixels); a missing value is empty.
+    votes["device_pixel_ratio"] = votes["device_pixel_ratio"].astype("float64")
+    for column in ("viewport_width", "viewport_height"):
+        votes[column] = votes[column].astype("Int64")
     votes["response_ms"] = votes["response_ms"].astype("Int64")
     votes["created_at"] = pd.to_datetime(votes["created_at"], utc=True)
     return votes[VOTE_COLUMNS]
+
+
+def votes_frames(
+    study: Study, excluded: set[str], *, chunk: int | None = None
+) -> Iterator[pd.DataFrame]:
+    """The votes table in frames of at most ``chunk`` rows (``VOTES_CHUNK``), oldest first
+    (then by id), read from a server-side cursor; at least one frame (empty for a study
+    without votes)."""
+    chunk = chunk or VOTES_CHUNK
+    rows = (
+        Vote.objects.filter(pair__study=study)
+        .order_by("created_at", "id")
+        .values_list(
+            "pair_id", "choice", "preferred", "response_ms", "created_at", "kind", "client_info",
+            "trial_id", "id", "pair__scene_id", "pair__scene__name", "pair__image_a__name",
+            "pair__image_b__name", "trial__a_on_left", "session__pseudonym", "late",
+            KeyTextTransform("import_source", "session__external_ids"),
+        )
+        .iterator(chunk_size=min(chunk, 20_000))
+    )  # fmt: skip
+    references = _references(study)
+    first = True
+    while (batch := list(islice(rows, chunk))) or first:
+        first = False
+        yield _votes_chunk(batch, references, excluded)
+
+
+def votes_frame(study: Study, excluded: set[str]) -> pd.DataFrame:
+    """The whole votes table as one frame (small studies, tests); the export streams it."""
+    return pd.concat(list(votes_frames(study, excluded)), ignore_index=True)
+
+
+def _write_votes(study: Study, excluded: set[str], path: Path, fmt: str) -> VoteCounts:
+    """Write the votes table to ``path`` chunk by chunk; returns its counts. CSV and JSON
+    Lines append each chunk (the bytes of the whole frame written at once); Parquet
+    writes one row group per chunk, every chunk in the first one's schema."""
+    counts = VoteCounts()
+    frames = votes_frames(study, excluded)
+    if fmt == "parquet":
+        writer = None
+        try:
+            for votes in frames:
+                counts = counts.plus(votes)
+                schema = None if writer is None else writer.schema
+                table = pa.Table.from_pandas(votes, preserve_index=False, schema=schema)
+                writer = writer or pq.ParquetWriter(path, table.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+        return counts
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        for n, votes in enumerate(frames):
+            counts = counts.plus(votes)
+            if fmt == "csv":
+                votes.to_csv(handle, index=False, header=n == 0, date_format=CSV_DATES)
+            else:
+                votes.to_json(
+                    handle, orient="records", lines=True, date_format="iso", date_unit="us"
+                )
+    return counts
 
 
 def sessions_frame(study: Study) -> pd.DataFrame:
@@ -187,9 +272,12 @@ def sessions_frame(study: Study) -> pd.DataFrame:
     return sessions[SESSION_COLUMNS]
 
 
+CSV_DATES = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
 def _write(frame: pd.DataFrame, path: Path, fmt: str) -> None:
     if fmt == "csv":
-        frame.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
+        frame.to_csv(path, index=False, date_format=CSV_DATES)
     elif fmt == "parquet":
         frame.to_parquet(path, index=False)
     else:
@@ -289,18 +377,31 @@ def write_formats(study: Study, tables: dict[str, pd.DataFrame], folder: Path) -
     return staged
 
 
+def _model_lines(report) -> list[str]:
+    """The datasheet's words on --model (nothing at the default)."""
+    if report.model not in TIE_MODELS:
+        return []
+    name, column = MODEL_NAMES[report.model], HUMAN_SCORE[report.model]
+    return [
+        f"  `{column}`, `{column}_ci_low`, `{column}_ci_high`: the {name} model's MAP scores "
+        "per scene (a similar vote a tie, not a win each way; same N(0,1) prior), with "
+        f"{TIE_PARAMETER[report.model]} = {report.tie_parameter:.4g} fitted for the study "
+        "and 95% intervals from the Laplace approximation at the MAP (S +- 1.96 sd); the "
+        "agreement's correlations use these scores."
+    ]
+
+
 def _datasheet(
-    study: Study, tables: dict[str, pd.DataFrame], report, *, formats: bool = False
+    study: Study,
+    tables: dict[str, pd.DataFrame],
+    votes: VoteCounts,
+    report,
+    *,
+    formats: bool = False,
 ) -> str:
-    votes, pairs = tables["votes"], tables["pairs"]
+    pairs = tables["pairs"]
     study_pairs = pairs[~pairs["is_gold"]]
     at_target = int((study_pairs["n_votes"] >= study_pairs["target_votes"]).sum())
-    kinds = {
-        "counted": int((~votes["is_gold"] & ~votes["is_practice"]).sum()),
-        "gold": int(votes["is_gold"].sum()),
-        "practice": int(votes["is_practice"].sum()),
-        "late": int(votes["is_late"].sum()),
-    }
     versions = ", ".join(
         f"{name} {metadata.version(name)}" for name in ("django", "pandas", "numpy", "pyarrow")
     )
@@ -326,9 +427,8 @@ def _datasheet(
         f"- scenes: {pairs['scene'].nunique()}",
         f"- pairs: {len(study_pairs)} (+ {int(pairs['is_gold'].sum())} gold pairs)",
         f"- pairs at their target: {at_target}",
-        f"- votes: {len(votes)} ({kinds['counted']} counted, {kinds['gold']} gold, "
-        f"{kinds['practice']} practice; {kinds['late']} late; "
-        f"{int(votes['imported'].sum())} imported)",
+        f"- votes: {votes.votes} ({votes.counted} counted, {votes.gold} gold, "
+        f"{votes.practice} practice; {votes.late} late; {votes.imported} imported)",
         f"- annotators: {len(tables['sessions'])} "
         f"({int(tables['sessions']['completed_at'].notna().sum())} completed)",
         "",
@@ -354,6 +454,7 @@ def _datasheet(
         "- `image_scores`: per scene, Thurstone Case V MAP scores (sum zero), scaled to "
         "0..100 per scene, and Bradley-Terry, with 95% bootstrap intervals over votes "
         f"({report.samples} resamples, seed {report.seed}).",
+        *_model_lines(report),
         "- `metric_scores`: every metric score of the study's images (FR: against the "
         "scene's reference, the reference against itself included; NR: reference empty), "
         "with `lower_better`, the `version` (pyiqa and weights) and, for a failed score, "
@@ -381,6 +482,7 @@ def study_export(
     samples: int = 1000,
     seed: int = 0,
     formats: bool = False,
+    model: str = "thurstone",
 ) -> list[WrittenTable]:
     """Write the study's tables into ``out`` (created if needed); returns what was written.
 
@@ -392,17 +494,22 @@ def study_export(
     datasheet."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    if model not in HUMAN_SCORE:  # --model: the tie model's columns in image_scores
+        raise ExportError(f"unknown model {model!r} (expected one of {', '.join(HUMAN_SCORE)})")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     step = _stepper(on_progress)
     step(0)
-    report = study_report(study_data(study), samples=samples, seed=seed)
+    # The report reads the votes compactly (``study_votes_compact``); the votes table is
+    # streamed, never held whole.
+    report = study_report(
+        study_data(study, compact_votes=True), samples=samples, seed=seed, model=model
+    )
     step(1)
     excluded = set(report.excluded["annotator"])
     tables = {
-        "votes": votes_frame(study, excluded),
         "pairs": pairs_frame(study, report.pairs),
         "sessions": sessions_frame(study),
         "annotators": report.annotators,
@@ -413,7 +520,10 @@ def study_export(
     }
     written = []
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp:
-        staged = []
+        path = Path(tmp) / f"votes.{fmt}"
+        votes = _write_votes(study, excluded, path, fmt)
+        staged = [("votes", path, votes.votes)]
+        step(1 + len(staged))
         for name, frame in tables.items():
             path = Path(tmp) / f"{name}.{fmt}"
             _write(frame, path, fmt)
@@ -422,7 +532,7 @@ def study_export(
         if formats:
             staged += write_formats(study, tables, Path(tmp))
         sheet = Path(tmp) / "README.md"
-        sheet.write_text(_datasheet(study, tables, report, formats=formats))
+        sheet.write_text(_datasheet(study, tables, votes, report, formats=formats))
         staged.append(("README", sheet, 0))
         for name, path, rows in staged:
             final = out / path.name

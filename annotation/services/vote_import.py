@@ -26,7 +26,10 @@ How imported votes live in the study:
   never given a trial.
 - Each vote has a counted trial (kind ``label``), answered when imported, so it is never a
   lease: the sweep and the newcomers' rule only look at unanswered trials. ``n_assigned``
-  is left alone: the platform still collects each pair's ``target_votes`` of its own.
+  (the assignment counter: the platform's own counted votes and live leases) is left
+  alone: the platform still collects each pair's ``target_votes`` of its own. Progress
+  (``pairs_complete``, counted votes) counts imported votes, as the labels do: a pair can
+  be complete there while assignment still offers it.
 - Sides are not known, so trials alternate ``a_on_left`` per annotator: the vote's choice
   follows, and the side-bias rule sees no bias.
 - Votes count like the platform's own in labels, image scores, quality control and
@@ -42,12 +45,13 @@ import csv
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
 from pathlib import Path
 
+import numpy as np
 from django.db import connection, transaction
 
 from annotation import clock
@@ -61,6 +65,8 @@ _RANK = {"Positive": 2, "Similar": 1, "Negative": 0}
 PREFERRED = ("a", "b", "similar")
 LONG_CSV_COLUMNS = ("scene", "image_a", "image_b", "annotator", "preferred")
 BATCH = 5000
+# Votes read, checked and written at a time.
+CHUNK = 20_000
 SOURCE_MAX = 32
 
 
@@ -251,59 +257,112 @@ def parse_diffiqa_json(
 
 @dataclass(frozen=True)
 class _Resolved:
-    annotator: int  # index into the annotators list
+    annotator: int  # index into the annotators, in order of first appearance
     pair_id: int
     preferred: str
     response_ms: int | None
 
 
-def _resolve(study: Study, parsed: Iterator[ParsedVote]) -> tuple[list[str], list[_Resolved]]:
-    """Votes in the study's pairs' terms; refuses unknown images, pairs outside the
-    design and duplicate (annotator, pair) votes."""
-    images = dict(Image.objects.filter(scene__study=study).values_list("name", "id"))
-    scene_of = dict(Image.objects.filter(scene__study=study).values_list("id", "scene__name"))
-    pairs = {}
-    for pair_id, a, b in Pair.objects.filter(study=study, gold_answer="").values_list(
-        "id", "image_a_id", "image_b_id"
-    ):
-        pairs[(a, b)] = (pair_id, False)
-        pairs[(b, a)] = (pair_id, True)
-    annotators: dict[str, int] = {}
-    seen: dict[tuple[int, int], str] = {}
-    resolved = []
-    swap = {"a": "b", "b": "a", "similar": "similar"}
+class _Resolver:
+    """Votes in the study's pairs' terms, a chunk at a time; refuses unknown images, pairs
+    outside the design and duplicate (annotator, pair) votes, each at its vote, in the
+    source's order. Holds the study's images and pairs (they grow with its pairs, not with
+    the votes) and, for the duplicates, 16 bytes a vote read: its (annotator, pair) key
+    and its position, sorted by key."""
 
-    def image_id(vote: ParsedVote, written: str) -> int:
+    def __init__(self, study: Study, reparse: Callable[[], Iterator[ParsedVote]]) -> None:
+        self.study = study
+        self.reparse = reparse
+        self.images = dict(Image.objects.filter(scene__study=study).values_list("name", "id"))
+        self.scene_of = dict(
+            Image.objects.filter(scene__study=study).values_list("id", "scene__name")
+        )
+        self.pairs: dict[tuple[int, int], tuple[int, bool]] = {}
+        for pair_id, a, b in Pair.objects.filter(study=study, gold_answer="").values_list(
+            "id", "image_a_id", "image_b_id"
+        ):
+            self.pairs[(a, b)] = (pair_id, False)
+            self.pairs[(b, a)] = (pair_id, True)
+        self.annotators: dict[str, int] = {}
+        self.keys = np.empty(0, dtype=np.int64)
+        self.positions = np.empty(0, dtype=np.int64)
+        self.count = 0
+
+    def _image_id(self, vote: ParsedVote, written: str) -> int:
         for name in (written, f"{vote.scene}/{written}"):
-            if name in images and (not vote.scene or scene_of[images[name]] == vote.scene):
-                return images[name]
+            image = self.images.get(name)
+            if image is not None and (not vote.scene or self.scene_of[image] == vote.scene):
+                return image
         raise VoteImportError(
             f"{vote.origin}: unknown image {written!r} in scene {vote.scene!r} of study "
-            f"{study.slug!r}"
+            f"{self.study.slug!r}"
         )
 
-    for vote in parsed:
+    def _one(self, vote: ParsedVote) -> _Resolved:
         if not vote.annotator:
             raise VoteImportError(f"{vote.origin}: empty annotator")
-        a, b = image_id(vote, vote.image_a), image_id(vote, vote.image_b)
-        if (a, b) not in pairs:
+        a, b = self._image_id(vote, vote.image_a), self._image_id(vote, vote.image_b)
+        if (a, b) not in self.pairs:
             raise VoteImportError(
                 f"{vote.origin}: {vote.image_a} vs {vote.image_b} is not a pair of the "
-                f"study's {study.design} design"
+                f"study's {self.study.design} design"
             )
-        pair_id, swapped = pairs[(a, b)]
-        who = annotators.setdefault(vote.annotator, len(annotators))
-        if (who, pair_id) in seen:
-            raise VoteImportError(
-                f"{vote.origin}: annotator {vote.annotator!r} already voted on this pair "
-                f"({seen[(who, pair_id)]})"
-            )
-        seen[(who, pair_id)] = vote.origin
-        preferred = swap[vote.preferred] if swapped else vote.preferred
-        resolved.append(_Resolved(who, pair_id, preferred, vote.response_ms))
-    if not resolved:
-        raise VoteImportError("no votes found in the source")
-    return list(annotators), resolved
+        pair_id, swapped = self.pairs[(a, b)]
+        who = self.annotators.setdefault(vote.annotator, len(self.annotators))
+        preferred = _SWAP[vote.preferred] if swapped else vote.preferred
+        return _Resolved(who, pair_id, preferred, vote.response_ms)
+
+    def chunk(self, batch: list[ParsedVote]) -> list[_Resolved]:
+        """The chunk's votes resolved; the first fault in the source's order refused."""
+        resolved: list[_Resolved] = []
+        try:
+            for vote in batch:
+                resolved.append(self._one(vote))
+        except VoteImportError:
+            self._refuse_duplicate(batch, resolved)  # an earlier duplicate comes first
+            raise
+        self._refuse_duplicate(batch, resolved)
+        keys = self._keys(resolved)
+        order = np.argsort(keys, kind="stable")
+        at = np.searchsorted(self.keys, keys[order])
+        self.keys = np.insert(self.keys, at, keys[order])
+        self.positions = np.insert(self.positions, at, self.count + order)
+        self.count += len(resolved)
+        return resolved
+
+    @staticmethod
+    def _keys(resolved: list[_Resolved]) -> np.ndarray:
+        who = np.fromiter((vote.annotator for vote in resolved), np.int64, len(resolved))
+        pair = np.fromiter((vote.pair_id for vote in resolved), np.int64, len(resolved))
+        return (who << 32) | pair
+
+    def _refuse_duplicate(self, batch: list[ParsedVote], resolved: list[_Resolved]) -> None:
+        if not resolved:
+            return
+        keys = self._keys(resolved)
+        at = np.searchsorted(self.keys, keys)
+        earlier = np.full(len(keys), -1, dtype=np.int64)  # position of the earlier vote
+        found = at < len(self.keys)
+        found[found] = self.keys[at[found]] == keys[found]
+        earlier[found] = self.positions[at[found]]
+        _, first = np.unique(keys, return_inverse=False, return_index=True)
+        first_of = dict(zip(keys[first].tolist(), first.tolist(), strict=True))
+        repeated = np.array([first_of[key] != i for i, key in enumerate(keys.tolist())])
+        faults = np.flatnonzero(found | repeated)
+        if not len(faults):
+            return
+        i = int(faults[0])
+        if found[i]:
+            origin = next(islice(self.reparse(), int(earlier[i]), None)).origin
+        else:
+            origin = batch[first_of[int(keys[i])]].origin
+        vote = batch[i]
+        raise VoteImportError(
+            f"{vote.origin}: annotator {vote.annotator!r} already voted on this pair ({origin})"
+        )
+
+
+_SWAP = {"a": "b", "b": "a", "similar": "similar"}
 
 
 def votes_import(
@@ -315,7 +374,12 @@ def votes_import(
     names: Path | None = None,
     now: datetime | None = None,
 ) -> VoteImportResult:
-    """Import the votes in ``source`` into ``study``, all or nothing (see the module)."""
+    """Import the votes in ``source`` into ``study``, all or nothing (see the module).
+
+    The source is read, checked and written a chunk at a time inside one transaction, so
+    memory does not grow with the votes (but for 16 bytes a vote to find duplicates). The
+    study's row is locked first, so two imports into one study run one after the other
+    and a source name is imported once even when both start together."""
     if fmt not in FORMATS:
         raise VoteImportError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
     if study.design not in _designs(fmt):
@@ -329,63 +393,113 @@ def votes_import(
     source_name = source_name or fmt
     if len(source_name) > SOURCE_MAX:
         raise VoteImportError(f"source name {source_name!r} is longer than {SOURCE_MAX}")
-    if AnnotatorSession.objects.filter(
-        study=study, external_ids__import_source=source_name
-    ).exists():
-        raise VoteImportError(
-            f"votes from source {source_name!r} were already imported into {study.slug!r}; "
-            "name this import with another --source"
-        )
     mapping = "images by name"
     if fmt == "long-csv":
-        parsed = parse_long_csv(source)
+        _readable(source)
+
+        def parse() -> Iterator[ParsedVote]:
+            return parse_long_csv(source)
+
     elif fmt == "sriqa-json":
-        parsed = parse_sriqa_json(source)
+
+        def parse() -> Iterator[ParsedVote]:
+            return parse_sriqa_json(source)
+
     else:
         name_map = read_name_map(names) if names is not None else None
-        parsed = parse_diffiqa_json(source, study, name_map)
+
+        def parse() -> Iterator[ParsedVote]:
+            return parse_diffiqa_json(source, study, name_map)
+
         mapping = (
             f"images by the name map {names.name}"
             if names is not None
             else "images by index: <idx> counts the scene's test images by file name from 0"
         )
-    annotators, votes = _resolve(study, parsed)
     now = now or clock.now()
-    _write(study, annotators, votes, source_name, now)
-    return VoteImportResult(
-        votes=len(votes), annotators=len(annotators), source=source_name, mapping=mapping
-    )
-
-
-@transaction.atomic
-def _write(
-    study: Study, annotators: list[str], votes: list[_Resolved], source: str, now: datetime
-) -> None:
-    counts = [0] * len(annotators)
-    for vote in votes:
-        counts[vote.annotator] += 1
-    sessions = AnnotatorSession.objects.bulk_create(
-        [
-            AnnotatorSession(
-                study=study,
-                source=source,
-                external_ids={"import_source": source, "import_annotator": annotator},
-                created_at=now,
-                completed_at=now,
-                n_done=count,
-                n_issued=count,
+    with transaction.atomic():
+        # No key update: sessions opening meanwhile (a key share on the study) go on.
+        list(Study.objects.select_for_update(no_key=True).filter(pk=study.pk).values("pk"))
+        if AnnotatorSession.objects.filter(
+            study=study, external_ids__import_source=source_name
+        ).exists():
+            raise VoteImportError(
+                f"votes from source {source_name!r} were already imported into "
+                f"{study.slug!r}; name this import with another --source"
             )
-            for annotator, count in zip(annotators, counts, strict=True)
-        ],
-        batch_size=BATCH,
-    )
-    rows = _rows(votes, [session.pk for session in sessions], now)
+        resolver = _Resolver(study, parse)
+        writer = _Writer(study, source_name, now)
+        parsed = parse()
+        while batch := list(islice(parsed, CHUNK)):
+            votes = resolver.chunk(batch)
+            _write_chunk(writer, list(resolver.annotators), votes)
+        if not resolver.count:
+            raise VoteImportError("no votes found in the source")
+        writer.finish()
+    return VoteImportResult(
+        votes=resolver.count, annotators=len(resolver.annotators), source=source_name,
+        mapping=mapping,
+    )  # fmt: skip
+
+
+class _Writer:
+    """Sessions, trials and votes written as the chunks come: a session when its
+    annotator first appears (its counts set at the end), each vote with a counted trial
+    at ``now`` plus its position in microseconds (the export orders votes by time), sides
+    alternating per annotator."""
+
+    def __init__(self, study: Study, source: str, now: datetime) -> None:
+        self.study, self.source, self.now = study, source, now
+        self.sessions: list[AnnotatorSession] = []
+        self.done: list[int] = []  # votes written per annotator
+        self.count = 0
+
+    def open_sessions(self, annotators: list[str]) -> None:
+        new = annotators[len(self.sessions) :]
+        self.sessions += AnnotatorSession.objects.bulk_create(
+            [
+                AnnotatorSession(
+                    study=self.study,
+                    source=self.source,
+                    external_ids={"import_source": self.source, "import_annotator": name},
+                    created_at=self.now,
+                    completed_at=self.now,
+                )
+                for name in new
+            ],
+            batch_size=BATCH,
+        )
+        self.done += [0] * len(new)
+
+    def rows(self, votes: list[_Resolved]) -> list[tuple]:
+        """(trial id, session id, pair id, ordinal, a_on_left, time, vote) per vote."""
+        rows = []
+        for vote in votes:
+            position = self.done[vote.annotator]
+            self.done[vote.annotator] += 1
+            when = self.now + timedelta(microseconds=self.count)
+            self.count += 1
+            rows.append((uuid.uuid4(), self.sessions[vote.annotator].pk, vote.pair_id, position,
+                         position % 2 == 0, when, vote))  # fmt: skip
+        return rows
+
+    def finish(self) -> None:
+        for session, done in zip(self.sessions, self.done, strict=True):
+            session.n_done = session.n_issued = done
+        AnnotatorSession.objects.bulk_update(self.sessions, ["n_done", "n_issued"], batch_size=1000)
+
+
+def _write_chunk(writer: _Writer, annotators: list[str], votes: list[_Resolved]) -> None:
+    writer.open_sessions(annotators)
+    rows = writer.rows(votes)
     if statements.use_fast_path():
         _copy_rows(rows)
         return
-    while batch := list(islice(rows, BATCH)):
+    for start in range(0, len(rows), BATCH):
         trials, answers = [], []
-        for trial_id, session_id, pair_id, ordinal, a_on_left, when, vote in batch:
+        for trial_id, session_id, pair_id, ordinal, a_on_left, when, vote in rows[
+            start : start + BATCH
+        ]:
             trial = Trial(
                 id=trial_id, session_id=session_id, pair_id=pair_id, kind=Trial.Kind.LABEL,
                 ordinal=ordinal, a_on_left=a_on_left, issued_at=when, lease_expires_at=when,
@@ -408,19 +522,6 @@ def _choice(preferred: str, a_on_left: bool) -> str:
     return "left" if (preferred == "a") == a_on_left else "right"
 
 
-def _rows(votes: list[_Resolved], session_ids: list[int], now: datetime) -> Iterator[tuple]:
-    """(trial id, session id, pair id, ordinal, a_on_left, time, vote) per vote, in the
-    input's order (the export orders votes by time, so each gets its own microsecond);
-    sides alternate per annotator."""
-    ordinal = [0] * len(session_ids)
-    for n, vote in enumerate(votes):
-        position = ordinal[vote.annotator]
-        ordinal[vote.annotator] += 1
-        when = now + timedelta(microseconds=n)
-        yield (uuid.uuid4(), session_ids[vote.annotator], vote.pair_id, position,
-               position % 2 == 0, when, vote)  # fmt: skip
-
-
 TRIAL_COPY = (
     "COPY annotation_trial (id, session_id, pair_id, kind, ordinal, a_on_left, issued_at, "
     "lease_expires_at, answered_at, released) FROM STDIN"
@@ -431,21 +532,19 @@ VOTE_COPY = (
 )
 
 
-def _copy_rows(rows: Iterator[tuple]) -> None:
-    """PostgreSQL: trials, then votes, streamed with COPY (a million rows in seconds)."""
-    kept = []
+def _copy_rows(rows: list[tuple]) -> None:
+    """PostgreSQL: a chunk's trials, then its votes, streamed with COPY."""
     with connection.cursor() as cursor:
         with cursor.cursor.copy(TRIAL_COPY) as copy:
-            for trial_id, session_id, pair_id, ordinal, a_on_left, when, vote in rows:
+            for trial_id, session_id, pair_id, ordinal, a_on_left, when, _ in rows:
                 copy.write_row(
                     (trial_id, session_id, pair_id, "label", ordinal, a_on_left, when, when,
                      when, False)
                 )  # fmt: skip
-                kept.append((trial_id, session_id, pair_id, _choice(vote.preferred, a_on_left),
-                             vote.preferred, vote.response_ms, when))  # fmt: skip
         with cursor.cursor.copy(VOTE_COPY) as copy:
-            for trial_id, session_id, pair_id, choice, preferred, response_ms, when in kept:
+            for trial_id, session_id, pair_id, _, a_on_left, when, vote in rows:
                 copy.write_row(
-                    (uuid.uuid4(), trial_id, session_id, pair_id, "label", choice, preferred,
-                     False, response_ms, "{}", when)
+                    (uuid.uuid4(), trial_id, session_id, pair_id, "label",
+                     _choice(vote.preferred, a_on_left), vote.preferred, False,
+                     vote.response_ms, "{}", when)
                 )  # fmt: skip
