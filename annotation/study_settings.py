@@ -327,6 +327,9 @@ def web_url_allowed(url: str) -> bool:
     except ValidationError:
         return False
     parts = urlsplit(url)
+    if "\\" in url or parts.username is not None or parts.password is not None:
+        # Browsers read "http://evil.example\\@localhost/" as evil.example; no user info.
+        return False
     if parts.scheme.lower() == "https":
         return True
     host = parts.hostname or ""  # lower case, an IPv6 address without its brackets

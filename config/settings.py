@@ -330,6 +330,8 @@ IQA_SCORE_RETRY_BACKOFF_MAX = int(os.environ.get("IQA_SCORE_RETRY_BACKOFF_MAX", 
 IQA_SCORE_STALE_SECONDS = int(os.environ.get("IQA_SCORE_STALE_SECONDS", "1800"))
 # A running import or export job silent this long has lost its worker: it is failed.
 IQA_JOB_STALE_SECONDS = int(os.environ.get("IQA_JOB_STALE_SECONDS", "1800"))
+# A running job's worker touches it this often (its sign of life for the sweep).
+IQA_JOB_HEARTBEAT_SECONDS = float(os.environ.get("IQA_JOB_HEARTBEAT_SECONDS", "60"))
 # An export whose worker stopped this many times is failed, not run again.
 IQA_JOB_MAX_ATTEMPTS = int(os.environ.get("IQA_JOB_MAX_ATTEMPTS", "3"))
 CELERY_BEAT_SCHEDULE = {

@@ -43,7 +43,7 @@ def csp_replace(**directives: Sequence[str]) -> Callable:
             f"(expected one of {', '.join(DEFAULT_POLICY)})"
         )
     for name, sources in replaced.items():
-        if not sources or any(not s or any(c in s for c in ";,\r\n") for s in sources):
+        if not sources or any(not s or any(c in s for c in ";, \t\r\n") for s in sources):
             raise ValueError(f"{name}: each source must be one non-empty token, not {sources!r}")
 
     def decorate(view: Callable) -> Callable:

@@ -12,8 +12,12 @@ from frontend.presenters import study_example
 logger = logging.getLogger(__name__)
 
 # Where MTurk sends a HIT's answers (its turkSubmitTo): the only hosts the completion
-# page's form posts to, and the only ones that may show the annotator page in a frame.
+# page's form posts to.
 MTURK_ORIGINS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
+# The pages that show a HIT's external question in a frame: the worker site
+# (worker.mturk.com; workersandbox.mturk.com is both for the sandbox) and the requester
+# site's preview. The only ones that may frame the annotator page.
+MTURK_FRAME_ORIGINS = ("https://worker.mturk.com", *MTURK_ORIGINS)
 
 GENERIC_CONSENT = """\
 In this study you compare images and say which looks better. It takes about {minutes} \
@@ -47,7 +51,7 @@ def mturk_submit_url(request: HttpRequest) -> str | None:
 # MTurk shows the page in a frame: frame-ancestors (not X-Frame-Options) says who may.
 @xframe_options_exempt
 @csp_replace(
-    frame_ancestors=("'self'", *MTURK_ORIGINS),
+    frame_ancestors=("'self'", *MTURK_FRAME_ORIGINS),
     form_action=("'self'", *MTURK_ORIGINS),
 )
 def annotate(request: HttpRequest, slug: str) -> HttpResponse:

@@ -645,16 +645,22 @@ class Fetcher:
         snapshot = staging / "snapshots" / commit
         (staging / "refs").mkdir(parents=True, exist_ok=True)
         (staging / "refs" / revision).write_text(commit)
-        blobs = {}
-        for name, entry in sorted(files.items()):
-            inside = name.split("/", 5)[5]
-            if name.split("/")[4] != commit:
-                continue  # another snapshot of the repository in the mirror
+        wanted = {}
+        for name, entry in sorted(files.items()):  # every entry checked before any download
+            parts = name.split("/", 5)
             blob_name = entry.get("blob")
-            if not _is_relative_inside(inside) or (blob_name and not _is_plain_name(blob_name)):
+            if (
+                len(parts) < 6
+                or not _is_relative_inside(parts[5])
+                or (blob_name and not _is_plain_name(blob_name))
+            ):
                 raise FetchFailed(
                     item.file, f"the mirror's index names a path outside the snapshot: {name!r}"
                 )
+            if parts[4] == commit:  # else another snapshot of the repository in the mirror
+                wanted[name] = (parts[5], entry, blob_name)
+        blobs = {}
+        for name, (inside, entry, blob_name) in wanted.items():
             target = snapshot / inside
             partial = download(
                 mirror_url(self.mirror, name), target, size=entry.get("size"),

@@ -23,7 +23,7 @@ from annotation.errors import BrokerUnavailable
 from annotation.models import Study
 from core.errors import DomainError
 from dataset.export import EXPORT_STEPS, FORMATS, study_export
-from workspace.jobs import job_finish, job_progress
+from workspace.jobs import job_finish, job_heartbeat, job_progress
 from workspace.models import ExportJob
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,10 @@ def export_job_run(*, job_id) -> ExportJob | None:
     final = export_path(job)
     final.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{job.pk}-") as scratch:
+        with (
+            job_heartbeat(ExportJob, job.pk),
+            tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{job.pk}-") as scratch,
+        ):
             tables = Path(scratch) / "tables"
             written = study_export(
                 study=job.study, out=tables, fmt=job.format, on_progress=progress, formats=True

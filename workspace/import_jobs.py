@@ -27,7 +27,7 @@ from annotation.services import study_import
 from annotation.study_settings import SETTINGS, study_settings_validate
 from core.errors import DomainError
 from workspace.errors import NotAllowed, SlugTaken, UploadRefused
-from workspace.jobs import job_finish, job_progress
+from workspace.jobs import job_finish, job_heartbeat, job_progress
 from workspace.models import ImportJob
 from workspace.zips import source_find, zip_extract
 
@@ -188,25 +188,26 @@ def import_job_run(*, job_id) -> ImportJob | None:
     work = Path(settings.IQA_UPLOAD_DIR) / f"job-{job.pk}"
     progress = _Progress(job.pk)
     try:
-        if job.upload:
-            work.mkdir(parents=True, exist_ok=False)
-            zip_extract(
-                Path(job.upload),
-                work,
-                max_bytes=settings.IQA_UPLOAD_MAX_UNCOMPRESSED,
-                max_members=settings.IQA_UPLOAD_MAX_MEMBERS,
+        with job_heartbeat(ImportJob, job.pk):
+            if job.upload:
+                work.mkdir(parents=True, exist_ok=False)
+                zip_extract(
+                    Path(job.upload),
+                    work,
+                    max_bytes=settings.IQA_UPLOAD_MAX_UNCOMPRESSED,
+                    max_members=settings.IQA_UPLOAD_MAX_MEMBERS,
+                )
+                source = source_find(work)
+            else:
+                source = server_folder_resolve(name=job.server_folder)
+            result = study_import(
+                source=source,
+                slug=job.slug,
+                owner=job.owner,
+                on_total=progress.on_total,
+                on_image=progress.on_image,
+                **job.options,
             )
-            source = source_find(work)
-        else:
-            source = server_folder_resolve(name=job.server_folder)
-        result = study_import(
-            source=source,
-            slug=job.slug,
-            owner=job.owner,
-            on_total=progress.on_total,
-            on_image=progress.on_image,
-            **job.options,
-        )
     except (DomainError, StudyImportError) as exc:
         return _finish(
             job, error=_without(str(exc), work), done=progress.done, total=progress.total

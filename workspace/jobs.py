@@ -3,17 +3,23 @@ stopped.
 
 A worker killed mid-job (out of memory, a deploy, a lost machine) leaves its job
 "running" with nobody running it: an import's slug stays blocked, an export's page spins.
-``jobs_sweep`` (the beat runs it) fails a running job that has written no progress for
-``IQA_JOB_STALE_SECONDS``, saying so, and removes an import's upload; the researcher
+While a job runs, its worker touches it every ``IQA_JOB_HEARTBEAT_SECONDS``
+(``job_heartbeat``); ``jobs_sweep`` (the beat runs it) fails a running job silent for
+``IQA_JOB_STALE_SECONDS``, saying so, and removes what it left on disk; the researcher
 starts it again. An export's task is redelivered when its worker is lost; each run counts
 an attempt, and a job whose worker stopped ``IQA_JOB_MAX_ATTEMPTS`` times is failed
 instead of being run forever (an export too big for the worker's memory).
 """
 
+import contextlib
+import shutil
+import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Model
 from django.utils import timezone
 
@@ -33,6 +39,44 @@ def job_progress(model: type[Model], job_id, *, done: int, total: int) -> None:
     model.objects.filter(pk=job_id).update(done=done, total=total, updated_at=timezone.now())
 
 
+@contextlib.contextmanager
+def job_heartbeat(model: type[Model], job_id) -> Iterator[None]:
+    """While the body runs, a thread of the worker touches the job every
+    ``IQA_JOB_HEARTBEAT_SECONDS``: a long silent step (the report's bootstrap, a big
+    table) is not taken for a stopped worker. A killed worker's heartbeat stops with it."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(settings.IQA_JOB_HEARTBEAT_SECONDS):
+                model.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
+                    updated_at=timezone.now()
+                )
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _scratch_remove(job: Job) -> None:
+    """What a stopped worker left of the job: an import's upload and unpacked folder, an
+    export's scratch folder (the import's stored image files are shared by content and
+    stay; a later import that needs them reuses them)."""
+    if isinstance(job, ImportJob):
+        if job.upload:
+            Path(job.upload).unlink(missing_ok=True)
+        shutil.rmtree(Path(settings.IQA_UPLOAD_DIR) / f"job-{job.pk}", ignore_errors=True)
+    else:
+        for scratch in Path(settings.IQA_EXPORT_DIR).glob(f".{job.pk}-*"):
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
 def jobs_sweep() -> int:
     """Fail every running job silent for ``IQA_JOB_STALE_SECONDS``; how many it failed."""
     stale = timezone.now() - timedelta(seconds=settings.IQA_JOB_STALE_SECONDS)
@@ -47,13 +91,19 @@ def jobs_sweep() -> int:
             "nothing was imported: start the import again",
             updated_at=timezone.now(),
         )
-        if claimed and job.upload:
-            Path(job.upload).unlink(missing_ok=True)
+        if claimed:
+            _scratch_remove(job)
         failed += claimed
-    failed += ExportJob.objects.filter(status=Job.Status.RUNNING, updated_at__lt=stale).update(
-        status=Job.Status.FAILED,
-        error=f"the worker stopped while building the export (no progress for {minutes} min); "
-        "start the export again",
-        updated_at=timezone.now(),
-    )
+    for job in ExportJob.objects.filter(status=Job.Status.RUNNING, updated_at__lt=stale):
+        claimed = ExportJob.objects.filter(
+            pk=job.pk, status=Job.Status.RUNNING, updated_at__lt=stale
+        ).update(
+            status=Job.Status.FAILED,
+            error=f"the worker stopped while building the export (no progress for {minutes} "
+            "min); start the export again",
+            updated_at=timezone.now(),
+        )
+        if claimed:
+            _scratch_remove(job)
+        failed += claimed
     return failed

@@ -67,6 +67,8 @@ LONG_CSV_COLUMNS = ("scene", "image_a", "image_b", "annotator", "preferred")
 BATCH = 5000
 # Votes read, checked and written at a time.
 CHUNK = 20_000
+# The namespace of the advisory lock that serialises imports into one study.
+LOCK_NAMESPACE = 17_001
 SOURCE_MAX = 32
 
 
@@ -418,8 +420,12 @@ def votes_import(
         )
     now = now or clock.now()
     with transaction.atomic():
-        # No key update: sessions opening meanwhile (a key share on the study) go on.
-        list(Study.objects.select_for_update(no_key=True).filter(pk=study.pk).values("pk"))
+        # Imports into one study one after the other: an advisory lock for the transaction
+        # (not the study's row, which a settings change or closing the study must be able
+        # to update during a long import). SQLite has one writer: no lock needed.
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, study.pk])
         if AnnotatorSession.objects.filter(
             study=study, external_ids__import_source=source_name
         ).exists():

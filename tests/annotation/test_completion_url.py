@@ -34,6 +34,10 @@ REFUSED = [
     "http://localhost.example.com/x",
     "ftp://example.org/x",
     "//example.org/x",
+    # Browsers go to evil.example; Python's parser would see localhost.
+    "http://evil.example\\@localhost/",
+    "http://evil.example%5C@localhost/",
+    "https://user:secret@example.org/x",
 ]
 
 

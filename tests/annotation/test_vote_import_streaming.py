@@ -109,7 +109,8 @@ def _waiting_on_a_lock() -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            "AND wait_event_type = 'Lock' AND wait_event = 'advisory' "
+            "AND pid <> pg_backend_pid()"
         )
         return cursor.fetchone()[0] > 0
 

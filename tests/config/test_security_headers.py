@@ -12,6 +12,8 @@ from tests.factories import LiveStudyFactory
 pytestmark = pytest.mark.django_db
 
 MTURK = "https://www.mturk.com https://workersandbox.mturk.com"
+# Live HITs are shown in a frame on the worker site; the sandbox's worker site is its host.
+MTURK_FRAMES = f"https://worker.mturk.com {MTURK}"
 
 
 def policy(response) -> dict[str, str]:
@@ -39,7 +41,7 @@ def test_the_annotator_page_may_be_framed_by_mturk_and_post_to_it():
     response = Client().get(f"/annotate/{study.slug}/?workerId=W&assignmentId=A&hitId=H")
     assert response.status_code == 200
     directives = assert_common(response)
-    assert directives["frame-ancestors"] == f"'self' {MTURK}"
+    assert directives["frame-ancestors"] == f"'self' {MTURK_FRAMES}"
     assert directives["form-action"] == f"'self' {MTURK}"
     # frame-ancestors governs: X-Frame-Options would keep MTurk's frame empty.
     assert "X-Frame-Options" not in response
@@ -48,7 +50,7 @@ def test_the_annotator_page_may_be_framed_by_mturk_and_post_to_it():
 def test_a_missing_study_is_the_annotator_page_too():
     response = Client().get("/annotate/nope/")
     assert response.status_code == 404
-    assert policy(response)["frame-ancestors"] == f"'self' {MTURK}"
+    assert policy(response)["frame-ancestors"] == f"'self' {MTURK_FRAMES}"
 
 
 @pytest.mark.parametrize(
@@ -85,3 +87,5 @@ def test_a_view_replaces_only_known_directives_with_plain_sources():
         csp_replace(form_action=["'self'; script-src *"])
     with pytest.raises(ValueError, match="form-action: each source must be one non-empty"):
         csp_replace(form_action=[])
+    with pytest.raises(ValueError, match="script-src: each source must be one non-empty"):
+        csp_replace(script_src=["'self' 'unsafe-inline'"])

@@ -8,9 +8,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from tests.conftest import wait_until
 from tests.factories import StudyFactory
 from workspace import import_jobs, tasks
-from workspace.jobs import job_progress
+from workspace.jobs import job_heartbeat, job_progress
 from workspace.models import ExportJob, ImportJob
 
 pytestmark = pytest.mark.django_db
@@ -29,9 +30,13 @@ def silent_for(job, seconds: float) -> None:
 
 def test_a_silent_import_is_failed_its_upload_removed_and_its_slug_free(ada, tmp_path, settings):
     settings.IQA_JOB_STALE_SECONDS = 600
+    settings.IQA_UPLOAD_DIR = tmp_path / "uploads"
     upload = tmp_path / "upload.zip"
     upload.write_bytes(b"PK")
     stuck = ImportJob.objects.create(owner=ada, slug="pilot", upload=str(upload))
+    unpacked = settings.IQA_UPLOAD_DIR / f"job-{stuck.pk}" / "scene"
+    unpacked.mkdir(parents=True)
+    (unpacked / "a.png").write_bytes(b"x")
     silent_for(stuck, 601)
     alive = ImportJob.objects.create(owner=ada, slug="other", upload="")
     silent_for(alive, 700)
@@ -47,15 +52,19 @@ def test_a_silent_import_is_failed_its_upload_removed_and_its_slug_free(ada, tmp
         "start the import again"
     )
     assert not upload.exists()
+    assert not (settings.IQA_UPLOAD_DIR / f"job-{stuck.pk}").exists()
     # The slug is no longer held by an import under way.
     assert import_jobs.import_options_check(slug="pilot", options={"design": "pairwise"})
     assert tasks.jobs_sweep() == 0
 
 
-def test_a_silent_export_is_failed_and_a_finished_job_is_left_alone(ada, settings):
+def test_a_silent_export_is_failed_and_a_finished_job_is_left_alone(ada, settings, tmp_path):
     settings.IQA_JOB_STALE_SECONDS = 600
+    settings.IQA_EXPORT_DIR = tmp_path / "exports"
     study = StudyFactory(owner=ada)
     stuck = ExportJob.objects.create(owner=ada, study=study, format="csv")
+    scratch = settings.IQA_EXPORT_DIR / f".{stuck.pk}-k2j4" / "tables"
+    scratch.mkdir(parents=True)
     silent_for(stuck, 601)
     done = ExportJob.objects.create(owner=ada, study=study, format="csv", status="done")
     ExportJob.objects.filter(pk=done.pk).update(updated_at=timezone.now() - timedelta(days=1))
@@ -66,4 +75,25 @@ def test_a_silent_export_is_failed_and_a_finished_job_is_left_alone(ada, setting
     done.refresh_from_db()
     assert stuck.status == "failed"
     assert stuck.error.startswith("the worker stopped while building the export")
+    assert list(settings.IQA_EXPORT_DIR.iterdir()) == []
     assert done.status == "done"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_silent_step_keeps_its_job_alive_through_the_heartbeat(ada, settings):
+    """A step that writes no progress (the report's bootstrap) is not taken for a stopped
+    worker: the worker's heartbeat touches the running job while it works."""
+    settings.IQA_JOB_STALE_SECONDS = 600
+    settings.IQA_JOB_HEARTBEAT_SECONDS = 0.05
+    job = ImportJob.objects.create(owner=ada, slug="long", upload="")
+    silent_for(job, 3600)
+    with job_heartbeat(ImportJob, job.pk):
+        wait_until(
+            lambda: (
+                ImportJob.objects.get(pk=job.pk).updated_at > timezone.now() - timedelta(seconds=60)
+            ),
+            timeout=30,
+            what="the heartbeat",
+        )
+        assert tasks.jobs_sweep() == 0
+    assert ImportJob.objects.get(pk=job.pk).status == "running"
