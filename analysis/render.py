@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.report import MIN_PAIRS, Report
+from analysis.report import HUMAN_SCORE, MIN_PAIRS, MODEL_NAMES, Report
+from analysis.scaling import TIE_MODELS, TIE_PARAMETER
 
 
 def _clean(value):
@@ -25,7 +26,9 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 
 def report_dict(report: Report) -> dict:
-    """The report as JSON-ready data (NaN as null)."""
+    """The report as JSON-ready data (NaN as null); with a --model other than thurstone,
+    also ``scaling`` (the model, the human score column, the tie parameter) and, for a
+    tie model, ``image_scores`` (both scales side by side)."""
     return {
         "study": report.slug,
         "design": report.design,
@@ -49,6 +52,20 @@ def report_dict(report: Report) -> dict:
         # delta curve per metric ({metric: [{delta, accuracy, n_pairs}, ...]}).
         "delta_calibration": _records(report.calibration),
         "delta_curves": report.delta_curves,
+        **_model_dict(report),
+    }
+
+
+def _model_dict(report: Report) -> dict:
+    if report.model == "thurstone":
+        return {}
+    scaling = {"model": report.model, "human_score": HUMAN_SCORE[report.model]}
+    if report.model not in TIE_MODELS:
+        return {"scaling": scaling}
+    scaling[TIE_PARAMETER[report.model]] = _clean(report.tie_parameter)
+    return {
+        "scaling": scaling,
+        "image_scores": _records(report.image_scores.drop(columns="image_id")),
     }
 
 
@@ -117,8 +134,13 @@ def report_text(report: Report) -> str:
     lines.append(
         f"Accuracy with the A-FINE rule (delta 0), 95% bootstrap intervals "
         f"({report.samples} resamples); 2AFC on pairs with a clear preference; SRCC, KRCC, "
-        "PLCC against Thurstone scores within scenes, averaged over scenes."
+        f"PLCC against {MODEL_NAMES[report.model]} scores within scenes, averaged over scenes."
     )
+    if report.model in TIE_MODELS:
+        lines.append(
+            f"{MODEL_NAMES[report.model]} scores take a similar vote as a tie; "
+            f"{TIE_PARAMETER[report.model]} = {report.tie_parameter:.4g} for the study."
+        )
     main = [s for s in table["subset"].unique() if not s.startswith("condition:")]
     for title, subsets, extra in (
         ("", main, True),

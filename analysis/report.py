@@ -52,6 +52,10 @@ class Report:
         default_factory=lambda: pd.DataFrame(columns=CALIBRATION_COLUMNS)
     )
     delta_curves: dict = field(default_factory=dict)
+    # --model: the human score the correlations use (HUMAN_SCORE); a tie model adds its
+    # columns to image_scores and its tie parameter (nu or tau) here.
+    model: str = "thurstone"
+    tie_parameter: float = np.nan
 
     @property
     def excluded(self) -> pd.DataFrame:
@@ -195,6 +199,71 @@ def image_scores(
     ].reset_index(drop=True)  # fmt: skip
 
 
+# The human score each --model names: its column in image_scores, which the agreement's
+# SRCC, KRCC and PLCC are computed against.
+HUMAN_SCORE = {
+    "thurstone": "thurstone",
+    "bradley-terry": "bradley_terry",
+    "davidson": "davidson",
+    "thurstone-ties": "thurstone_ties",
+}
+MODEL_NAMES = {
+    "thurstone": "Thurstone",
+    "bradley-terry": "Bradley-Terry",
+    "davidson": "Davidson",
+    "thurstone-ties": "Thurstone-with-ties",
+}
+
+
+def tie_scores(
+    study_pairs: pd.DataFrame, model: str, *, intervals: bool
+) -> tuple[pd.DataFrame, float]:
+    """A tie model's MAP scores of every compared image (a similar vote a tie, not two
+    wins), with 95% intervals (``intervals``; the Laplace approximation at the MAP,
+    ``scaling.tie_intervals``, which covers where the percentile bootstrap falls short),
+    and its tie parameter, one for the study: ((scene, image_id, <model>, <model>_ci_low,
+    <model>_ci_high), nu or tau). The rows are in ``image_scores``' order."""
+    column = HUMAN_SCORE[model]
+    layout, ia, ib = _scene_layout(study_pairs)
+    scene_codes, scene_names = pd.factorize(layout["scene"], sort=True)
+    sizes = np.bincount(scene_codes, minlength=len(scene_names))
+    pair_scene = pd.Series(np.arange(len(scene_names)), index=scene_names)[
+        study_pairs["scene"]
+    ].to_numpy()
+    n_a, n_s, n_b = (study_pairs[c].to_numpy() for c in ("n_a", "n_similar", "n_b"))
+    local = layout["local"].to_numpy()
+    out = layout[["scene", "image_id"]].copy()
+    values = np.zeros(len(layout))
+    lows, highs = np.full(len(layout), np.nan), np.full(len(layout), np.nan)
+    parameter = np.nan
+    if len(layout):
+        wins, ties, members = [], [], []
+        for k in np.unique(sizes):
+            scenes_k = np.flatnonzero(sizes == k)
+            slot = np.full(len(scene_names), -1)
+            slot[scenes_k] = np.arange(len(scenes_k))
+            chosen = np.isin(pair_scene, scenes_k)
+            w, t = scaling.tie_count_matrices(
+                slot[pair_scene[chosen]], ia[chosen], ib[chosen], n_a[chosen], n_s[chosen],
+                n_b[chosen], len(scenes_k), int(k),
+            )  # fmt: skip
+            wins.append(w)
+            ties.append(t)
+            members.append((np.isin(scene_codes, scenes_k), slot))
+        fitted, parameter = scaling.fit_ties(wins, ties, model)
+        bounds = scaling.tie_intervals(wins, ties, model, fitted, parameter) if intervals else None
+        for n, (scores, (member, slot)) in enumerate(zip(fitted, members, strict=True)):
+            at = (slot[scene_codes[member]], local[member])
+            values[member] = scores[at]
+            if bounds is not None:
+                lows[member], highs[member] = bounds[0][n][at], bounds[1][n][at]
+        values = scaling.merge_ties(values, scene_codes)
+    out[column] = values
+    out[f"{column}_ci_low"] = lows
+    out[f"{column}_ci_high"] = highs
+    return out.reset_index(drop=True), float(parameter)
+
+
 def pair_subsets(study_pairs: pd.DataFrame, images: pd.DataFrame, design: str) -> pd.DataFrame:
     """Boolean membership of each pair in each subset: "all"; for ref-vs-test the human
     outcome of the test against the reference; "condition:X" for pairs showing X."""
@@ -214,19 +283,32 @@ def pair_subsets(study_pairs: pd.DataFrame, images: pd.DataFrame, design: str) -
         )
         for key, name in OUTCOME_SUBSETS.items():
             subsets[name] = outcome == key
-    for condition in sorted(set(cond_a) | set(cond_b)):
+    # (compared as codes: one pass over the pairs' strings, not one per condition)
+    codes, conditions = pd.factorize(np.concatenate([cond_a, cond_b]))
+    code_a, code_b = codes[: len(cond_a)], codes[len(cond_a) :]
+    for code, condition in sorted(enumerate(conditions), key=lambda item: item[1]):
         if condition:
-            subsets[f"condition:{condition}"] = (cond_a == condition) | (cond_b == condition)
+            subsets[f"condition:{condition}"] = (code_a == code) | (code_b == code)
     return pd.DataFrame(subsets)
 
 
+# The last scores frame's wide table, with the frame (held, so that the identity check
+# cannot match a new frame at a reused address): a report pivots the same frame three
+# times, and the live refresh passes the same cached frame until the scores change.
+_METRIC_TABLE: list = [None, None]
+
+
 def metric_table(scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    """Wide values (image_id x metric) and each metric's ``lower_better``."""
+    """Wide values (image_id x metric) and each metric's ``lower_better`` (callers read
+    them, never write: the last frame's are shared)."""
     if scores.empty:
         return pd.DataFrame(), pd.Series(dtype=bool)
+    if _METRIC_TABLE[0] is scores:
+        return _METRIC_TABLE[1]
     wide = scores.pivot(index="image_id", columns="metric", values="value")
     lower = scores.groupby("metric")["lower_better"].last().astype(bool)
-    return wide, lower.reindex(wide.columns)
+    _METRIC_TABLE[:] = [scores, (wide, lower.reindex(wide.columns))]
+    return _METRIC_TABLE[1]
 
 
 def agreement_tables(
@@ -239,8 +321,10 @@ def agreement_tables(
     deltas: dict[str, float],
     samples: int,
     rng: np.random.Generator,
+    human: str = "thurstone",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The agreement table (metric x subset x delta) and the paired comparisons."""
+    """The agreement table (metric x subset x delta) and the paired comparisons; the
+    correlations are against the ``human`` column of ``scaled``."""
     metrics, difference = pair_differences(study_pairs, scores)
     wide, lower = metric_table(scores)
     columns = [
@@ -263,17 +347,18 @@ def agreement_tables(
         out[present] = values[rows[present].astype(np.int64)]
         return out
 
-    label = study_pairs["majority"].to_numpy()[:, None]
+    label = agreement.label_codes(study_pairs["majority"].to_numpy())[:, None]
     subsets = pair_subsets(study_pairs, images, design)
     membership = subsets.to_numpy(dtype=np.float64)  # (pairs, subsets)
 
     def tally(right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(subsets, metrics) counts of pairs that count and of those right."""
-        counts = membership.T @ np.isfinite(right)
-        hits = membership.T @ np.nan_to_num(right, nan=0.0)
+        finite = ~np.isnan(right)  # (right is 0, 1 or NaN)
+        counts = membership.T @ finite
+        hits = membership.T @ np.where(finite, right, 0.0)
         return counts.astype(np.int64), np.rint(hits).astype(np.int64)
 
-    n_2afc, k_2afc = tally(agreement.correct_2afc(difference, label))
+    n_2afc, k_2afc = tally(agreement.correct_2afc_codes(difference, label))
     lo_2afc, hi_2afc = agreement.bootstrap_accuracy_ci(
         k_2afc.ravel(), n_2afc.ravel(), samples=samples, rng=rng
     )
@@ -283,14 +368,14 @@ def agreement_tables(
         row.reindex(scaled["image_id"]).to_numpy()
     )
     scene_codes, _ = pd.factorize(scaled["scene"])
-    correlations = agreement.scene_correlations(
-        scene_codes, oriented, scaled["thurstone"].to_numpy()
+    correlations = scene_correlations(
+        scores, scaled["image_id"].to_numpy(), scene_codes, oriented, scaled[human].to_numpy()
     )
     srcc_lows, srcc_highs = agreement.bootstrap_mean_ci(
         correlations["srcc"], samples=samples, rng=rng
     )
     rows: list[dict] = []
-    correct_at_zero = agreement.correct(difference, label, 0.0)
+    correct_at_zero = agreement.correct_codes(difference, label, 0.0)
     for delta_kind in ("zero", "metric"):
         if delta_kind == "zero":
             metric_delta = np.zeros(len(metrics))
@@ -299,7 +384,7 @@ def agreement_tables(
             metric_delta = np.array([float(deltas.get(m, 0.0)) for m in metrics])
             if not (metric_delta != 0).any():
                 break
-            right = agreement.correct(difference, label, metric_delta[None, :])
+            right = agreement.correct_codes(difference, label, metric_delta[None, :])
         n, k = tally(right)
         low, high = agreement.bootstrap_accuracy_ci(k.ravel(), n.ravel(), samples=samples, rng=rng)
         low, high = low.reshape(n.shape), high.reshape(n.shape)
@@ -341,12 +426,13 @@ def agreement_tables(
     tests = agreement.paired_bootstraps(
         correct_at_zero, [(column[x], column[y]) for x, y in tested], samples=samples, rng=rng
     )
+    accuracy = overall["accuracy"].to_dict()
     comparisons = [
         {
             "metric_a": x,
             "metric_b": y,
-            "accuracy_a": overall.at[x, "accuracy"],
-            "accuracy_b": overall.at[y, "accuracy"],
+            "accuracy_a": accuracy[x],
+            "accuracy_b": accuracy[y],
             **test,
             "few_pairs": test["n_pairs"] < MIN_PAIRS,
         }
@@ -363,11 +449,71 @@ def agreement_tables(
     return table.reset_index(drop=True), pd.DataFrame(comparisons, columns=comparison_columns)
 
 
+# The last differences, with the scores frame (held) and the pairs' images they are of:
+# a report computes them twice (its table, the tie band curves), and the live refresh
+# for the same pairs and scores frame every time. Read-only.
+_DIFFERENCES: list = [None, None, None, None]
+
+
+# The last scene correlations, with what they were computed from (the scores frame,
+# held; the images, their scenes and human scores): the live refresh recomputes only the
+# scenes whose human scores moved (each scene's correlations are its own).
+_CORRELATIONS: list = [None] * 5
+
+
+def scene_correlations(
+    scores: pd.DataFrame,
+    image_ids: np.ndarray,
+    scene_codes: np.ndarray,
+    oriented: np.ndarray,
+    human: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """``agreement.scene_correlations`` of the images (``oriented``: their metric scores
+    from ``scores``), recomputing only the scenes whose ``human`` scores differ from the
+    last call's when the rest is the same."""
+    kept = _CORRELATIONS
+    same = (
+        kept[0] is scores
+        and np.array_equal(kept[1], image_ids)
+        and np.array_equal(kept[2], scene_codes)
+    )
+    if same:
+        old = kept[3]
+        moved = ~((old == human) | (np.isnan(old) & np.isnan(human)))
+        scenes = np.unique(scene_codes[moved])
+        result = {name: values.copy() for name, values in kept[4].items()}
+        if len(scenes):
+            rows = np.isin(scene_codes, scenes)
+            part = agreement.scene_correlations(
+                np.searchsorted(scenes, scene_codes[rows]), oriented[rows], human[rows]
+            )
+            for name in result:
+                result[name][scenes] = part[name]
+    else:
+        result = agreement.scene_correlations(scene_codes, oriented, human)
+    _CORRELATIONS[:] = [scores, image_ids.copy(), scene_codes.copy(), human.copy(), result]
+    return {name: values.copy() for name, values in result.items()}
+
+
 def pair_differences(
     study_pairs: pd.DataFrame, scores: pd.DataFrame
 ) -> tuple[list[str], np.ndarray]:
     """(metrics, oriented differences (pairs x metrics): positive where the metric prefers
-    a; NaN where a score is missing)."""
+    a; NaN where a score is missing). The array is read-only (the last one is shared)."""
+    image_a = study_pairs["image_a"].to_numpy()
+    image_b = study_pairs["image_b"].to_numpy()
+    kept = _DIFFERENCES
+    if kept[0] is scores and np.array_equal(kept[1], image_a) and np.array_equal(kept[2], image_b):
+        return kept[3]
+    metrics, difference = _pair_differences(study_pairs, scores)
+    difference.flags.writeable = False
+    _DIFFERENCES[:] = [scores, image_a.copy(), image_b.copy(), (metrics, difference)]
+    return metrics, difference
+
+
+def _pair_differences(
+    study_pairs: pd.DataFrame, scores: pd.DataFrame
+) -> tuple[list[str], np.ndarray]:
     wide, lower = metric_table(scores)
     metrics = list(wide.columns)
     if not metrics or study_pairs.empty:
@@ -436,6 +582,26 @@ def delta_calibration(
     return pd.DataFrame(rows, columns=CALIBRATION_COLUMNS), curves
 
 
+def labelled_study_pairs(pairs: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """The study's pairs (not gold) with their labels (``pair_labels``)."""
+    return pairs.merge(labels[~labels["is_gold"]], on="pair_id")
+
+
+def tie_band_curves(report: Report, data: StudyData, *, points: int = 48) -> dict:
+    """Each metric's 3-way accuracy (subset all) as a function of its tie band delta, for
+    the live report's chart and its delta preview: ``{metric: [{delta, accuracy,
+    n_pairs}, ...]}`` at 0, ``points`` quantiles of the metric's absolute differences on
+    the labelled pairs, and its hand-set delta (``agreement.delta_grid``). The labels are
+    the ``report``'s (computed from ``data``), so the curve passes through the report's
+    delta-0 and own-delta accuracies."""
+    study_pairs = labelled_study_pairs(data.pairs, report.pairs)
+    metrics, difference = pair_differences(study_pairs, data.scores)
+    label = study_pairs["majority"].to_numpy() if len(study_pairs) else np.array([])
+    hand = np.array([float(report.deltas.get(metric, 0.0)) for metric in metrics])
+    curves = agreement.tie_band_curves(difference, label, points=points, extra=hand)
+    return dict(zip(metrics, curves, strict=True))
+
+
 def _nanmean(values: np.ndarray) -> float:
     finite = values[np.isfinite(values)]
     return float(finite.mean()) if len(finite) else np.nan
@@ -448,6 +614,7 @@ def study_report(
     seed: int = 0,
     image_intervals: bool = True,
     calibrate_folds: int = 0,
+    model: str = "thurstone",
 ) -> Report:
     """Everything the platform reports about a study, from its data.
 
@@ -456,7 +623,13 @@ def study_report(
     per-image bootstrap intervals (one refit per resample and scene).
     ``calibrate_folds`` (2 or more) adds each metric's delta chosen by that many folds of
     cross-validation over pairs (``delta_calibration``), from a third stream.
+    ``model`` (``HUMAN_SCORE``) is the human score the correlations are computed against;
+    a tie model (``scaling.TIE_MODELS``) adds its scores and intervals to
+    ``image_scores`` (Laplace intervals, no resampling; with ``image_intervals``), beside
+    the A-FINE-compatible ones.
     """
+    if model not in HUMAN_SCORE:
+        raise ValueError(f"unknown model {model!r} (expected one of {', '.join(HUMAN_SCORE)})")
     # Two streams, so the agreement's intervals are the same whether or not the image
     # intervals are drawn first (agreement_report skips those, the export draws them).
     image_rng, agreement_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
@@ -464,10 +637,17 @@ def study_report(
     excluded = set(annotators.loc[annotators["excluded"], "annotator"])
     votes = counted_votes(data.votes, data.pairs, excluded)
     labels = pair_labels(votes, data.pairs)
-    study_pairs = data.pairs.merge(labels[~labels["is_gold"]], on="pair_id")
+    study_pairs = labelled_study_pairs(data.pairs, labels)
     scaled = image_scores(
         study_pairs, data.images, intervals=image_intervals, samples=samples, rng=image_rng
     )
+    tie_parameter = np.nan
+    if model in scaling.TIE_MODELS:
+        tied, tie_parameter = tie_scores(study_pairs, model, intervals=image_intervals)
+        added = [c for c in tied.columns if c not in ("scene", "image_id")]
+        scaled = pd.concat(
+            [scaled.drop(columns="image_id"), tied[added], scaled[["image_id"]]], axis=1
+        )
     table, comparisons = agreement_tables(
         study_pairs,
         data.images,
@@ -477,6 +657,7 @@ def study_report(
         deltas=data.deltas,
         samples=samples,
         rng=agreement_rng,
+        human=HUMAN_SCORE[model],
     )
     counts = {
         "annotators": len(annotators),
@@ -513,4 +694,6 @@ def study_report(
         versions=data.versions,
         calibration=calibration,
         delta_curves=curves,
+        model=model,
+        tie_parameter=tie_parameter,
     )

@@ -1,4 +1,4 @@
-"""``python manage.py agreement_report SLUG [SLUG ...] [--json]``: how well each metric
+"""``python manage.py agreement_report SLUG [SLUG ...] [--json] [--model M]``: how well each metric
 agrees with the study's annotators, in the paper's layout."""
 
 import argparse
@@ -7,7 +7,7 @@ import math
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from analysis.render import report_json, report_text
-from analysis.report import study_report
+from analysis.report import HUMAN_SCORE, study_report
 from analysis.selectors import study_data
 from annotation.services.studies import study_configure
 from core.errors import DomainError
@@ -44,6 +44,15 @@ class Command(BaseCommand):
             "--folds", type=int, default=5, help="Folds of --calibrate-delta (default 5)."
         )
         parser.add_argument(
+            "--model",
+            choices=list(HUMAN_SCORE),
+            default="thurstone",
+            help="The human scores SRCC, KRCC and PLCC are computed against (default "
+            "thurstone, the A-FINE protocol: a similar vote a win both ways); davidson and "
+            "thurstone-ties take a similar vote as a tie and, with --json, add both scales' "
+            "image_scores.",
+        )
+        parser.add_argument(
             "--save",
             action="store_true",
             help="With --calibrate-delta: store the chosen deltas in the study's metric_deltas.",
@@ -67,6 +76,7 @@ class Command(BaseCommand):
                 seed=options["seed"],
                 image_intervals=False,
                 calibrate_folds=options["folds"] if options["calibrate_delta"] else 0,
+                model=options["model"],
             )
             for study in studies
         ]

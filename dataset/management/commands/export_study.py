@@ -1,10 +1,11 @@
 """``python manage.py export_study SLUG (--out DIR [--format csv|parquet|jsonl] |
---bundle FILE.zip [--with-images]) [--samples N] [--seed N]``."""
+--bundle FILE.zip [--with-images]) [--samples N] [--seed N] [--model M]``."""
 
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from analysis.report import HUMAN_SCORE
 from annotation.selectors import study_get
 from core.errors import DomainError
 from dataset.bundle import study_bundle
@@ -37,12 +38,22 @@ class Command(BaseCommand):
             "--samples", type=int, default=1000, help="bootstrap resamples (default 1000)"
         )
         parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+        parser.add_argument(
+            "--model",
+            choices=list(HUMAN_SCORE),
+            default="thurstone",
+            help="with --out: davidson or thurstone-ties adds that tie model's scores and "
+            "intervals to image_scores and the agreement's correlations use it (default "
+            "thurstone: the A-FINE-compatible scale only)",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         if options["samples"] < 1:
             raise CommandError("--samples must be at least 1")
         if options["with_images"] and not options["bundle"]:
             raise CommandError("--with-images goes with --bundle")
+        if options["bundle"] and options["model"] != "thurstone":
+            raise CommandError("--model goes with --out")
         if options["bundle"] and options["fmt"] != "csv":
             raise CommandError("a bundle's tables are CSV; --format goes with --out")
         try:
@@ -63,6 +74,7 @@ class Command(BaseCommand):
                     samples=options["samples"],
                     seed=options["seed"],
                     formats=True,
+                    model=options["model"],
                 )
         except DomainError as exc:
             raise CommandError(str(exc)) from exc
