@@ -21,6 +21,16 @@ def oriented_difference(
     return (np.asarray(value_a, dtype=np.float64) - np.asarray(value_b, dtype=np.float64)) * sign
 
 
+def label_codes(label: np.ndarray) -> np.ndarray:
+    """The human labels as codes: 0 a, 1 similar, 2 b, -1 none (int8, ``label``'s shape),
+    so that per-metric work compares small integers, not strings."""
+    label = np.asarray(label, dtype=object)
+    code = np.full(label.shape, -1, dtype=np.int8)
+    for value, name in enumerate(LABELS):
+        code[label == name] = value
+    return code
+
+
 def correct(difference: np.ndarray, label: np.ndarray, delta: float = 0.0) -> np.ndarray:
     """1.0 where the metric agrees with the human label, 0.0 where not, NaN where the pair
     does not count (no human label, or no metric score).
@@ -28,24 +38,31 @@ def correct(difference: np.ndarray, label: np.ndarray, delta: float = 0.0) -> np
     Agreement: the metric prefers the human's side by more than ``delta``, or the
     difference is within ``delta`` (inclusive) and the human label is similar.
     """
+    return correct_codes(difference, label_codes(label), delta)
+
+
+def correct_codes(difference: np.ndarray, code: np.ndarray, delta=0.0) -> np.ndarray:
+    """``correct`` with the labels as ``label_codes``."""
     difference = np.asarray(difference, dtype=np.float64)
-    label = np.asarray(label, dtype=object)
-    right = np.select(
-        [label == "a", label == "b", label == "similar"],
-        [difference > delta, difference < -delta, np.abs(difference) <= delta],
-        default=False,
-    ).astype(np.float64)
-    counts = np.isin(label, LABELS) & np.isfinite(difference)
-    return np.where(counts, right, np.nan)
+    right = np.where(
+        code == 0,
+        difference > delta,
+        np.where(code == 2, difference < -delta, (code == 1) & (np.abs(difference) <= delta)),
+    )
+    return np.where((code >= 0) & np.isfinite(difference), right.astype(np.float64), np.nan)
 
 
 def correct_2afc(difference: np.ndarray, label: np.ndarray) -> np.ndarray:
     """Strict two-alternative accuracy on pairs with a clear human preference (a or b):
     the metric must prefer that side; a metric tie is wrong. NaN elsewhere."""
+    return correct_2afc_codes(difference, label_codes(label))
+
+
+def correct_2afc_codes(difference: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """``correct_2afc`` with the labels as ``label_codes``."""
     difference = np.asarray(difference, dtype=np.float64)
-    label = np.asarray(label, dtype=object)
-    right = np.where(label == "a", difference > 0, difference < 0).astype(np.float64)
-    counts = np.isin(label, ("a", "b")) & np.isfinite(difference)
+    right = np.where(code == 0, difference > 0, difference < 0).astype(np.float64)
+    counts = ((code == 0) | (code == 2)) & np.isfinite(difference)
     return np.where(counts, right, np.nan)
 
 
@@ -289,17 +306,83 @@ def calibrate_delta(
     )
     magnitude = np.abs(difference[counted])
     top = float(np.percentile(magnitude, 99)) if n else 0.0
-    grid = np.linspace(0.0, top, curve_points)
-    counts, right = accuracy_by_delta(difference, label, grid)
     result.update(
         folds=folds,
         delta=best_delta(difference, label),
         accuracy=held_out_right / n,
         ci_low=float(low[0]),
         ci_high=float(high[0]),
-        curve=[
-            {"delta": float(d), "accuracy": float(r / c) if c else None, "n_pairs": int(c)}
-            for d, r, c in zip(grid, right, counts, strict=True)
-        ],
+        curve=accuracy_curve(difference, label, np.linspace(0.0, top, curve_points)),
     )
     return result
+
+
+def accuracy_curve(difference: np.ndarray, label: np.ndarray, deltas: np.ndarray) -> list[dict]:
+    """One metric's 3-way accuracy at each delta of ``deltas`` (``accuracy_by_delta``) as
+    points ``{delta, accuracy, n_pairs}``; accuracy None where no pair counts."""
+    counts, right = accuracy_by_delta(difference, label, deltas)
+    return [
+        {"delta": float(d), "accuracy": float(r / c) if c else None, "n_pairs": int(c)}
+        for d, r, c in zip(np.asarray(deltas, dtype=np.float64), right, counts, strict=True)
+    ]
+
+
+def delta_grid(
+    difference: np.ndarray, label: np.ndarray, *, points: int, extra: tuple[float, ...] = ()
+) -> np.ndarray:
+    """Deltas to draw one metric's accuracy-versus-delta curve at, in the metric's units:
+    0, ``points`` quantiles (0 to 1) of the counted pairs' absolute differences, each one
+    of those differences (where the accuracy steps; dense where the differences are), and
+    the ``extra`` deltas (a hand-set one); sorted, each once."""
+    difference = np.asarray(difference, dtype=np.float64)
+    counts = np.isin(np.asarray(label, dtype=object), LABELS) & np.isfinite(difference)
+    magnitude = np.abs(difference[counts])
+    quantiles = (
+        np.quantile(magnitude, np.linspace(0.0, 1.0, points), method="lower")
+        if len(magnitude)
+        else []
+    )
+    return np.unique(np.concatenate([[0.0], quantiles, np.asarray(extra, dtype=np.float64)]))
+
+
+def tie_band_curves(
+    difference: np.ndarray, label: np.ndarray, *, points: int, extra: np.ndarray
+) -> list[list[dict]]:
+    """For every metric (column of ``difference``, pairs x metrics), ``accuracy_curve`` at
+    its ``delta_grid`` (``extra``: one hand-set delta per metric), all metrics at once:
+    one sort per side and metric (a, b, similar, and the magnitudes for the quantiles),
+    then a binary search per grid point; nothing re-scans the pairs per point."""
+    difference = np.asarray(difference, dtype=np.float64)
+    code = label_codes(label)
+    counted = (code >= 0)[:, None] & np.isfinite(difference)
+    # Sorted along each row (a metric), NaN (not counted) last; the counted ones first.
+    magnitude = np.sort(np.where(counted, np.abs(difference), np.nan).T, axis=1)
+    sides = (
+        np.sort(difference[code == 0].T, axis=1),  # right for every delta below
+        np.sort(-difference[code == 2].T, axis=1),  # right for every delta below
+        np.sort(np.abs(difference[code == 1]).T, axis=1),  # right for every delta at or above
+    )
+    finite = [np.isfinite(side).sum(axis=1) for side in sides]
+    n = counted.sum(axis=0)
+    quantiles = np.linspace(0.0, 1.0, points)
+    curves = []
+    for m in range(difference.shape[1]):
+        k = int(n[m])
+        # np.quantile(method="lower") of the counted magnitudes: the sorted value at
+        # floor((k - 1) q).
+        chosen = magnitude[m, np.floor((k - 1) * quantiles).astype(np.intp)] if k else []
+        grid = np.unique(np.concatenate([[0.0], chosen, [float(extra[m])]]))
+        a, b, similar = (side[m, : f[m]] for side, f in zip(sides, finite, strict=True))
+        right = (
+            len(a) - np.searchsorted(a, grid, side="right")
+            + len(b) - np.searchsorted(b, grid, side="right")
+            + np.searchsorted(similar, grid, side="right")
+        )  # fmt: skip
+        count = np.full(len(grid), k, dtype=np.int64)
+        curves.append(
+            [
+                {"delta": float(d), "accuracy": float(r / c) if c else None, "n_pairs": int(c)}
+                for d, r, c in zip(grid, right, count, strict=True)
+            ]
+        )
+    return curves

@@ -102,21 +102,12 @@ def annotator_quality(votes: pd.DataFrame, rules: Rules) -> pd.DataFrame:
         keep = mask if among is None else mask & among
         return np.bincount(codes[keep], minlength=n)
 
-    def share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(whole > 0, part / np.maximum(whole, 1), np.nan)
-
     kind = votes["kind"].to_numpy()
     choice = votes["choice"].to_numpy()
     preferred = votes["preferred"].to_numpy()
     everyone = np.ones(len(votes), dtype=bool)
     gold = kind == "gold"
     label = kind == "label"
-    out = pd.DataFrame(index=pd.Index(names, name="annotator"))
-    out["n_votes"] = per_annotator(everyone)
-    out["n_gold"] = per_annotator(gold)
-    n_gold_right = per_annotator(gold, preferred == votes["gold_answer"].to_numpy())
-    out["gold_accuracy"] = share(n_gold_right, out["n_gold"].to_numpy())
 
     pair_codes, _ = pd.factorize(votes["pair_id"].to_numpy()[label])
     loo = leave_one_out_majority(pair_codes, preferred[label])
@@ -124,37 +115,64 @@ def annotator_quality(votes: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     agrees = np.zeros(len(votes), dtype=bool)
     has_majority[label] = loo != aggregation.NONE
     agrees[label] = (loo == preferred[label]) & has_majority[label]
-    out["n_majority"] = per_annotator(has_majority)
-    n_agree = per_annotator(agrees)
-    out["majority_agreement"] = share(n_agree, out["n_majority"].to_numpy())
 
     times = votes["response_ms"].astype("float64").to_numpy()
     timed = ~np.isnan(times)
-    out["median_response_ms"] = (
-        pd.Series(times[timed]).groupby(codes[timed]).median().reindex(range(n)).to_numpy()
-    )
-    n_timed = per_annotator(timed)
-    out["fast_share"] = share(per_annotator(timed, times < rules.fast_response_ms), n_timed)
-
-    n_left = per_annotator(choice == "left")
-    n_sided = per_annotator(choice != "similar")
-    out["n_left"] = n_left
-    out["left_share"] = share(n_left, n_sided)
-    out["side_bias_p"] = side_bias_p(n_left, n_sided)
-    n_similar = per_annotator(choice == "similar")
-    out["similar_share"] = share(n_similar, out["n_votes"].to_numpy())
-
-    below = (
-        per_annotator(timed, times < rules.min_median_response_ms)
-        if rules.min_median_response_ms is not None
-        else np.zeros(n, dtype=np.int64)
-    )
     evidence = {
-        "gold": (out["n_gold"].to_numpy(), n_gold_right),
-        "median": (n_timed, below),
-        "side": (n_sided, n_left),
-        "majority": (out["n_majority"].to_numpy(), n_agree),
-        "similar": (out["n_votes"].to_numpy(), n_similar),
+        "n_votes": per_annotator(everyone),
+        "n_gold": per_annotator(gold),
+        "n_gold_right": per_annotator(gold, preferred == votes["gold_answer"].to_numpy()),
+        "n_majority": per_annotator(has_majority),
+        "n_agree": per_annotator(agrees),
+        "n_timed": per_annotator(timed),
+        "n_fast": per_annotator(timed, times < rules.fast_response_ms),
+        "n_below": per_annotator(timed, times < rules.min_median_response_ms)
+        if rules.min_median_response_ms is not None
+        else np.zeros(n, dtype=np.int64),
+        "n_left": per_annotator(choice == "left"),
+        "n_sided": per_annotator(choice != "similar"),
+        "n_similar": per_annotator(choice == "similar"),
+    }
+    medians = pd.Series(times[timed]).groupby(codes[timed]).median().reindex(range(n)).to_numpy()
+    return quality_table(names, evidence, medians, rules)
+
+
+# The per-annotator counts ``quality_table`` judges (``annotator_quality`` counts them from
+# the votes; the live report keeps them up to date as votes arrive).
+EVIDENCE = ("n_votes", "n_gold", "n_gold_right", "n_majority", "n_agree", "n_timed", "n_fast",
+            "n_below", "n_left", "n_sided", "n_similar")  # fmt: skip
+
+
+def quality_table(
+    names, evidence: dict[str, np.ndarray], medians: np.ndarray, rules: Rules
+) -> pd.DataFrame:
+    """``annotator_quality``'s table from each annotator's counts (``EVIDENCE``, counted
+    with ``rules``' thresholds for ``n_fast`` and ``n_below``) and median response time
+    (NaN when none is timed); ``names`` sorted."""
+
+    def share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(whole > 0, part / np.maximum(whole, 1), np.nan)
+
+    e = evidence
+    out = pd.DataFrame(index=pd.Index(names, name="annotator"))
+    out["n_votes"] = e["n_votes"]
+    out["n_gold"] = e["n_gold"]
+    out["gold_accuracy"] = share(e["n_gold_right"], e["n_gold"])
+    out["n_majority"] = e["n_majority"]
+    out["majority_agreement"] = share(e["n_agree"], e["n_majority"])
+    out["median_response_ms"] = medians
+    out["fast_share"] = share(e["n_fast"], e["n_timed"])
+    out["n_left"] = e["n_left"]
+    out["left_share"] = share(e["n_left"], e["n_sided"])
+    out["side_bias_p"] = side_bias_p(e["n_left"], e["n_sided"])
+    out["similar_share"] = share(e["n_similar"], e["n_votes"])
+    evidence = {
+        "gold": (np.asarray(e["n_gold"]), np.asarray(e["n_gold_right"])),
+        "median": (np.asarray(e["n_timed"]), np.asarray(e["n_below"])),
+        "side": (np.asarray(e["n_sided"]), np.asarray(e["n_left"])),
+        "majority": (np.asarray(e["n_majority"]), np.asarray(e["n_agree"])),
+        "similar": (np.asarray(e["n_votes"]), np.asarray(e["n_similar"])),
     }
     reasons, unjudged, judged = rule_verdicts(out, evidence, rules)
     out["excluded"] = [bool(r) for r in reasons]

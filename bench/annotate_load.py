@@ -38,6 +38,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+import _synthetic  # noqa: E402
 
 
 def database_url(name: str) -> str:
@@ -97,32 +99,12 @@ def start_server(
     *,
     settings: dict[str, str] | None = None,
 ):
-    """gunicorn on the scratch database; ``settings`` (environment variables) replace the
-    raised throttles."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(name),
-        "IQA_DATA_DIR": str(data_dir),
-        **(RAISED_THROTTLES if settings is None else settings),
-    }
-    command = [
-        sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}",
-        "--workers", str(workers), "--threads", str(threads), "--no-control-socket",
-        "--backlog", "2048", "--keep-alive", "30",
-    ]  # fmt: skip
-    log = open(data_dir / "gunicorn.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/api/v1/ping")
-            if connection.getresponse().status == 200:
-                return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    sys.exit((data_dir / "gunicorn.log").read_text()[-3000:])
+    """gunicorn on the scratch database (``_synthetic.start_server``); ``settings``
+    (environment variables) replace the raised throttles."""
+    return _synthetic.start_server(
+        name, port, data_dir, workers=workers, threads=threads,
+        settings=RAISED_THROTTLES if settings is None else settings,
+    )  # fmt: skip
 
 
 class Client:

@@ -361,6 +361,11 @@ CELERY_BEAT_SCHEDULE = {
 IQA_AGREEMENT_DEBOUNCE_SECONDS = float(os.environ.get("IQA_AGREEMENT_DEBOUNCE_SECONDS", "2"))
 # How often the report page asks for a newer snapshot (a conditional request).
 IQA_AGREEMENT_POLL_SECONDS = float(os.environ.get("IQA_AGREEMENT_POLL_SECONDS", "3"))
+# While votes arrive the snapshot is the incremental one: point estimates every refresh,
+# bootstrap intervals redrawn when this many seconds passed or the votes grew by this
+# share since they were drawn (the exact report follows once the votes stop).
+IQA_AGREEMENT_INTERVALS_SECONDS = float(os.environ.get("IQA_AGREEMENT_INTERVALS_SECONDS", "60"))
+IQA_AGREEMENT_INTERVALS_GROWTH = float(os.environ.get("IQA_AGREEMENT_INTERVALS_GROWTH", "0.05"))
 # Bounds on a worker child's leaks (prefork pool): tasks and resident KiB per child.
 CELERY_WORKER_MAX_TASKS_PER_CHILD = int(os.environ.get("CELERY_WORKER_MAX_TASKS_PER_CHILD", "500"))
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = int(

@@ -94,6 +94,14 @@ class VotesPerPairSerializer(serializers.Serializer):
     pairs = serializers.IntegerField()
 
 
+class DeltaCurvePointSerializer(serializers.Serializer):
+    """A metric's 3-way accuracy (subset all) at tie band ``delta`` (in its units)."""
+
+    delta = serializers.FloatField()
+    accuracy = _float(help_text="Null where no pair counts.")
+    n_pairs = serializers.IntegerField()
+
+
 class AgreementFreshnessSerializer(OutputSerializer):
     """How fresh the answer is: ``as_of`` (when its votes were read; null before the first
     computation) and ``votes`` (the non-practice votes it read); ``stale``: votes, scores,
@@ -107,9 +115,27 @@ class AgreementFreshnessSerializer(OutputSerializer):
     computing = serializers.BooleanField()
 
 
+class AgreementIntervalsSerializer(serializers.Serializer):
+    as_of = serializers.CharField(help_text="When the votes the intervals rest on were read.")
+    votes = serializers.IntegerField(help_text="The non-practice votes they rest on.")
+
+
+class AgreementLiveSerializer(serializers.Serializer):
+    exact = serializers.BooleanField(
+        help_text="True: computed exactly as ``agreement_report`` (the data stopped "
+        "moving); false: the live, incremental report (point estimates of every vote read, "
+        "intervals possibly older)."
+    )
+    refitted_scenes = serializers.IntegerField(
+        required=False, help_text="Scenes refitted by this live refresh (counts moved)."
+    )
+    intervals = AgreementIntervalsSerializer(allow_null=True)
+
+
 class AgreementSnapshotSerializer(AgreementFreshnessSerializer):
     """The latest snapshot: ``agreement_report --json``'s object for the study, then the
-    page's data (per-image scores, metric kinds, votes per pair) and its freshness."""
+    page's data (scenes, metric kinds, votes per pair, accuracy against delta) and its
+    freshness. The per-image scores are per scene: ``AgreementSceneImagesSerializer``."""
 
     design = serializers.ChoiceField(choices=Design.choices)
     settings = AgreementSettingsSerializer()
@@ -128,8 +154,34 @@ class AgreementSnapshotSerializer(AgreementFreshnessSerializer):
     delta_curves = serializers.DictField(
         child=serializers.ListField(child=serializers.DictField()), required=False
     )
-    images = AgreementImageSerializer(many=True)
+    scenes = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="The scenes with compared images, sorted: their images' human and metric "
+        "scores are read per scene from ``agreement/images?scene=NAME``.",
+    )
     metric_kinds = serializers.DictField(child=serializers.CharField())
     votes_per_pair = VotesPerPairSerializer(many=True)
+    tie_band_curves = serializers.DictField(
+        child=DeltaCurvePointSerializer(many=True),
+        required=False,
+        help_text="Per metric, its accuracy (3-way, subset all) against the tie band delta, "
+        "by increasing delta: at 0, at 48 quantiles of its absolute score differences on "
+        "the labelled pairs, and at its hand-set delta (the delta preview reads it).",
+    )
     computed_at = IsoDateTimeField()
     computed_in_s = serializers.FloatField(help_text="Seconds the computation took.")
+    live = AgreementLiveSerializer(
+        required=False, help_text="How the snapshot was computed, and its intervals' age."
+    )
+
+
+class AgreementSceneImagesSerializer(OutputSerializer):
+    """One scene's compared images in the latest snapshot (the scatter's data);
+    ``updated_at``: when a refresh last changed this scene's block."""
+
+    study = serializers.CharField()
+    variant = serializers.ChoiceField(choices=AgreementSnapshot.Variant.choices)
+    scene = serializers.CharField()
+    updated_at = IsoDateTimeField()
+    images = AgreementImageSerializer(many=True)

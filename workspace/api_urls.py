@@ -26,6 +26,11 @@ urlpatterns = [
         name="study-agreement",
     ),
     path(
+        "studies/<slug:slug>/agreement/images",
+        agreement_api.StudyAgreementImagesApi.as_view(),
+        name="study-agreement-images",
+    ),
+    path(
         "studies/<slug:slug>/agreement.csv",
         agreement_api.StudyAgreementCsvApi.as_view(),
         name="study-agreement-csv",

@@ -327,9 +327,13 @@ def study_agreement(request: HttpRequest, slug: str) -> HttpResponse:
         "nav": "studies",
         "study": study,
         "api_url": reverse("workspace-api:study-agreement", args=[study.slug]),
+        "study_url": reverse("workspace-api:study-detail", args=[study.slug]),
         "csv_url": reverse("workspace-api:study-agreement-csv", args=[study.slug]),
+        "images_url": reverse("workspace-api:study-agreement-images", args=[study.slug]),
         "tex_url": reverse("workspace-api:study-agreement-tex", args=[study.slug]),
         "poll_seconds": f"{settings.IQA_AGREEMENT_POLL_SECONDS:g}",
         "debounce_seconds": f"{settings.IQA_AGREEMENT_DEBOUNCE_SECONDS:g}",
+        "intervals_seconds": f"{settings.IQA_AGREEMENT_INTERVALS_SECONDS:g}",
+        "intervals_growth": f"{settings.IQA_AGREEMENT_INTERVALS_GROWTH * 100:g}",
     }
     return render(request, "workspace/study_agreement.html", context)

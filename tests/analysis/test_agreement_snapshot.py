@@ -73,9 +73,17 @@ def test_the_snapshot_equals_agreement_report_json_after_votes_stop(
         assert body["votes"] == snapshot.votes
         assert body["stale"] is False
         assert body["metric_kinds"] == {"psnr": "FR", "ssim": "FR"}
-        # Every compared image carries its human score and both metrics' scores.
-        assert len(body["images"]) == expected[slug]["counts"]["images_scored"]
-        assert all(set(image["scores"]) == {"psnr", "ssim"} for image in body["images"])
+        # Every compared image carries its human score and both metrics' scores, read per
+        # scene; the main JSON has the scenes, not the images.
+        assert "images" not in body
+        images = []
+        for scene in body["scenes"]:
+            block = api.get(f"/api/v1/studies/{slug}/agreement/images", {"scene": scene})
+            assert block.status_code == 200
+            assert {image["scene"] for image in block.json()["images"]} == {scene}
+            images += block.json()["images"]
+        assert len(images) == expected[slug]["counts"]["images_scored"]
+        assert all(set(image["scores"]) == {"psnr", "ssim"} for image in images)
         pairs = sum(row["pairs"] for row in body["votes_per_pair"])
         assert pairs == expected[slug]["counts"]["pairs"]
 

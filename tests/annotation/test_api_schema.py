@@ -18,8 +18,9 @@ from jsonschema.exceptions import ValidationError
 from rest_framework.test import APIClient
 
 from analysis.services import agreement_snapshot_refresh
-from annotation.models import Study
+from annotation.models import Image, Study
 from annotation.services import study_import
+from scoring.models import Score
 from tests.factories import LiveStudyFactory, StudyFactory, make_pairs
 from tests.images import write_scene_folder
 
@@ -40,6 +41,7 @@ EXPORTS = "/api/v1/studies/{slug}/exports"
 AGREEMENT = "/api/v1/studies/{slug}/agreement"
 AGREEMENT_CSV = "/api/v1/studies/{slug}/agreement.csv"
 AGREEMENT_TEX = "/api/v1/studies/{slug}/agreement.tex"
+AGREEMENT_IMAGES = "/api/v1/studies/{slug}/agreement/images"
 EXPORT = "/api/v1/exports/{job_id}"
 EXPORT_DOWNLOAD = "/api/v1/exports/{job_id}/download"
 AUTH_TOKEN = "/api/v1/auth/token"
@@ -69,6 +71,7 @@ ERRORS = {
     ("get", AGREEMENT): {403, 404},
     ("get", AGREEMENT_CSV): {403, 404, 409},
     ("get", AGREEMENT_TEX): {403, 404, 409},
+    ("get", AGREEMENT_IMAGES): {400, 403, 404, 409},
 }
 
 FORMATS = FormatChecker()
@@ -329,8 +332,23 @@ def test_researcher_responses_match_the_schema(schema, admin_client):
     # The agreement report: flags only (202) until a worker stored the first snapshot.
     slug = {"slug": study.slug}
     staff.call("get", AGREEMENT, 202, params=slug)
+    staff.call("get", AGREEMENT_IMAGES, 409, params=slug, body={"scene": "s"})
+    # A metric's scores, so the snapshot carries its accuracy-against-delta curve (points
+    # with a null accuracy here: no pair has a label).
+    Score.objects.bulk_create(
+        [Score(metric="musiq", version="v1", image=image, value=float(image.pk),
+               lower_better=False) for image in Image.objects.filter(scene__study=study)]
+    )  # fmt: skip
     agreement_snapshot_refresh(study=study)
-    staff.call("get", AGREEMENT, 200, params=slug)
+    body = staff.call("get", AGREEMENT, 200, params=slug)
+    assert body["tie_band_curves"]["musiq"][0] == {"delta": 0.0, "accuracy": None, "n_pairs": 0}
+    # The scatter's images, per scene.
+    (scene,) = body["scenes"]
+    block = staff.call("get", AGREEMENT_IMAGES, 200, params=slug, body={"scene": scene})
+    assert {image["scene"] for image in block["images"]} == {scene}
+    staff.call("get", AGREEMENT_IMAGES, 400, params=slug)
+    staff.call("get", AGREEMENT_IMAGES, 404, params=slug, body={"scene": "nope"})
+    anonymous.call("get", AGREEMENT_IMAGES, 403, params=slug, body={"scene": "s"})
     staff.call("get", AGREEMENT, 404, params={"slug": "nope"})
     anonymous.call("get", AGREEMENT, 403, params=slug)
     assert ("patch", STUDY, 403) in anonymous.seen

@@ -141,6 +141,7 @@ TABLE: dict[str, list[Case]] = {
     "workspace-api:study-agreement": [get("/api/v1/studies/{a}/agreement", STUDY_API_STARTED)],
     "workspace-api:study-agreement-csv": [get("/api/v1/studies/{a}/agreement.csv", (409, 409, 409, 409, 404, 403, 403, 403))],
     "workspace-api:study-agreement-tex": [get("/api/v1/studies/{a}/agreement.tex", (409, 409, 409, 409, 404, 403, 403, 403))],
+    "workspace-api:study-agreement-images": [get("/api/v1/studies/{a}/agreement/images?scene=s", (409, 409, 409, 409, 404, 403, 403, 403))],
     "workspace-api:annotator-exclusion": [post("/api/v1/studies/{a}/annotators/{annotator}/exclusion", STUDY_API, EXCLUDE), post("/api/v1/studies/{a}/annotators/{live_annotator}/exclusion", OTHER_STUDYS_ANNOTATOR, EXCLUDE)],
     "workspace-api:study-exports": [get("/api/v1/studies/{a}/exports", STUDY_API), post("/api/v1/studies/{a}/exports", STUDY_API_STARTED, {"format": "csv"})],
     "workspace-api:export-detail": [get("/api/v1/exports/{export}", STUDY_API)],

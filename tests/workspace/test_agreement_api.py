@@ -9,9 +9,14 @@ import psycopg
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from analysis import services as services_module
 from analysis import tasks
+from analysis.models import AgreementSceneImages
 from analysis.services import LOCK_NAMESPACE, VARIANTS, agreement_snapshot_refresh
 from analysis.snapshot_selectors import agreement_snapshot_get
 from analysis.tables import headline_csv, headline_latex
@@ -202,4 +207,87 @@ def test_the_sweep_queues_stale_snapshots_only(study, queued, settings):
     assert tasks.agreement_snapshots_sweep() == 0
     vote(study, "p2", 1)
     assert tasks.agreement_snapshots_sweep() == 1
+    assert queued == [(study.pk, "counted")]
+
+
+def test_the_images_are_served_per_scene_and_a_live_refresh_rewrites_only_moved_scenes(
+    study, api, queued
+):
+    """The main JSON names the scenes, not their images; each scene's block has its own
+    ETag (304 while unchanged). A live refresh after a vote rewrites the block of the
+    scene voted on only; without this process's record of what it wrote (another worker,
+    a restart) it writes every block again. Bad requests name the problem."""
+    url = f"/api/v1/studies/{study.slug}/agreement/images"
+    assert api.get(url, {"scene": "s0"}).status_code == 409
+    agreement_snapshot_refresh(study=study, mode="exact")
+    agreement_snapshot_refresh(study=study, mode="live")
+    body = api.get(f"/api/v1/studies/{study.slug}/agreement").json()
+    assert "images" not in body
+    scenes = body["scenes"]
+    assert len(scenes) == 2
+    etags = {}
+    for scene in scenes:
+        response = api.get(url, {"scene": scene})
+        assert response.status_code == 200
+        block = response.json()
+        assert (block["study"], block["variant"], block["scene"]) == ("s1", "counted", scene)
+        assert block["images"]
+        assert {image["scene"] for image in block["images"]} == {scene}
+        assert set(block["images"][0]["scores"]) == {"musiq", "niqe"}
+        etags[scene] = response["ETag"]
+        assert api.get(url, {"scene": scene}, HTTP_IF_NONE_MATCH=etags[scene]).status_code == 304
+
+    def written():
+        snapshot = agreement_snapshot_get(study=study, variant="counted")
+        rows = AgreementSceneImages.objects.filter(snapshot=snapshot)
+        return snapshot, {row.scene: row.updated_at for row in rows}
+
+    _, before = written()
+    vote(study, "p2", 1)
+    agreement_snapshot_refresh(study=study, mode="live")
+    snapshot, after = written()
+    moved = [scene for scene in scenes if after[scene] != before[scene]]
+    assert len(moved) == 1
+    assert after[moved[0]] == snapshot.computed_at
+    for scene in scenes:
+        status = api.get(url, {"scene": scene}, HTTP_IF_NONE_MATCH=etags[scene]).status_code
+        assert status == (200 if scene in moved else 304)
+
+    services_module._SCENES.clear()  # a fresh worker process
+    vote(study, "p3", 1)
+    snapshot = agreement_snapshot_refresh(study=study, mode="live")
+    assert set(written()[1].values()) == {snapshot.computed_at}
+
+    missing = api.get(url)
+    assert missing.status_code == 400
+    assert missing.json()["error"]["field"] == "scene"
+    unknown = api.get(url, {"scene": "nowhere"})
+    assert unknown.status_code == 404
+    assert "nowhere" in unknown.json()["error"]["message"]
+    assert api.get(url, {"scene": "s\x000"}).status_code == 404
+
+
+def test_a_poll_within_the_debounce_interval_reads_the_snapshots_head_only(
+    study, api, queued, settings
+):
+    """The data's mark (aggregates over the study's sessions) is computed by one poll per
+    debounce interval; the others read the snapshot's small columns (not its report) and
+    answer 304. Once the interval passed, a poll sees the new votes (stale, queued)."""
+    settings.IQA_AGREEMENT_DEBOUNCE_SECONDS = 60
+    url = f"/api/v1/studies/{study.slug}/agreement"
+    agreement_snapshot_refresh(study=study)
+    first = api.get(url)
+    assert (first.status_code, first.json()["stale"]) == (200, False)
+    with CaptureQueriesContext(connection) as polled:
+        again = api.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
+    assert again.status_code == 304
+    sql = [query["sql"] for query in polled.captured_queries]
+    assert not any("annotation_annotatorsession" in q for q in sql), sql
+    assert not any('"analysis_agreementsnapshot"."report"' in q for q in sql), sql
+    vote(study, "p2", 1)
+    assert api.get(url, HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 304  # within it
+    assert queued == []
+    cache.clear()  # the interval passed
+    stale = api.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
+    assert (stale.status_code, stale.json()["stale"]) == (200, True)
     assert queued == [(study.pk, "counted")]

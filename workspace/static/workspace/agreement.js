@@ -1,9 +1,12 @@
 // The live agreement report: reads GET /api/v1/studies/{slug}/agreement every few seconds
 // with If-None-Match (a 304 costs nothing), and redraws the headline table and the charts
-// in place when a newer snapshot arrives. The controls are the page's own state: a new
+// in place when a newer snapshot arrives. The scatter's images are read per scene
+// (agreement/images?scene=NAME): when the scene selector changes, and after a newer
+// snapshot only for the scene shown (If-None-Match again: unchanged scenes answer 304). The controls are the page's own state: a new
 // snapshot never resets them, and nothing here scrolls the page.
 
 import { chart, replace } from "./charts.js";
+import { TieBands, deltaColumns, deltaSpec, formatDelta } from "./tie_bands.js";
 
 const root = document.querySelector("[data-api-url]");
 const controls = root.querySelector("[data-controls]");
@@ -11,7 +14,7 @@ const POLL_MS = Math.max(1, Number(root.dataset.pollSeconds || "3")) * 1000;
 const integer = new Intl.NumberFormat("en");
 const ALPHA = 0.05;
 
-const state = { etag: null, data: null, variant: "counted", views: {}, timer: null, seq: 0 };
+const state = { etag: null, data: null, variant: "counted", views: {}, timer: null, seq: 0, images: { key: null, etag: null, rows: [] } };
 
 function field(name) {
   return root.querySelector(`[data-field="${name}"]`);
@@ -114,7 +117,17 @@ function accuracyCell(row, chosen, best) {
   return td;
 }
 
-function renderTable(table, subset) {
+function previewCell(preview) {
+  if (!preview) return cell("td", "–", { className: "num preview" });
+  const td = cell("td", number(preview.accuracy), { className: "num preview", title: "preview: read off the δ curve, not saved" });
+  const note = document.createElement("span");
+  note.className = "ci";
+  note.textContent = ` preview, δ ${formatDelta(preview.delta)}`;
+  td.append(note);
+  return td;
+}
+
+function renderTable(table, subset, previews) {
   const element = root.querySelector("[data-headline]");
   const shown = table.subsets.filter((s) => !s.startsWith("condition:") || s === subset);
   const rows = filtered(table.rows);
@@ -129,6 +142,11 @@ function renderTable(table, subset) {
     head.append(cell("th", s === "all" ? "Accuracy (all)" : s, {
       scope: "col", className: `num${s === subset ? " chosen" : ""}`,
     }));
+    if (s === "all" && previews.size) {
+      head.append(cell("th", "Preview (all)", {
+        scope: "col", className: "num preview", title: "At the δ previewed under Tie bands δ, read off its curve: not saved",
+      }));
+    }
   }
   for (const label of ["2AFC", "SRCC", "KRCC", "PLCC", "Pairs", "Version"]) {
     head.append(cell("th", label, { scope: "col", className: label === "Version" ? "" : "num" }));
@@ -138,7 +156,7 @@ function renderTable(table, subset) {
     const tr = document.createElement("tr");
     const name = document.createDocumentFragment();
     name.append(document.createTextNode(row.metric));
-    if (row.delta) name.append(document.createTextNode(` (δ ${row.delta})`));
+    if (row.delta) name.append(document.createTextNode(` (δ ${formatDelta(row.delta)})`));
     if (row.notWorse) {
       const mark = cell("span", " ●", { className: "mark", title: "best, or not significantly worse than the best" });
       const text = cell("span", " not significantly worse than the best", { className: "visually-hidden" });
@@ -147,6 +165,7 @@ function renderTable(table, subset) {
     tr.append(cell("th", name, { scope: "row" }), cell("td", row.kind));
     for (const s of shown) {
       tr.append(accuracyCell(row.subsets.get(s), s === subset, bestOf((r) => r.subsets.get(s)?.accuracy)));
+      if (s === "all" && previews.size) tr.append(previewCell(previews.get(row.metric)));
     }
     const all = row.all || {};
     for (const key of ["accuracy_2afc", "srcc", "krcc", "plcc"]) {
@@ -251,6 +270,7 @@ const SPECS = {
       ],
     },
   },
+  delta: (element) => deltaSpec(element, state.deltaColumns), // a panel per metric
   hist: {
     ...BASE,
     height: 200,
@@ -267,15 +287,18 @@ async function draw(name, values) {
   if (!window.vegaEmbed) return;
   if (!state.views[name]) {
     // The promise is kept at once, so a second render waits for this chart, not a second one.
-    state.views[name] = chart(element, SPECS[name], { values }).catch((error) => {
+    const spec = typeof SPECS[name] === "function" ? SPECS[name](element) : SPECS[name];
+    state.views[name] = chart(element, spec, { values }).catch((error) => {
       element.textContent = `The chart could not be drawn (${error.message}).`;
       return null;
     });
     await state.views[name];
+    element.dataset.rows = String(values.length);
     return;
   }
   const view = await state.views[name];
   if (view) await replace(view, values);
+  element.dataset.rows = String(values.length);
 }
 
 function setOptions(select, values, labels = (v) => v) {
@@ -287,14 +310,40 @@ function setOptions(select, values, labels = (v) => v) {
   }
 }
 
-async function renderAll() {
+// The shown scene's images: read when the scene (or the variant) changes, and again with
+// If-None-Match when ``revalidate`` (a newer snapshot arrived).
+async function sceneImages(scene, revalidate) {
+  if (!scene) return [];
+  const key = `${state.variant}|${scene}`;
+  const kept = state.images;
+  if (kept.key === key && !revalidate) return kept.rows;
+  const headers = { Accept: "application/json" };
+  if (kept.key === key && kept.etag) headers["If-None-Match"] = kept.etag;
+  const query = `scene=${encodeURIComponent(scene)}${state.variant === "all" ? "&annotators=all" : ""}`;
+  try {
+    const response = await fetch(`${root.dataset.imagesUrl}?${query}`, { headers, credentials: "same-origin", cache: "no-store" });
+    if (response.status === 200) {
+      const body = await response.json();
+      state.images = { key, etag: response.headers.get("ETag"), rows: body.images };
+    } else if (response.status !== 304) {
+      state.images = { key, etag: null, rows: [] };
+    }
+  } catch (error) {
+    field("state").textContent = `The scene's images could not be read (${error.message}).`;
+  }
+  return state.images.key === key ? state.images.rows : [];
+}
+
+async function renderAll(revalidate = false) {
   const data = state.data;
   if (!data) return;
   const table = headline(data, controls.elements.delta.value);
   setOptions(controls.elements.subset, table.subsets);
   const subset = controls.elements.subset.value || "all";
-  renderTable(table, subset);
   const rows = filtered(table.rows);
+  const shown = rows.map((r) => r.metric);
+  bands.update(data, shown);
+  renderTable(table, subset, bands.previews());
   field("bars-subset").textContent = `(${subset})`;
   const bars = rows
     .map((r) => ({ metric: r.metric, kind: r.kind, ...pick(r.subsets.get(subset)) }))
@@ -307,23 +356,35 @@ async function renderAll() {
       }
     }
   });
-  const scenes = [...new Set((data.images || []).map((i) => i.scene))].sort();
-  setOptions(document.getElementById("ctl-scene"), scenes);
+  setOptions(document.getElementById("ctl-scene"), data.scenes || []);
   setOptions(document.getElementById("ctl-metric"), rows.map((r) => r.metric));
   const scene = document.getElementById("ctl-scene").value;
   const metric = document.getElementById("ctl-metric").value;
   const model = document.getElementById("ctl-model").value;
-  const points = (data.images || [])
-    .filter((i) => i.scene === scene && i.scores[metric] !== undefined)
+  const images = await sceneImages(scene, revalidate);
+  if (state.data !== data) return; // a newer snapshot (or the other variant) came meanwhile
+  const points = images
+    .filter((i) => i.scores[metric] !== undefined)
     .map((i) => ({ image: i.image, condition: i.condition || "reference", score: i.scores[metric], human: i[model], n_votes: i.n_votes }));
+  // The curves' chart is made again when the metrics shown need another number of columns.
+  const curves = bands.chartRows(shown);
+  const columns = deltaColumns(document.getElementById("chart-delta"), new Set(curves.map((r) => r.metric)).size);
+  if (columns !== state.deltaColumns) {
+    const old = state.views.delta;
+    delete state.views.delta;
+    state.deltaColumns = columns;
+    if (old) (await old)?.finalize();
+  }
   await Promise.all([
     draw("bars", bars),
     draw("heat", heat),
     draw("scatter", points),
     draw("hist", data.votes_per_pair || []),
+    draw("delta", curves),
   ]);
   root.dataset.renderedVotes = String(data.votes);
   root.dataset.renderedVariant = data.variant;
+  root.dataset.renderedScene = scene;
 }
 
 function pick(row) {
@@ -340,6 +401,10 @@ function showFreshness(flags) {
   } else {
     asOf.textContent = "The first report is being computed…";
   }
+  const live = flags.live, drawn = live?.intervals;
+  field("live").textContent = !live ? "" : live.exact
+    ? "Exact: computed as agreement_report computes it."
+    : `Live: point estimates of every vote counted; intervals drawn ${drawn ? `at ${hhmmss(drawn.as_of)} UTC from ${integer.format(drawn.votes)} votes` : "not yet"}.`;
   const line = field("state");
   line.classList.toggle("state-stale", flags.stale);
   line.textContent = flags.computing
@@ -368,7 +433,7 @@ async function poll() {
       state.etag = response.headers.get("ETag");
       state.data = await response.json();
       showFreshness(state.data);
-      await renderAll();
+      await renderAll(true);
     } else if (response.status === 202) {
       showFreshness(await response.json());
     } else if (response.status !== 304) {
@@ -380,6 +445,16 @@ async function poll() {
     if (seq === state.seq) state.timer = setTimeout(poll, POLL_MS);
   }
 }
+
+const bands = new TieBands(root.querySelector("[data-bands]"), {
+  studyUrl: root.dataset.studyUrl,
+  changed: () => renderAll(),
+  saved: () => {
+    // The δ is in the data's mark: a read now queues the report's recomputation.
+    field("state").textContent = "The δ was saved; the report is being recomputed.";
+    poll();
+  },
+});
 
 controls.addEventListener("submit", (event) => event.preventDefault());
 controls.addEventListener("input", (event) => {
