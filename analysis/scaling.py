@@ -37,9 +37,9 @@ blocks together and the shared parameter by its Schur complement.
 The tie models' 95% intervals (``tie_intervals``) are the Laplace approximation at that
 optimum: S_i +- 1.96 sd_i, the covariance the inverse of minus the log posterior's Hessian
 (the tie parameter's uncertainty included), centred per scene like S. On SRIQA-Bench's
-scenes they cover the latent value about 95% of the time at 0 to 20% "similar"; the
-percentile bootstrap, which the A-FINE scale keeps (``bootstrap``), covers 92-93% with or
-without ties (README, statistics; ``bench/tie_coverage.py``).
+scenes they cover the latent value about 95% of the time at 0 to 20% "similar"; a
+percentile bootstrap of the tie model (``bootstrap``, the A-FINE scale's method) covers
+only 92-93%, with or without ties (README, statistics; ``bench/tie_coverage.py``).
 """
 
 from dataclasses import dataclass
@@ -494,6 +494,8 @@ def fit_ties(
                 if not worse.any():
                     break
                 scale[worse] *= 0.5
+            else:  # rows no halving improved keep their scores (never a worse step)
+                candidate[worse], trial[worse] = s[worse], v[worse]
             new_scores.append(candidate)
             new_value.append(trial)
         scores, value = new_scores, new_value
