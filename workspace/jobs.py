@@ -81,29 +81,19 @@ def jobs_sweep() -> int:
     """Fail every running job silent for ``IQA_JOB_STALE_SECONDS``; how many it failed."""
     stale = timezone.now() - timedelta(seconds=settings.IQA_JOB_STALE_SECONDS)
     minutes = max(1, round(settings.IQA_JOB_STALE_SECONDS / 60))
+    errors = {
+        ImportJob: f"the worker stopped while importing (no progress for {minutes} min); "
+        "nothing was imported: start the import again",
+        ExportJob: f"the worker stopped while building the export (no progress for {minutes} "
+        "min); start the export again",
+    }
     failed = 0
-    for job in ImportJob.objects.filter(status=Job.Status.RUNNING, updated_at__lt=stale):
-        claimed = ImportJob.objects.filter(
-            pk=job.pk, status=Job.Status.RUNNING, updated_at__lt=stale
-        ).update(
-            status=Job.Status.FAILED,
-            error=f"the worker stopped while importing (no progress for {minutes} min); "
-            "nothing was imported: start the import again",
-            updated_at=timezone.now(),
-        )
-        if claimed:
-            _scratch_remove(job)
-        failed += claimed
-    for job in ExportJob.objects.filter(status=Job.Status.RUNNING, updated_at__lt=stale):
-        claimed = ExportJob.objects.filter(
-            pk=job.pk, status=Job.Status.RUNNING, updated_at__lt=stale
-        ).update(
-            status=Job.Status.FAILED,
-            error=f"the worker stopped while building the export (no progress for {minutes} "
-            "min); start the export again",
-            updated_at=timezone.now(),
-        )
-        if claimed:
-            _scratch_remove(job)
-        failed += claimed
+    for model, error in errors.items():
+        for job in model.objects.filter(status=Job.Status.RUNNING, updated_at__lt=stale):
+            claimed = model.objects.filter(
+                pk=job.pk, status=Job.Status.RUNNING, updated_at__lt=stale
+            ).update(status=Job.Status.FAILED, error=error, updated_at=timezone.now())
+            if claimed:
+                _scratch_remove(job)
+            failed += claimed
     return failed
