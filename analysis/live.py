@@ -41,7 +41,6 @@ import pandas as pd
 
 from analysis import scaling
 from analysis.quality import EVIDENCE, Rules, quality_table
-from analysis.report import _scene_layout
 from annotation import aggregation
 
 KINDS = ("label", "gold", "practice")
@@ -264,9 +263,15 @@ def counted_counts(state: LiveState, excluded: set) -> np.ndarray:
 
 
 def labels(state: LiveState, counts: np.ndarray) -> pd.DataFrame:
-    """``report.pair_labels``'s frame (ordered by pair id) from counted counts."""
+    """``tally.pair_labels``'s frame (ordered by pair id) from counted counts."""
+    return labels_frame(state.pair_ids, state.gold >= 0, counts)
+
+
+def labels_frame(pair_ids: np.ndarray, is_gold: np.ndarray, counts: np.ndarray) -> pd.DataFrame:
+    """The labels frame of these pairs from their (pairs, 3) counts of a/similar/b: counts,
+    share for a (similar counts a half) and the DiffIQA majority."""
     n_a, n_s, n_b = counts[:, 0], counts[:, 1], counts[:, 2]
-    out = pd.DataFrame({"pair_id": state.pair_ids, "is_gold": state.gold >= 0})
+    out = pd.DataFrame({"pair_id": pair_ids, "is_gold": is_gold})
     out["n_votes"] = counts.sum(axis=1)
     out["n_a"], out["n_similar"], out["n_b"] = n_a, n_s, n_b
     out["p_a"] = aggregation.p_a(n_a, n_s, out["n_votes"].to_numpy())
@@ -282,7 +287,7 @@ def image_scores(
     thurstone_0_100, bradley_terry), refitting only the scenes whose counts changed since
     the ``previous`` fits (``fits_load``), each warm-started from them; how many scenes
     were refitted; and the fits to keep (``pair_ids``: the study's, sorted)."""
-    layout, ia, ib = _scene_layout(study_pairs)
+    layout, ia, ib = scaling.scene_layout(study_pairs)
     codes, names = pd.factorize(layout["scene"], sort=True)
     sizes = np.bincount(codes, minlength=len(names))
     pair_scene = pd.Series(np.arange(len(names)), index=names)[study_pairs["scene"]].to_numpy()

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from analysis import agreement, scaling
-from analysis.quality import Rules, annotator_quality, apply_decisions
+from analysis.quality import Rules
 from analysis.selectors import StudyData
-from annotation import aggregation
+from analysis.tally import VoteTally, tally_frame
 
 REF_VS_TEST = "ref-vs-test"
 # For ref-vs-test pairs, the human outcome of the test image against the reference, named
@@ -72,48 +72,6 @@ class Report:
         ]  # fmt: skip
 
 
-def annotator_table(data: StudyData) -> pd.DataFrame:
-    """The quality-control table: the rules' measures and verdicts, then the researcher's
-    decisions in force (which override the rules for their annotators)."""
-    return apply_decisions(annotator_quality(data.votes, data.rules), data.decisions)
-
-
-def counted_votes(votes: pd.DataFrame, pairs: pd.DataFrame, excluded: set) -> pd.DataFrame:
-    """The votes that make labels: study pairs' label answers (late ones too) and gold
-    pairs' gold answers; never practice, never an excluded annotator's."""
-    gold_ids = set(pairs.loc[pairs["gold_answer"] != "", "pair_id"])
-    kind_fits = (votes["kind"] == "gold") == votes["pair_id"].isin(gold_ids)
-    keep = kind_fits & (votes["kind"] != "practice") & ~votes["annotator"].isin(excluded)
-    return votes[keep]
-
-
-def pair_labels(votes: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
-    counts = aggregation.pair_counts(votes, pairs["pair_id"])
-    labels = pd.DataFrame({"pair_id": pairs["pair_id"].to_numpy()})
-    labels["is_gold"] = (pairs["gold_answer"] != "").to_numpy()
-    for column in ("n_votes", "n_a", "n_similar", "n_b"):
-        labels[column] = counts[column].to_numpy()
-    n_a, n_s, n_b = (labels[c].to_numpy() for c in ("n_a", "n_similar", "n_b"))
-    labels["p_a"] = aggregation.p_a(n_a, n_s, labels["n_votes"].to_numpy())
-    labels["majority"] = aggregation.majority(n_a, n_s, n_b)
-    return labels
-
-
-def _scene_layout(study_pairs: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Each scene's compared images with a local index: (images[scene, image_id, local],
-    local index of a, local index of b) for the given pairs."""
-    ends = pd.DataFrame(
-        {
-            "scene": np.concatenate([study_pairs["scene"], study_pairs["scene"]]),
-            "image_id": np.concatenate([study_pairs["image_a"], study_pairs["image_b"]]),
-        }
-    ).drop_duplicates()
-    ends = ends.sort_values(["scene", "image_id"], kind="stable").reset_index(drop=True)
-    ends["local"] = ends.groupby("scene").cumcount()
-    local = pd.Series(ends["local"].to_numpy(), index=ends["image_id"].to_numpy())
-    return ends, local[study_pairs["image_a"]].to_numpy(), local[study_pairs["image_b"]].to_numpy()
-
-
 def image_scores(
     study_pairs: pd.DataFrame,
     images: pd.DataFrame,
@@ -124,7 +82,7 @@ def image_scores(
 ) -> pd.DataFrame:
     """Thurstone Case V and Bradley-Terry MAP scores of every compared image, per scene,
     with the 0..100 scaling and (``intervals``) bootstrap 95% intervals over votes."""
-    layout, ia, ib = _scene_layout(study_pairs)
+    layout, ia, ib = scaling.scene_layout(study_pairs)
     scene_codes, scene_names = pd.factorize(layout["scene"], sort=True)
     layout["scene_code"] = scene_codes
     sizes = np.bincount(scene_codes, minlength=len(scene_names))
@@ -224,7 +182,7 @@ def tie_scores(
     and its tie parameter, one for the study: ((scene, image_id, <model>, <model>_ci_low,
     <model>_ci_high), nu or tau). The rows are in ``image_scores``' order."""
     column = HUMAN_SCORE[model]
-    layout, ia, ib = _scene_layout(study_pairs)
+    layout, ia, ib = scaling.scene_layout(study_pairs)
     scene_codes, scene_names = pd.factorize(layout["scene"], sort=True)
     sizes = np.bincount(scene_codes, minlength=len(scene_names))
     pair_scene = pd.Series(np.arange(len(scene_names)), index=scene_names)[
@@ -615,6 +573,7 @@ def study_report(
     image_intervals: bool = True,
     calibrate_folds: int = 0,
     model: str = "thurstone",
+    tally: VoteTally | None = None,
 ) -> Report:
     """Everything the platform reports about a study, from its data.
 
@@ -626,17 +585,17 @@ def study_report(
     ``model`` (``HUMAN_SCORE``) is the human score the correlations are computed against;
     a tie model (``scaling.TIE_MODELS``) adds its scores and intervals to
     ``image_scores`` (Laplace intervals, no resampling; with ``image_intervals``), beside
-    the A-FINE-compatible ones.
+    the A-FINE-compatible ones. ``tally``: what the report needs of the votes
+    (``analysis/tally.py``), when the caller has it; else computed from ``data.votes``.
     """
     if model not in HUMAN_SCORE:
         raise ValueError(f"unknown model {model!r} (expected one of {', '.join(HUMAN_SCORE)})")
     # Two streams, so the agreement's intervals are the same whether or not the image
     # intervals are drawn first (agreement_report skips those, the export draws them).
     image_rng, agreement_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
-    annotators = annotator_table(data)
-    excluded = set(annotators.loc[annotators["excluded"], "annotator"])
-    votes = counted_votes(data.votes, data.pairs, excluded)
-    labels = pair_labels(votes, data.pairs)
+    tally = tally if tally is not None else tally_frame(data)
+    annotators, labels = tally.annotators, tally.labels
+    excluded = tally.excluded
     study_pairs = labelled_study_pairs(data.pairs, labels)
     scaled = image_scores(
         study_pairs, data.images, intervals=image_intervals, samples=samples, rng=image_rng
@@ -662,8 +621,8 @@ def study_report(
     counts = {
         "annotators": len(annotators),
         "excluded_annotators": len(excluded),
-        "votes": int((data.votes["kind"] != "practice").sum()),
-        "counted_votes": len(votes[votes["kind"] == "label"]),
+        "votes": tally.votes,
+        "counted_votes": tally.counted_votes,
         "pairs": len(study_pairs),
         "labelled_pairs": int(np.isin(study_pairs["majority"], agreement.LABELS).sum()),
         "scenes": int(study_pairs["scene"].nunique()),

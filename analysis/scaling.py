@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 from scipy.special import expit, log_expit, log_ndtr, ndtri
 
 Model = Literal["thurstone", "bradley-terry"]
@@ -607,3 +608,18 @@ def tie_count_matrices(
     np.add.at(wins, (scene_index, j, i), n_j)
     np.add.at(ties, (scene_index, i, j), n_similar)
     return wins, ties
+
+
+def scene_layout(study_pairs: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Each scene's compared images with a local index: (images[scene, image_id, local],
+    local index of a, local index of b) for the given pairs."""
+    ends = pd.DataFrame(
+        {
+            "scene": np.concatenate([study_pairs["scene"], study_pairs["scene"]]),
+            "image_id": np.concatenate([study_pairs["image_a"], study_pairs["image_b"]]),
+        }
+    ).drop_duplicates()
+    ends = ends.sort_values(["scene", "image_id"], kind="stable").reset_index(drop=True)
+    ends["local"] = ends.groupby("scene").cumcount()
+    local = pd.Series(ends["local"].to_numpy(), index=ends["image_id"].to_numpy())
+    return ends, local[study_pairs["image_a"]].to_numpy(), local[study_pairs["image_b"]].to_numpy()

@@ -135,7 +135,7 @@ def study_votes_compact(study: Study) -> pd.DataFrame:
 
 def study_data(study: Study, *, compact_votes: bool = False, votes: bool = True) -> StudyData:
     """Seven queries, whatever the study's size. ``compact_votes`` reads the votes with
-    ``study_votes_compact`` (the export: a million votes in a fraction of the memory);
+    ``study_votes_compact`` (the exact snapshot: a million votes in a fraction of the memory);
     ``votes=False`` reads none (an empty frame: the live report keeps its own counts)."""
     images = pd.DataFrame(
         list(

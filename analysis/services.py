@@ -47,9 +47,15 @@ from kombu.exceptions import OperationalError
 from analysis import live
 from analysis.agreement import LABELS
 from analysis.models import AgreementSceneImages, AgreementSnapshot, AgreementState
-from analysis.quality import EVIDENCE, NOT_JUDGED, apply_decisions, no_decisions
+from analysis.quality import NOT_JUDGED, no_decisions
 from analysis.render import report_dict
-from analysis.report import Report, agreement_tables, study_report, tie_band_curves
+from analysis.report import (
+    Report,
+    agreement_tables,
+    labelled_study_pairs,
+    study_report,
+    tie_band_curves,
+)
 from analysis.selectors import StudyData, exclusion_decisions, study_data, study_rules
 from analysis.snapshot_selectors import (
     HEAD_FIELDS,
@@ -60,6 +66,7 @@ from analysis.snapshot_selectors import (
     session_votes,
     static_key,
 )
+from analysis.tally import tally_state
 from annotation.models import Study
 
 logger = logging.getLogger(__name__)
@@ -355,10 +362,9 @@ def live_report(
     data, kinds = _static_data(study)
     state = agreement_state_update(study=study, pairs=data.pairs, rules=data.rules)
     data = _variant_data(data, variant)
-    annotators = apply_decisions(live.annotator_quality(state, data.rules), data.decisions)
-    excluded = set(annotators.loc[annotators["excluded"], "annotator"])
-    labels = live.labels(state, live.counted_counts(state, excluded))
-    study_pairs = data.pairs.merge(labels[~labels["is_gold"]], on="pair_id")
+    tally = tally_state(state, data)
+    annotators, labels, excluded = tally.annotators, tally.labels, tally.excluded
+    study_pairs = labelled_study_pairs(data.pairs, labels)
     scaled, refitted, fits = live.image_scores(
         state.pair_ids, study_pairs, data.images, live.fits_load(snapshot.fits)
     )
@@ -372,7 +378,6 @@ def live_report(
                        INTERVAL_COLUMNS)  # fmt: skip
         comparisons = _carry(comparisons, previous.get("comparisons", []),
                              ["metric_a", "metric_b"], COMPARISON_INTERVALS)  # fmt: skip
-    counted = labels.loc[~labels["is_gold"], "n_votes"].sum()
     report = Report(
         slug=data.slug, design=data.design, rules=data.rules, deltas=data.deltas,
         samples=SAMPLES, seed=SEED, annotators=annotators, pairs=labels, image_scores=scaled,
@@ -380,8 +385,8 @@ def live_report(
         counts={
             "annotators": len(annotators),
             "excluded_annotators": len(excluded),
-            "votes": int(state.stats[:, EVIDENCE.index("n_votes")].sum()),
-            "counted_votes": int(counted),
+            "votes": tally.votes,
+            "counted_votes": tally.counted_votes,
             "pairs": len(study_pairs),
             "labelled_pairs": int(np.isin(study_pairs["majority"], LABELS).sum()),
             "scenes": int(study_pairs["scene"].nunique()),

@@ -21,10 +21,11 @@ from analysis import live
 from analysis.models import AgreementSceneImages, AgreementSnapshot
 from analysis.quality import annotator_quality
 from analysis.render import report_dict
-from analysis.report import counted_votes, pair_labels, study_report
+from analysis.report import study_report
 from analysis.selectors import study_data, study_rules, study_votes
 from analysis.services import SAMPLES, SEED, agreement_snapshot_refresh
 from analysis.snapshot_selectors import session_counters, session_votes
+from analysis.tally import counted_votes, pair_labels
 from annotation.models import AnnotatorSession, Study, Trial, Vote
 from annotation.services import annotator_exclusion_decide
 from tests.factories import LiveStudyFactory, make_gold_pair, make_pairs
