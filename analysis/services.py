@@ -66,7 +66,7 @@ from analysis.snapshot_selectors import (
     session_votes,
     static_key,
 )
-from analysis.tally import tally_state
+from analysis.tally import state_streamed, tally_state
 from annotation.models import Study
 
 logger = logging.getLogger(__name__)
@@ -316,8 +316,8 @@ def agreement_state_update(*, study: Study, pairs: pd.DataFrame, rules) -> live.
         else:
             state = live.state_load(row.data) if row.data else None
         fresh = state is None or not live.state_fits(state, pairs, rules)
-        if fresh:
-            state = live.state_new(pairs, rules)
+        if fresh:  # every vote, read a group of sessions at a time (not one list of all)
+            state = state_streamed(study, pairs, rules)
         counters = session_counters(study=study)
         changed = live.changed_sessions(state, counters)
         if len(changed):

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import live
-from analysis.quality import EVIDENCE, annotator_quality, apply_decisions
+from analysis.quality import EVIDENCE, Rules, annotator_quality, apply_decisions
 from analysis.selectors import StudyData
 from analysis.snapshot_selectors import session_counters, session_votes
 from annotation import aggregation
@@ -91,11 +91,14 @@ def tally_state(state: live.LiveState, data: StudyData) -> VoteTally:
     )
 
 
-def state_streamed(study: Study, data: StudyData, *, chunk: int = STREAM_VOTES) -> live.LiveState:
-    """A live state of every vote of the study, read session by session in groups of at
-    most ``chunk`` votes (a group is one query; the sessions read so far stay in the
-    counters each group passes, so none of them reads as gone)."""
-    state = live.state_new(data.pairs, data.rules)
+def state_streamed(
+    study: Study, pairs: pd.DataFrame, rules: Rules, *, chunk: int = STREAM_VOTES
+) -> live.LiveState:
+    """A live state (for ``pairs`` and ``rules``) of every vote of the study, read session
+    by session in groups of at most ``chunk`` votes (a group is one query; the sessions
+    read so far stay in the counters each group passes, so none of them reads as gone).
+    Raises ``ValueError`` for a vote on a pair not in ``pairs``."""
+    state = live.state_new(pairs, rules)
     counters = session_counters(study=study).sort_values("session_id", ignore_index=True)
     answered = counters["answered"].to_numpy(dtype=np.int64)
     start = 0
@@ -118,4 +121,4 @@ def state_streamed(study: Study, data: StudyData, *, chunk: int = STREAM_VOTES) 
 
 def tally_streamed(study: Study, data: StudyData, *, chunk: int = STREAM_VOTES) -> VoteTally:
     """``tally_state`` of ``state_streamed``: the tally without a frame of the votes."""
-    return tally_state(state_streamed(study, data, chunk=chunk), data)
+    return tally_state(state_streamed(study, data.pairs, data.rules, chunk=chunk), data)

@@ -507,9 +507,11 @@ def study_export(
     # tally is read session by session into the live state's compact arrays
     # (``tally_streamed``: 13 bytes a vote), the votes table streamed chunk by chunk.
     data = study_data(study, votes=False)
-    report = study_report(
-        data, samples=samples, seed=seed, model=model, tally=tally_streamed(study, data)
-    )
+    try:
+        tally = tally_streamed(study, data)
+    except ValueError as exc:  # a vote on a pair read after the pairs were
+        raise ExportError(f"{study.slug}: its pairs changed while exporting; export again") from exc
+    report = study_report(data, samples=samples, seed=seed, model=model, tally=tally)
     step(1)
     excluded = set(report.excluded["annotator"])
     tables = {

@@ -36,7 +36,7 @@ def _study(seed: int):
 
 def _equal(got: tally.VoteTally, expected: tally.VoteTally) -> None:
     pd.testing.assert_frame_equal(got.annotators, expected.annotators)
-    pd.testing.assert_frame_equal(got.labels, expected.labels, check_dtype=False)
+    pd.testing.assert_frame_equal(got.labels, expected.labels)
     assert (got.votes, got.counted_votes) == (expected.votes, expected.counted_votes)
 
 
@@ -76,8 +76,10 @@ def test_a_vote_committed_while_streaming_neither_drops_nor_doubles_a_session(mo
     before that group's votes are: the group reads it, and the next group (which does not
     hold that session) must not take the session for changed or gone."""
     study, rng = _study(21)
-    first = AnnotatorSession.objects.filter(study=study).order_by("pk").first()
+    answered = AnnotatorSession.objects.filter(study=study).exclude(n_done=0, n_practice_done=0)
+    first = answered.order_by("pk").first()  # the first group's (one session a group)
     free = [p for p in study.pairs.all() if not first.trials.filter(pair=p).exists()]
+    assert free  # (a pair it has not answered, for the vote committed mid-stream)
     read = tally.session_votes
     calls = []
 
@@ -89,9 +91,20 @@ def test_a_vote_committed_while_streaming_neither_drops_nor_doubles_a_session(mo
 
     monkeypatch.setattr(tally, "session_votes", votes_then_one_more)
     data = study_data(study, votes=False)
-    state = tally.state_streamed(study, data, chunk=1)
+    state = tally.state_streamed(study, data.pairs, data.rules, chunk=1)
     assert len(calls) > 1
     assert calls[0] == [first.pk]
     assert state.votes == Vote.objects.filter(session__study=study).count()
     monkeypatch.setattr(tally, "session_votes", read)
     _equal(tally.tally_state(state, data), tally.tally_frame(study_data(study)))
+
+
+def test_a_vote_on_a_pair_the_stream_was_not_given_is_an_error():
+    """Pairs are read before the votes: a vote on a pair made since (the export turns this
+    into "export again") is refused, not dropped or counted elsewhere."""
+    study, _ = _study(31)
+    data = study_data(study, votes=False)
+    voted = Vote.objects.filter(session__study=study).values_list("pair_id", flat=True).first()
+    fewer = data.pairs[data.pairs["pair_id"] != voted]
+    with pytest.raises(ValueError, match="pairs the live state does not know"):
+        tally.state_streamed(study, fewer, data.rules)
