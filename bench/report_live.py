@@ -249,6 +249,7 @@ def under_load(args, base_votes: int) -> None:
             clients.start()
             polls = []  # (time, status, seconds, votes counted)
             scene_reads = []  # (status, seconds) of the shown scene's images
+            refreshes = {}  # computed_at: (seconds, live info) of each snapshot seen
             etag, counted, scene, scene_etag = None, base_votes, None, None
             while time.monotonic() < start_at:
                 time.sleep(0.01)
@@ -259,6 +260,13 @@ def under_load(args, base_votes: int) -> None:
                 if status == 200:
                     body = json.loads(content)
                     counted = body["votes"]
+                    info = body.get("live") or {}
+                    drawn = {} if info.get("exact") else info.get("intervals") or {}
+                    drawn_at = drawn.get("as_of")
+                    refreshes[body["computed_at"]] = (
+                        body["computed_in_s"],
+                        same_time(drawn_at, body["as_of"]),
+                    )
                     etag = browser.headers.get("etag")
                     # As the page: then the shown scene's images, If-None-Match.
                     scene = scene or body["scenes"][0]
@@ -270,6 +278,7 @@ def under_load(args, base_votes: int) -> None:
             acks = np.sort(np.asarray(queue.get(), dtype=float))
             clients.join()
             report_load(args, polls, acks, base_votes)
+            report_refreshes(refreshes)
             if scene_reads:
                 ms = np.array([s for _, s in scene_reads]) * 1000
                 p50, p95 = np.percentile(ms, [50, 95])
@@ -296,6 +305,36 @@ def under_load(args, base_votes: int) -> None:
             worker.terminate()
             server.wait(timeout=30)
             worker.wait(timeout=60)
+
+
+def same_time(a: str | None, b: str | None) -> bool:
+    from datetime import datetime
+
+    return bool(a and b) and datetime.fromisoformat(a) == datetime.fromisoformat(b)
+
+
+def report_refreshes(refreshes: dict) -> None:
+    """The worker's refreshes the reader saw: how long each took (those that redrew
+    the bootstrap intervals apart), and the time between consecutive ones."""
+    if not refreshes:
+        return
+    from datetime import datetime
+
+    at = np.array(sorted(datetime.fromisoformat(k).timestamp() for k in refreshes))
+    took = np.array([s for s, _ in refreshes.values()])
+    drew = np.array([d for _, d in refreshes.values()])
+    gaps = np.diff(at)
+
+    def line(values):
+        p50, p95 = np.percentile(values, [50, 95])
+        return f"p50 {p50:.2f} s  p95 {p95:.2f} s  max {values.max():.2f} s"
+
+    print(f"  refreshes seen: {len(took)}; took {line(took)}")
+    if drew.any() and (~drew).any():
+        print(f"    with intervals redrawn ({drew.sum()}): {line(took[drew])}; "
+              f"carried ({(~drew).sum()}): {line(took[~drew])}")  # fmt: skip
+    if gaps.size:
+        print(f"  between consecutive snapshots: {line(gaps)}")
 
 
 def report_load(args, polls, acks, base_votes: int) -> None:
