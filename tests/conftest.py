@@ -308,6 +308,16 @@ def web_server(media_root: Path) -> Iterator[WebServer]:
         stop_web_server(server)
 
 
+@pytest.fixture(scope="module")
+def module_web_server(django_db_setup, media_root: Path) -> Iterator[WebServer]:
+    """One small gunicorn (a worker, 4 threads) shared by a test module's browser tests."""
+    server = start_web_server(media=media_root, workers=1, threads=4)
+    try:
+        yield server
+    finally:
+        stop_web_server(server)
+
+
 @pytest.fixture(scope="session")
 def chromium():
     """Debian's headless Chromium, driven by Playwright (never a downloaded browser)."""

@@ -7,7 +7,6 @@ under the server's real Content-Security-Policy."""
 import json
 import logging
 import re
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -15,7 +14,6 @@ from django.test import Client
 
 from annotation.models import AnnotatorSession, Study
 from tests.browser import finish_with_keyboard, watch_csp
-from tests.conftest import start_web_server, stop_web_server
 from tests.factories import LiveStudyFactory
 from tests.frontend.conftest import make_study, screenshot
 
@@ -28,12 +26,8 @@ EVIL = '<script>alert(1)</script><b>bold</b> "onerror=alert(2)" <img src=x onerr
 
 
 @pytest.fixture(scope="module")
-def server(django_db_setup, media_root: Path):
-    server = start_web_server(media=media_root, workers=1, threads=4)
-    try:
-        yield server
-    finally:
-        stop_web_server(server)
+def server(module_web_server):
+    return module_web_server
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ annotator page through a whole session to its done screen, the charts drawn, and
 policy violation (a ``securitypolicyviolation`` event or the console's report) or page
 error fails the test."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
@@ -15,7 +13,7 @@ from annotation import services
 from annotation.models import Image
 from scoring.models import Score
 from tests.browser import finish_with_keyboard, watch_csp
-from tests.conftest import ARTIFACTS, start_web_server, stop_web_server
+from tests.conftest import ARTIFACTS
 from tests.frontend.conftest import make_study
 from workspace.models import ImportJob
 
@@ -26,12 +24,8 @@ PASSWORD = "a long password 1"
 
 
 @pytest.fixture(scope="module")
-def server(django_db_setup, media_root: Path):
-    server = start_web_server(media=media_root, workers=1, threads=4)
-    try:
-        yield server
-    finally:
-        stop_web_server(server)
+def server(module_web_server):
+    return module_web_server
 
 
 def vote(study, participant: str) -> None:
