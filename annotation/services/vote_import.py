@@ -285,6 +285,10 @@ class _Resolver:
         ):
             self.pairs[(a, b)] = (pair_id, False)
             self.pairs[(b, a)] = (pair_id, True)
+        # A dense index per pair for the duplicate keys (ids are 64-bit; the study's pairs
+        # fewer than 2**32).
+        ids = dict.fromkeys(pair_id for pair_id, _ in self.pairs.values())
+        self.pair_index = {pair_id: i for i, pair_id in enumerate(ids)}
         self.annotators: dict[str, int] = {}
         self.keys = np.empty(0, dtype=np.int64)
         self.positions = np.empty(0, dtype=np.int64)
@@ -332,10 +336,11 @@ class _Resolver:
         self.count += len(resolved)
         return resolved
 
-    @staticmethod
-    def _keys(resolved: list[_Resolved]) -> np.ndarray:
+    def _keys(self, resolved: list[_Resolved]) -> np.ndarray:
+        """One int64 per vote for its (annotator, pair): their dense indexes, 32 bits each."""
         who = np.fromiter((vote.annotator for vote in resolved), np.int64, len(resolved))
-        pair = np.fromiter((vote.pair_id for vote in resolved), np.int64, len(resolved))
+        index = self.pair_index
+        pair = np.fromiter((index[vote.pair_id] for vote in resolved), np.int64, len(resolved))
         return (who << 32) | pair
 
     def _refuse_duplicate(self, batch: list[ParsedVote], resolved: list[_Resolved]) -> None:

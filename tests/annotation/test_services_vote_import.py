@@ -322,3 +322,21 @@ def test_a_source_is_imported_once(study, tmp_path, snapshot):
     call_command("import_votes", study.slug, str(path), "--format", "long-csv", "--source",
                  "second", stdout=StringIO())  # fmt: skip
     assert Vote.objects.filter(pair__study=study).count() == 2
+
+
+def test_pair_ids_past_32_bits_are_not_taken_for_duplicates(study, tmp_path):
+    """Ids are 64-bit: u1 on a pair whose id is 2**32 + p and u2 on pair p are two votes
+    (the duplicate check keys (annotator, pair) on their dense indexes, not the ids)."""
+    small = Pair.objects.get(study=study, image_a__name="s1/a.png", image_b__name="s1/b.png")
+    big = Pair.objects.get(study=study, image_a__name="s2/x.png", image_b__name="s2/y.png")
+    big.delete()
+    big.pk = (1 << 32) + small.pk
+    big.save(force_insert=True)
+    path = tmp_path / "v.csv"
+    path.write_text(
+        "scene,image_a,image_b,annotator,preferred\ns2,x.png,y.png,u1,a\ns1,a.png,b.png,u2,b\n"
+    )
+    call_command("import_votes", study.slug, str(path), "--format", "long-csv", stdout=StringIO())
+    assert sorted(Vote.objects.filter(pair__study=study).values_list("pair_id", flat=True)) == [
+        small.pk, big.pk,
+    ]  # fmt: skip
