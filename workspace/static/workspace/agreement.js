@@ -258,7 +258,7 @@ const SPECS = {
     height: 240,
     mark: { type: "point", filled: true, size: 70, tooltip: true },
     encoding: {
-      x: { field: "score", type: "quantitative", title: "metric score", scale: { zero: false } },
+      x: { field: "score", type: "quantitative", title: "metric score", scale: { zero: false }, axis: { tickCount: 6, labelOverlap: "greedy", labelSeparation: 6 } },
       y: { field: "human", type: "quantitative", title: "human score", scale: { zero: false } },
       color: { field: "condition", type: "nominal", legend: { columns: 2 } },
       tooltip: [

@@ -38,7 +38,9 @@ export function deltaColumns(element, panels) {
 export function deltaSpec(element, columns) {
   const width = Math.max(320, element.clientWidth || 900);
   const only = (mark) => [{ filter: `datum.mark === '${mark}'` }];
-  const x = { field: "delta", type: "quantitative", title: "δ (the metric's units)" };
+  // Few ticks, and labels that would touch dropped: a panel is narrow and a metric's
+  // units can need several digits.
+  const x = { field: "delta", type: "quantitative", title: "δ (the metric's units)", axis: { tickCount: 5, labelOverlap: "greedy", labelSeparation: 6 } };
   const y = { field: "accuracy", type: "quantitative", scale: { domain: [0, 1] }, title: "accuracy" };
   const tooltip = [
     { field: "metric", type: "nominal" },
