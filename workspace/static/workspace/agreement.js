@@ -180,7 +180,9 @@ function renderTable(table, subset, previews) {
   if (!rows.length) {
     const tr = document.createElement("tr");
     const message = table.rows.length ? "No metric matches the filter." : "No metric scores yet: score the study (Scoring on the dashboard, or score_study).";
-    tr.append(cell("td", message, { className: "muted" }));
+    const td = cell("td", message, { className: "muted" });
+    td.colSpan = head.cells.length; // the whole width of the table
+    tr.append(td);
     body.append(tr);
   }
   element.tHead.replaceChildren(head);
@@ -276,7 +278,7 @@ const SPECS = {
     height: 200,
     mark: { type: "bar", tooltip: true, color: "#1a5fb4" },
     encoding: {
-      x: { field: "votes", type: "ordinal", title: "counted votes on the pair" },
+      x: { field: "votes", type: "ordinal", title: "counted votes on the pair", axis: { labelAngle: 0 } },
       y: { field: "pairs", type: "quantitative", title: "pairs" },
     },
   },
@@ -308,6 +310,7 @@ function setOptions(select, values, labels = (v) => v) {
     select.replaceChildren(...values.map((v) => new Option(labels(v), v)));
     if (values.includes(current)) select.value = current;
   }
+  select.disabled = values.length === 0; // (a metric list before any score)
 }
 
 // The shown scene's images: read when the scene (or the variant) changes, and again with
@@ -338,7 +341,7 @@ async function renderAll(revalidate = false) {
   const data = state.data;
   if (!data) return;
   const table = headline(data, controls.elements.delta.value);
-  setOptions(controls.elements.subset, table.subsets);
+  setOptions(controls.elements.subset, table.subsets.length ? table.subsets : ["all"]);
   const subset = controls.elements.subset.value || "all";
   const rows = filtered(table.rows);
   const shown = rows.map((r) => r.metric);
