@@ -188,14 +188,18 @@ def _session_stats(state: LiveState, sessions: np.ndarray) -> None:
     state.medians[sessions] = medians.reindex(sessions).to_numpy()
 
 
-def state_apply(state: LiveState, counters: pd.DataFrame, votes: pd.DataFrame) -> LiveState:
+def state_apply(
+    state: LiveState, counters: pd.DataFrame, votes: pd.DataFrame, changed: np.ndarray | None = None
+) -> LiveState:
     """The state with the sessions of ``votes`` replaced by their votes there.
 
     ``counters``: every session of the study with answers (``COUNTER_COLUMNS``), read
     before ``votes``; ``votes``: the full vote lists (``VOTE_COLUMNS``) of the sessions
-    ``changed_sessions`` named. A changed session with no row in ``votes`` (gone) loses
-    its rows. Raises ``ValueError`` for a vote on a pair the state does not know."""
-    changed = changed_sessions(state, counters)
+    ``changed_sessions`` named (``changed``, when the caller has them). A changed session
+    with no row in ``votes`` (gone) loses its rows. Raises ``ValueError`` for a vote on a
+    pair the state does not know."""
+    if changed is None:
+        changed = changed_sessions(state, counters)
     known = pd.Index(state.session_ids)
     new = pd.Index(changed).difference(known)
     if len(new):

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import agreement, scaling
-from analysis.quality import Rules
+from analysis.quality import NOT_JUDGED, Rules
 from analysis.selectors import StudyData
 from analysis.tally import VoteTally, tally_frame
 
@@ -540,6 +540,25 @@ def delta_calibration(
     return pd.DataFrame(rows, columns=CALIBRATION_COLUMNS), curves
 
 
+def report_counts(tally: VoteTally, study_pairs: pd.DataFrame, scaled: pd.DataFrame) -> dict:
+    """The report's counts: annotators (excluded, not judged), votes (counted), pairs
+    (labelled), scenes and images scored."""
+    annotators = tally.annotators
+    return {
+        "annotators": len(annotators),
+        "excluded_annotators": len(tally.excluded),
+        "votes": tally.votes,
+        "counted_votes": tally.counted_votes,
+        "pairs": len(study_pairs),
+        "labelled_pairs": int(np.isin(study_pairs["majority"], agreement.LABELS).sum()),
+        "scenes": int(study_pairs["scene"].nunique()),
+        "images_scored": len(scaled),
+        "not_judged_annotators": int((annotators["qc_status"] == NOT_JUDGED).sum())
+        if "qc_status" in annotators
+        else 0,
+    }
+
+
 def labelled_study_pairs(pairs: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """The study's pairs (not gold) with their labels (``pair_labels``)."""
     return pairs.merge(labels[~labels["is_gold"]], on="pair_id")
@@ -595,7 +614,6 @@ def study_report(
     image_rng, agreement_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     tally = tally if tally is not None else tally_frame(data)
     annotators, labels = tally.annotators, tally.labels
-    excluded = tally.excluded
     study_pairs = labelled_study_pairs(data.pairs, labels)
     scaled = image_scores(
         study_pairs, data.images, intervals=image_intervals, samples=samples, rng=image_rng
@@ -618,19 +636,7 @@ def study_report(
         rng=agreement_rng,
         human=HUMAN_SCORE[model],
     )
-    counts = {
-        "annotators": len(annotators),
-        "excluded_annotators": len(excluded),
-        "votes": tally.votes,
-        "counted_votes": tally.counted_votes,
-        "pairs": len(study_pairs),
-        "labelled_pairs": int(np.isin(study_pairs["majority"], agreement.LABELS).sum()),
-        "scenes": int(study_pairs["scene"].nunique()),
-        "images_scored": len(scaled),
-        "not_judged_annotators": int((annotators.get("qc_status") == "not judged").sum())
-        if "qc_status" in annotators
-        else 0,
-    }
+    counts = report_counts(tally, study_pairs, scaled)
     calibration, curves = pd.DataFrame(columns=CALIBRATION_COLUMNS), {}
     if calibrate_folds >= 2:
         calibration, curves = delta_calibration(

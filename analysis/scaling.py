@@ -182,11 +182,9 @@ def count_matrices(
     k: int,
 ) -> np.ndarray:
     """Stack of (k, k) counts from per-pair vote counts: i preferred adds to C[i, j], j
-    preferred to C[j, i], similar to both."""
-    counts = np.zeros((n_scenes, k, k))
-    np.add.at(counts, (scene_index, i, j), n_i + n_similar)
-    np.add.at(counts, (scene_index, j, i), n_j + n_similar)
-    return counts
+    preferred to C[j, i], similar to both (the wins plus the ties both ways)."""
+    wins, ties = tie_count_matrices(scene_index, i, j, n_i, n_similar, n_j, n_scenes, k)
+    return wins + ties + ties.swapaxes(-1, -2)
 
 
 def bootstrap(

@@ -23,7 +23,8 @@ score, so new pairs or scores force a re-read), the per-image JSON of the scores
 a fresh process, or another one, reads them again and computes the same numbers.
 The page's per-image block is stored pre-rendered, per scene (``AgreementSceneImages``:
 a live refresh rewrites only the scenes whose block changed, ``scene_images_save``); a
-request splices it in instead of decoding and re-encoding it. Readers compute the data's
+request reads the one scene it asks for (a few KB, decoded and joined there), never the
+whole study's images. Readers compute the data's
 mark at most once per debounce interval (``agreement_snapshot_check``).
 """
 
@@ -45,14 +46,15 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from analysis import live
-from analysis.agreement import LABELS
 from analysis.models import AgreementSceneImages, AgreementSnapshot, AgreementState
-from analysis.quality import NOT_JUDGED, no_decisions
+from analysis.quality import no_decisions
 from analysis.render import report_dict
 from analysis.report import (
     Report,
     agreement_tables,
     labelled_study_pairs,
+    metric_table,
+    report_counts,
     study_report,
     tie_band_curves,
 )
@@ -110,7 +112,7 @@ def _scores_json(scores: pd.DataFrame) -> dict[int, str]:
     sorted, missing ones left out, infinities as null), computed once per scores frame."""
     if _SCORES_JSON[0] is scores:
         return _SCORES_JSON[1]
-    wide = scores.pivot_table(index="image_id", columns="metric", values="value")
+    wide, _ = metric_table(scores)  # (the agreement tables' pivot of the same frame)
     metrics = list(wide.columns)
     out = {}
     for image, row in zip(wide.index.tolist(), wide.to_numpy(dtype=float).tolist(), strict=True):
@@ -128,7 +130,8 @@ def scene_images_json(
     (``AgreementSceneImages``): the compared images (name, condition, votes, Thurstone
     and Bradley-Terry scores) and, ``with_scores``, their metric scores by image name
     (``{image: {metric: value}}``, else None). Rendered here, by the refresh, column by
-    column (the metric scores once per scores frame), so that no request encodes them."""
+    column (the metric scores once per scores frame), so that a request only reads its
+    scene's rows."""
     images = report.image_scores
     if scenes is not None:
         images = images[images["scene"].isin(list(scenes))]
@@ -322,7 +325,7 @@ def agreement_state_update(*, study: Study, pairs: pd.DataFrame, rules) -> live.
         changed = live.changed_sessions(state, counters)
         if len(changed):
             votes = session_votes(study=study, session_ids=changed)
-            state = live.state_apply(state, counters, votes)
+            state = live.state_apply(state, counters, votes, changed)
         age = (timezone.now() - row.updated_at).total_seconds()
         if created or fresh or (len(changed) and age >= STATE_CHECKPOINT_SECONDS):
             row.data = live.state_dump(state)
@@ -363,7 +366,7 @@ def live_report(
     state = agreement_state_update(study=study, pairs=data.pairs, rules=data.rules)
     data = _variant_data(data, variant)
     tally = tally_state(state, data)
-    annotators, labels, excluded = tally.annotators, tally.labels, tally.excluded
+    annotators, labels = tally.annotators, tally.labels
     study_pairs = labelled_study_pairs(data.pairs, labels)
     scaled, refitted, fits = live.image_scores(
         state.pair_ids, study_pairs, data.images, live.fits_load(snapshot.fits)
@@ -382,19 +385,7 @@ def live_report(
         slug=data.slug, design=data.design, rules=data.rules, deltas=data.deltas,
         samples=SAMPLES, seed=SEED, annotators=annotators, pairs=labels, image_scores=scaled,
         agreement=table, comparisons=comparisons, versions=data.versions,
-        counts={
-            "annotators": len(annotators),
-            "excluded_annotators": len(excluded),
-            "votes": tally.votes,
-            "counted_votes": tally.counted_votes,
-            "pairs": len(study_pairs),
-            "labelled_pairs": int(np.isin(study_pairs["majority"], LABELS).sum()),
-            "scenes": int(study_pairs["scene"].nunique()),
-            "images_scored": len(scaled),
-            "not_judged_annotators": int((annotators["qc_status"] == NOT_JUDGED).sum())
-            if "qc_status" in annotators
-            else 0,
-        },
+        counts=report_counts(tally, study_pairs, scaled),
     )  # fmt: skip
     return report, data, {"refitted_scenes": refitted, "fits": live.fits_dump(fits),
                           "metric_kinds": kinds}  # fmt: skip

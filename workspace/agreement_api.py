@@ -76,10 +76,13 @@ def _freshness(request: Request, slug: str) -> tuple[object, str, AgreementSnaps
     return study, variant, snapshot if ready else None, flags
 
 
-def _etag(snapshot: AgreementSnapshot, flags: dict, kind: str) -> str:
-    parts = (kind, snapshot.pk, snapshot.computed_at.isoformat(), flags["stale"],
-             flags["computing"])  # fmt: skip
+def _etag_of(parts: tuple) -> str:
     return '"' + hashlib.sha256(repr(parts).encode()).hexdigest()[:20] + '"'
+
+
+def _etag(snapshot: AgreementSnapshot, flags: dict, kind: str) -> str:
+    return _etag_of((kind, snapshot.pk, snapshot.computed_at.isoformat(), flags["stale"],
+                     flags["computing"]))  # fmt: skip
 
 
 def _modified_at(what) -> datetime:
@@ -132,23 +135,22 @@ class StudyAgreementApi(ResearcherApi):
         _, _, snapshot, flags = _freshness(request, slug)
         if snapshot is None:
             return Response(AgreementFreshnessSerializer.render(flags), status=202)
-        etag = _etag(snapshot, flags, "json")
-        if _not_modified(request, etag, snapshot):
-            return _headers(HttpResponse(status=304), etag, snapshot)
-        whole = agreement_snapshot_report(snapshot=snapshot)  # a newer one, if stored since
-        body = {
-            **whole.report,
-            **flags,
-            "as_of": whole.as_of,
-            "votes": whole.votes,
-            "computed_at": whole.computed_at,
-            "computed_in_s": whole.duration_s,
-        }
-        response = HttpResponse(
-            JSONRenderer().render(AgreementSnapshotSerializer.render(body)),
-            content_type="application/json",
-        )
-        return _headers(response, _etag(whole, flags, "json"), whole)
+
+        def respond(whole: AgreementSnapshot) -> HttpResponse:
+            body = {
+                **whole.report,
+                **flags,
+                "as_of": whole.as_of,
+                "votes": whole.votes,
+                "computed_at": whole.computed_at,
+                "computed_in_s": whole.duration_s,
+            }
+            return HttpResponse(
+                JSONRenderer().render(AgreementSnapshotSerializer.render(body)),
+                content_type="application/json",
+            )
+
+        return _conditional(request, snapshot, flags, "json", respond)
 
 
 SCENE = OpenApiParameter(
@@ -191,8 +193,7 @@ class StudyAgreementImagesApi(ResearcherApi):
         if block is None:
             raise NotFound(f"the agreement report of {study.slug!r} has no scene {scene!r}",
                            field="scene")  # fmt: skip
-        parts = ("images", snapshot.pk, scene, block.updated_at.isoformat())
-        etag = '"' + hashlib.sha256(repr(parts).encode()).hexdigest()[:20] + '"'
+        etag = _etag_of(("images", snapshot.pk, scene, block.updated_at.isoformat()))
         if _not_modified(request, etag, block.updated_at):
             return _headers(HttpResponse(status=304), etag, block.updated_at)
         # (a scene's images: small; their metric scores are joined by name)

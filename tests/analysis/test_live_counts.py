@@ -7,15 +7,11 @@ following once the votes stop."""
 
 import dataclasses
 import json
-from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
-from django.db.models import F
-from django.utils import timezone
 
 from analysis import live
 from analysis.models import AgreementSceneImages, AgreementSnapshot
@@ -26,66 +22,15 @@ from analysis.selectors import study_data, study_rules, study_votes
 from analysis.services import SAMPLES, SEED, agreement_snapshot_refresh
 from analysis.snapshot_selectors import session_counters, session_votes
 from analysis.tally import counted_votes, pair_labels
-from annotation.models import AnnotatorSession, Study, Trial, Vote
+from annotation.models import AnnotatorSession, Study, Vote
 from annotation.services import annotator_exclusion_decide
+from tests.analysis.live_votes import open_sessions, retry, votes_now
 from tests.factories import LiveStudyFactory, make_gold_pair, make_pairs
 
 pytestmark = pytest.mark.django_db
 
 SEQUENCES = 12
 STEPS = 6
-
-
-def _vote(session: AnnotatorSession, pair, kind: str, rng: np.random.Generator) -> None:
-    """One answer as the vote statement writes it: the trial answered, the vote, the
-    session's counter moved, in one transaction."""
-    now = timezone.now()
-    with transaction.atomic():
-        trial = Trial.objects.create(
-            session=session, pair=pair, kind=kind, ordinal=session.trials.count(),
-            a_on_left=bool(rng.integers(2)), issued_at=now,
-            lease_expires_at=now + timedelta(seconds=60), answered_at=now,
-        )  # fmt: skip
-        choice = str(rng.choice(["left", "similar", "right"], p=[0.45, 0.1, 0.45]))
-        preferred = (
-            "similar" if choice == "similar" else ("a" if (choice == "left") == trial.a_on_left
-                                                   else "b")
-        )  # fmt: skip
-        Vote.objects.create(
-            trial=trial, session=session, pair=pair, kind=kind, choice=choice,
-            preferred=preferred, late=bool(rng.random() < 0.2), created_at=now,
-            response_ms=None if rng.random() < 0.1 else int(rng.integers(150, 3000)),
-        )  # fmt: skip
-        field = "n_practice_done" if kind == "practice" else "n_done"
-        AnnotatorSession.objects.filter(pk=session.pk).update(**{field: F(field) + 1})
-
-
-def _retry(session: AnnotatorSession) -> None:
-    """A second answer to an answered trial: refused by the one-vote-per-trial constraint,
-    nothing stored (the API answers the stored vote)."""
-    trial = session.trials.exclude(answered_at=None).first()
-    if trial is None:
-        return
-    with pytest.raises(IntegrityError), transaction.atomic():
-        Vote.objects.create(
-            trial=trial, session=session, pair=trial.pair, kind=trial.kind, choice="left",
-            preferred="a", created_at=timezone.now(),
-        )  # fmt: skip
-
-
-def _votes_now(study: Study, rng: np.random.Generator, pairs: list, n: int) -> None:
-    sessions = list(AnnotatorSession.objects.filter(study=study))
-    for _ in range(n):
-        session = sessions[int(rng.integers(len(sessions)))]
-        used = set(session.trials.values_list("pair_id", flat=True))
-        free = [p for p in pairs if p.pk not in used]
-        if not free:
-            continue
-        pair = free[int(rng.integers(len(free)))]
-        kind = (
-            "gold" if pair.gold_answer else str(rng.choice(["label", "practice"], p=[0.85, 0.15]))
-        )
-        _vote(session, pair, kind, rng)
 
 
 def _full_counts(study: Study, state: live.LiveState) -> tuple[np.ndarray, np.ndarray]:
@@ -114,21 +59,19 @@ def test_kept_counts_equal_a_full_regroup_after_random_sequences():
         rng = np.random.default_rng(sequence)
         study = LiveStudyFactory(slug=f"live-{sequence}")
         pairs = make_pairs(study, 12, scenes=3) + [make_gold_pair(study) for _ in range(2)]
-        for n in range(int(rng.integers(3, 7))):
-            AnnotatorSession.objects.create(study=study, created_at=timezone.now(),
-                                            participant_id=f"p{n}")  # fmt: skip
+        open_sessions(study, int(rng.integers(3, 7)))
         data = study_data(study)
         rules = dataclasses.replace(study_rules(study), min_answers=2, min_gold=1)
         state = live.state_new(data.pairs, rules)
         for step in range(STEPS):
-            _votes_now(study, rng, pairs, int(rng.integers(0, 12)))
+            votes_now(study, rng, pairs, int(rng.integers(0, 12)))
             if rng.random() < 0.3:
-                _retry(AnnotatorSession.objects.filter(study=study).order_by("?").first())
+                retry(AnnotatorSession.objects.filter(study=study).order_by("?").first())
             if step == STEPS - 2 and rng.random() < 0.5:
                 AnnotatorSession.objects.filter(study=study).order_by("?").first().delete()
             counters = session_counters(study=study)
             if rng.random() < 0.4:  # votes committed after the counters were read
-                _votes_now(study, rng, pairs, int(rng.integers(1, 4)))
+                votes_now(study, rng, pairs, int(rng.integers(1, 4)))
             changed = live.changed_sessions(state, counters)
             state = live.state_apply(
                 state, counters, session_votes(study=study, session_ids=changed)
@@ -181,15 +124,13 @@ def test_live_snapshot_matches_the_report_then_the_exact_one_follows():
     study = LiveStudyFactory(slug="live-report")
     pairs = make_pairs(study, 24, scenes=4)
     rng = np.random.default_rng(3)
-    for n in range(8):
-        AnnotatorSession.objects.create(study=study, created_at=timezone.now(),
-                                        participant_id=f"p{n}")  # fmt: skip
-    _votes_now(study, rng, pairs, 80)
+    open_sessions(study, 8)
+    votes_now(study, rng, pairs, 80)
     first = agreement_snapshot_refresh(study=study)
     assert first.exact  # the first snapshot is computed exactly
     first = agreement_snapshot_refresh(study=study, mode="live")  # seeds the kept fits
     scene = pairs[0].scene
-    _votes_now(study, rng, [p for p in pairs if p.scene_id == scene.pk], 6)
+    votes_now(study, rng, [p for p in pairs if p.scene_id == scene.pk], 6)
 
     snapshot = agreement_snapshot_refresh(study=study)
     assert not snapshot.exact
@@ -215,12 +156,10 @@ def test_live_fits_equal_cold_fits():
     study = LiveStudyFactory(slug="live-fits")
     pairs = make_pairs(study, 24, scenes=4)
     rng = np.random.default_rng(4)
-    for n in range(6):
-        AnnotatorSession.objects.create(study=study, created_at=timezone.now(),
-                                        participant_id=f"q{n}")  # fmt: skip
-    _votes_now(study, rng, pairs, 60)
+    open_sessions(study, 6, prefix="q")
+    votes_now(study, rng, pairs, 60)
     agreement_snapshot_refresh(study=study, mode="live")
-    _votes_now(study, rng, pairs, 30)
+    votes_now(study, rng, pairs, 30)
     snapshot = agreement_snapshot_refresh(study=study, mode="live")
     report = study_report(study_data(study), samples=1, seed=0, image_intervals=False)
     cold = report.image_scores.set_index("image")

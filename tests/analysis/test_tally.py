@@ -7,14 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from django.contrib.auth import get_user_model
-from django.utils import timezone
 
 from analysis import tally
 from analysis.report import study_report
 from analysis.selectors import study_data
 from annotation.models import AnnotatorSession, Vote
 from annotation.services import annotator_exclusion_decide
-from tests.analysis.test_live_counts import _vote, _votes_now
+from tests.analysis.live_votes import open_sessions, vote, votes_now
 from tests.factories import LiveStudyFactory, make_gold_pair, make_pairs
 
 pytestmark = pytest.mark.django_db
@@ -26,11 +25,8 @@ def _study(seed: int):
     rng = np.random.default_rng(seed)
     study = LiveStudyFactory(slug=f"tally-{seed}", qc_min_answers=2, qc_min_gold=1)
     pairs = make_pairs(study, 12, scenes=3) + [make_gold_pair(study) for _ in range(2)]
-    for n in range(int(rng.integers(4, 8))):
-        AnnotatorSession.objects.create(
-            study=study, participant_id=f"p{n}", created_at=timezone.now()
-        )
-    _votes_now(study, rng, pairs, 60)
+    open_sessions(study, int(rng.integers(4, 8)))
+    votes_now(study, rng, pairs, 60)
     return study, rng
 
 
@@ -85,7 +81,7 @@ def test_a_vote_committed_while_streaming_neither_drops_nor_doubles_a_session(mo
 
     def votes_then_one_more(*, study, session_ids):
         if not calls:
-            _vote(first, free[0], "gold" if free[0].gold_answer else "label", rng)
+            vote(first, free[0], "gold" if free[0].gold_answer else "label", rng)
         calls.append(list(session_ids))
         return read(study=study, session_ids=session_ids)
 
