@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from django.db import connection
 from django.db.models import F
+from django.db.models.functions import Coalesce
 
 from analysis.quality import DECISION_COLUMNS, Rules, no_decisions
 from annotation.models import AnnotatorSession, ExclusionDecision, Image, Pair, Study, Vote
@@ -65,25 +66,27 @@ def exclusion_decisions(study: Study) -> pd.DataFrame:
 
 
 def study_votes(study: Study) -> pd.DataFrame:
-    """Every vote of the study, one query: vote_id, annotator (the pseudonym), pair_id,
-    kind, choice, preferred, late, response_ms, gold_answer."""
+    """Every vote of the study that counts, one query: vote_id, annotator (the pseudonym),
+    pair_id, kind, choice, preferred, late, response_ms, gold_answer. Answers too fast to
+    count (assignment rule 14) are left out; ``response_ms`` is the server's measure where
+    there is one (the client's for imported votes): what quality control judges."""
     return pd.DataFrame(
         list(
-            Vote.objects.filter(pair__study=study).values(
+            Vote.objects.filter(pair__study=study, too_fast=False).values(
                 "pair_id",
                 "kind",
                 "choice",
                 "preferred",
                 "late",
-                "response_ms",
                 vote_id=F("id"),
+                measured_ms=Coalesce("server_ms", "response_ms"),
                 annotator=F("session__pseudonym"),
                 gold_answer=F("pair__gold_answer"),
             )
         ),
         columns=["vote_id", "annotator", "pair_id", "kind", "choice", "preferred", "late",
-         "response_ms", "gold_answer"],
-    )  # fmt: skip
+         "measured_ms", "gold_answer"],
+    ).rename(columns={"measured_ms": "response_ms"})  # fmt: skip
 
 
 _VOTE_COLUMNS = ["vote_id", "annotator", "pair_id", "kind", "choice", "preferred", "late",
@@ -91,11 +94,11 @@ _VOTE_COLUMNS = ["vote_id", "annotator", "pair_id", "kind", "choice", "preferred
 _COMPACT_VOTES = """
     COPY (
         SELECT v.id, s.pseudonym, v.pair_id, v.kind, v.choice, v.preferred, v.late,
-               v.response_ms, p.gold_answer
+               coalesce(v.server_ms, v.response_ms), p.gold_answer
         FROM {vote} v
         JOIN {pair} p ON p.id = v.pair_id
         JOIN {session} s ON s.id = v.session_id
-        WHERE p.study_id = {study}
+        WHERE p.study_id = {study} AND NOT v.too_fast
         ORDER BY v.id
     ) TO STDOUT WITH (FORMAT csv, HEADER false)
 """

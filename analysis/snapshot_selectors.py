@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import pandas as pd
 from django.db import connection
 from django.db.models import Count, F, Max, Q, Sum
+from django.db.models.functions import Coalesce
 
 from analysis.live import COUNTER_COLUMNS, VOTE_COLUMNS
 from analysis.models import AgreementSceneImages, AgreementSnapshot
@@ -113,9 +114,13 @@ def session_counters(*, study: Study) -> pd.DataFrame:
 
 
 def session_votes(*, study: Study, session_ids) -> pd.DataFrame:
-    """Every vote of these sessions of the study (``live.VOTE_COLUMNS``). One query."""
-    rows = Vote.objects.filter(session__study=study, session_id__in=list(session_ids)).values_list(
-        "session_id", "pair_id", "kind", "choice", "preferred", "response_ms"
+    """Every vote of these sessions of the study that counts (``live.VOTE_COLUMNS``; as
+    ``selectors.study_votes``: no answer too fast to count, the server's response time).
+    One query."""
+    rows = Vote.objects.filter(
+        session__study=study, session_id__in=list(session_ids), too_fast=False
+    ).values_list(
+        "session_id", "pair_id", "kind", "choice", "preferred", Coalesce("server_ms", "response_ms")
     )
     return pd.DataFrame(list(rows), columns=VOTE_COLUMNS)
 

@@ -6,6 +6,8 @@ import csv
 import io
 import math
 
+from core.spreadsheet import defuse
+
 # A pair of metrics differs significantly below this p-value (the paired bootstrap).
 ALPHA = 0.05
 
@@ -72,7 +74,7 @@ def headline_csv(report: dict) -> str:
             line.append(cell.get("n_pairs", 0))
         line += [_csv(row.get(k)) for k in ("accuracy_2afc", "srcc", "krcc", "plcc")]
         line.append("yes" if row["not_worse"] else "no")
-        writer.writerow(line)
+        writer.writerow([defuse(cell) for cell in line])
     return out.getvalue()
 
 

@@ -10,7 +10,6 @@ import io
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.exceptions import APIException, ParseError
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -34,9 +33,10 @@ from annotation.serializers import (
 from annotation.throttles import (
     NextTrialPerAddressThrottle,
     SessionOpenPerAddressThrottle,
-    SessionOpenPerStudyThrottle,
     SessionVoteThrottle,
+    client_address,
 )
+from config.parsers import CheckedJSONParser
 
 # --- plumbing -----------------------------------------------------------------------
 
@@ -47,8 +47,9 @@ class RequestTooLarge(APIException):
     default_detail = "request body too large"
 
 
-class LimitedJSONParser(JSONParser):
-    """JSON only, and small: annotator requests are a few hundred bytes."""
+class LimitedJSONParser(CheckedJSONParser):
+    """JSON only, and small: annotator requests are a few hundred bytes (and checked, as
+    every endpoint's JSON is: ``config.parsers``)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.IQA_API_MAX_BODY_BYTES
@@ -86,8 +87,9 @@ class AnnotatorApi(APIView):
 
 # Every annotator request body goes through LimitedJSONParser.
 BODY_ERRORS = {
-    400: "A malformed body: not JSON, not an object, or a field fails validation "
-    "(`field` names it).",
+    400: "A malformed body: not JSON, not an object, nested deeper than 64 levels, text "
+    "with a lone surrogate or NUL (`invalid_json`), or a field fails validation (`field` "
+    "names it).",
     413: "The body is larger than IQA_API_MAX_BODY_BYTES.",
     415: "The body is not `application/json`.",
 }
@@ -95,7 +97,7 @@ UNKNOWN_TOKEN = "No session has this token."
 
 
 class SessionOpenApi(AnnotatorApi):
-    throttle_classes = [SessionOpenPerAddressThrottle, SessionOpenPerStudyThrottle]
+    throttle_classes = [SessionOpenPerAddressThrottle]
 
     @extend_schema(
         request=SessionOpenInput,
@@ -111,15 +113,18 @@ class SessionOpenApi(AnnotatorApi):
                     "(`participant_id_invalid`) on a study that requires one.",
                     403: "The study requires a Prolific or MTurk participant id and the "
                     "request has none (`participant_id_required`).",
-                    404: "No study has this slug.",
-                    409: "The study is not live (`study_not_open`).",
-                    429: "Too many sessions opened from this address (IQA_SESSION_RATE) or "
-                    "on this study (IQA_SESSION_RATE_PER_STUDY); `Retry-After` says when "
-                    "to try again.",
+                    404: "No study has this slug (a draft study answers so too).",
+                    409: "The study is closed (`study_not_open`), or, on a live study, the "
+                    "participant id has a session already and the request does not carry "
+                    "the recruiter's id of that participation (`participant_id_in_use`).",
+                    429: "Too many sessions opened from this address (IQA_SESSION_RATE); "
+                    "`Retry-After` says when to try again.",
                 }
             ),
         },
-        description="Open a session; the same participant_id gets its existing session (200).",
+        description="Open a session. A participant_id with a session already gets it back "
+        "(200) only with the recruiter's id of the same participation in external_ids "
+        "(Prolific SESSION_ID, MTurk assignmentId); the page resumes with the token.",
     )
     def post(self, request: Request, slug: str) -> Response:
         data = _valid(SessionOpenInput, request.data)
@@ -131,6 +136,7 @@ class SessionOpenApi(AnnotatorApi):
             source=data.get("source", ""),
             external_ids=data.get("external_ids", {}),
             client_info=client,
+            address=client_address(request),
         )
         return Response(
             SessionSerializer.render(state.session), status=201 if state.created else 200
@@ -167,7 +173,9 @@ class NextTrialApi(AnnotatorApi):
             **_errors(
                 {
                     404: UNKNOWN_TOKEN,
-                    409: "Too many concurrent requests for this session; try again.",
+                    409: "Try again after `Retry-After` seconds: every trial left is held "
+                    "by annotators answering now (`trials_held`), or the pairs were busy "
+                    "for a moment (`try_again`).",
                     429: "Too many requests from this address (IQA_TRIAL_RATE); "
                     "`Retry-After` says when to try again.",
                 }

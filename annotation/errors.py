@@ -38,6 +38,32 @@ class ParticipantIdRequired(DomainError):
     code = "participant_id_required"
 
 
+class ParticipantIdInUse(DomainError):
+    """A participant id that has a session in this study already, opened again without the
+    session's token or the recruiter's id of that participation."""
+
+    status_code = 409
+    code = "participant_id_in_use"
+
+
+class TryAgain(DomainError):
+    """A request to repeat after ``retry_after`` seconds (sent as ``Retry-After``)."""
+
+    status_code = 409
+    code = "try_again"
+
+    def __init__(self, message: str, *, retry_after: int = 1, field: str | None = None):
+        super().__init__(message, field=field)
+        self.retry_after = max(1, int(retry_after))
+
+
+class TrialsHeld(TryAgain):
+    """Every pair this session could still get is held by annotators answering now; one
+    may come free (an answer that does not come, a lease that lapses)."""
+
+    code = "trials_held"
+
+
 class ParticipantIdInvalid(DomainError):
     """A recruiter's participant id that does not have that recruiter's format."""
 

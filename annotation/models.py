@@ -33,6 +33,11 @@ def new_pseudonym() -> str:
     return secrets.token_hex(6)
 
 
+def default_min_response_ms() -> int:
+    """A new study's ``min_response_ms``: ``IQA_MIN_RESPONSE_MS`` (400 by default)."""
+    return settings.IQA_MIN_RESPONSE_MS
+
+
 class Study(models.Model):
     Status = StudyStatus
 
@@ -69,6 +74,25 @@ class Study(models.Model):
     )
     lease_seconds = models.PositiveIntegerField(
         default=600, help_text="How long an issued trial holds its pair before it returns."
+    )
+    # The public link against scripts (assignment rules 12 and 13): a lease keeps its pair
+    # from others only while its annotator answers; answers faster than this are stored
+    # but neither count nor keep their lease; a completion code needs this many counted
+    # trials (None: the quota).
+    hold_seconds = models.PositiveIntegerField(
+        default=60,
+        help_text="How long a trial keeps its pair from others while its annotator gives no "
+        "answer; after that, someone with nothing else to do may be given the pair too.",
+    )
+    min_response_ms = models.PositiveIntegerField(
+        default=default_min_response_ms,
+        help_text="Answers sooner than this after their trial was issued (measured by the "
+        "server) are kept but not counted.",
+    )
+    min_counted_trials = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Counted trials a session needs for the completion code (blank: the quota).",
     )
     break_every = models.PositiveIntegerField(
         default=50, help_text="The annotator page suggests a break every N trials (0: never)."
@@ -301,11 +325,19 @@ class Pair(models.Model):
 class AnnotatorSession(models.Model):
     """One person working on one study. The token is the annotator's only credential."""
 
+    class Outcome(models.TextChoices):
+        QUOTA = "quota", "Reached its quota"
+        FULL = "full", "Found no work left (the study was full)"
+        CLOSED = "closed", "The study stopped taking answers"
+
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="sessions")
     token = models.CharField(max_length=64, unique=True, default=new_token)
     # What exports show instead of the participant id.
     pseudonym = models.CharField(max_length=16, default=new_pseudonym)
     participant_id = models.CharField(max_length=128, blank=True)
+    # The recruiter's id of this participation (Prolific SESSION_ID, MTurk assignmentId):
+    # with the participant id, it resumes the session from another browser.
+    assignment_id = models.CharField(max_length=200, blank=True)
     source = models.CharField(max_length=32, blank=True)
     # Recruiter ids beside the participant id: Prolific STUDY_ID/SESSION_ID, MTurk
     # assignmentId/hitId.
@@ -314,6 +346,17 @@ class AnnotatorSession(models.Model):
     client_info = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField()
     completed_at = models.DateTimeField(null=True, blank=True)
+    # Why it completed (only a session with its counted trials gets the completion code).
+    outcome = models.CharField(max_length=8, choices=Outcome.choices, blank=True)
+    # Assignment rules 12 and 13: a keyed hash of the client address the session opened
+    # from; when its first trial was issued; whether it was one of the first
+    # IQA_SHIELDS_PER_ADDRESS sessions of its address to start within hold_seconds (its
+    # leases may then keep their pairs before it has proved itself); its last sign of a
+    # person (the first trial, or an answer at least min_response_ms after its issue).
+    address_key = models.CharField(max_length=32, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    shielded = models.BooleanField(default=False)
+    active_at = models.DateTimeField(null=True, blank=True)
     # Answered trials, kept by vote_submit under the session's row lock.
     n_practice_done = models.PositiveIntegerField(default=0)
     n_done = models.PositiveIntegerField(default=0)
@@ -331,14 +374,26 @@ class AnnotatorSession(models.Model):
     class Meta:
         ordering = ["study", "created_at"]
         constraints = [
-            # The same person opening the study again gets the same session back.
+            # One session per participation (a participant id with the recruiter's id of
+            # that participation, or alone): opened again, it is resumed with the
+            # recruiter's id, never with the participant id alone.
             models.UniqueConstraint(
-                fields=["study", "participant_id"],
+                fields=["study", "participant_id", "assignment_id"],
                 condition=~models.Q(participant_id=""),
-                name="session_participant_unique_in_study",
+                name="session_participation_unique_in_study",
             ),
             models.UniqueConstraint(
                 fields=["study", "pseudonym"], name="session_pseudonym_unique_in_study"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(outcome__in=["", "quota", "full", "closed"]),
+                name="session_outcome_known",
+            ),
+        ]
+        indexes = [
+            # Rule 13's count of an address's sessions that started within hold_seconds.
+            models.Index(
+                fields=["study", "address_key", "started_at"], name="session_address_started"
             ),
         ]
 
@@ -410,7 +465,13 @@ class Vote(models.Model):
     # The choice in the pair's terms: a, b or similar (the sides undone).
     preferred = models.CharField(max_length=7, choices=Pair.Answer.choices)
     late = models.BooleanField(default=False)
+    # As the page measured it (what the client says), and as the server measured it: from
+    # the trial's issue to this answer's arrival. An answer sooner than the study's
+    # min_response_ms (server-measured) is kept but counts for nothing (``too_fast``).
     response_ms = models.PositiveIntegerField(null=True, blank=True)
+    server_ms = models.PositiveIntegerField(null=True, blank=True)
+    # A database default too: imports write votes with COPY, naming their own columns.
+    too_fast = models.BooleanField(default=False, db_default=False)
     client_info = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField()
 
@@ -457,3 +518,17 @@ class ExclusionDecision(models.Model):
     def __str__(self) -> str:
         verb = "excluded" if self.excluded else "re-included"
         return f"{self.session_id} {verb}: {self.reason}"
+
+
+class RateWindow(models.Model):
+    """A throttle's count in one fixed window (``annotation/throttles.py``) when no shared
+    cache is configured: the web processes then count here, in one row per key and window
+    that an upsert increments, so a limit is what its setting says however many processes
+    serve requests. Rows past ``expires_at`` are deleted by the beat."""
+
+    key = models.CharField(max_length=255, primary_key=True)
+    count = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count}"

@@ -57,6 +57,18 @@ def study_get_visible(*, user, slug: str) -> Study:
     return study
 
 
+def study_for_annotators(*, slug: str, user=None) -> Study | None:
+    """The study behind an annotator link, or ``None`` exactly as for an unknown slug: a
+    draft exists only for those who may see it (``studies_visible``: its owner, members
+    and staff); live and closed studies for anyone."""
+    study = Study.objects.filter(slug=slug).first()
+    if study is None or study.status != Study.Status.DRAFT:
+        return study
+    if studies_visible(user=user).filter(pk=study.pk).exists():
+        return study
+    return None
+
+
 # Studies whose images anyone may fetch: annotators need them while a study is live, and
 # a closed study's images stay reachable for its published data.
 MEDIA_PUBLIC_STATUSES = (Study.Status.LIVE, Study.Status.CLOSED)
@@ -113,11 +125,16 @@ def study_integrity_counts(*, study: Study) -> dict[str, int]:
     return counts
 
 
+# The votes that count toward a pair's target: counted trials' answers, except those too
+# fast to count (assignment rule 14).
+COUNTED_VOTE = Q(kind=Trial.Kind.LABEL, too_fast=False)
+
+
 def study_progress(*, user=None) -> QuerySet[Study]:
     """Studies with what researchers watch while a study runs, in one query; with
     ``user``, only those that user may see."""
     counted = (
-        Vote.objects.filter(pair=OuterRef("pk"), kind=Trial.Kind.LABEL)
+        Vote.objects.filter(COUNTED_VOTE, pair=OuterRef("pk"))
         .order_by()
         .values("pair")
         .annotate(n=Count("pk"))
@@ -132,7 +149,7 @@ def study_progress(*, user=None) -> QuerySet[Study]:
         n_gold_pairs=_count_per_study(Pair.objects.exclude(gold_answer=""), "study"),
         n_pairs_complete=_count_per_study(complete, "study"),
         n_votes=_count_per_study(Vote.objects.all(), "pair__study"),
-        n_counted_votes=_count_per_study(Vote.objects.filter(kind=Trial.Kind.LABEL), "pair__study"),
+        n_counted_votes=_count_per_study(Vote.objects.filter(COUNTED_VOTE), "pair__study"),
         n_sessions=_count_per_study(AnnotatorSession.objects.all(), "study"),
         n_sessions_completed=_count_per_study(
             AnnotatorSession.objects.filter(completed_at__isnull=False), "study"
@@ -176,12 +193,15 @@ def study_example_pair(*, study: Study) -> ExamplePair | None:
 
 
 def study_session_counts(*, study: Study) -> dict[str, int]:
-    """Sessions started and completed, and trials answered (practice included), in one
-    query on the sessions table (small: one row per annotator). The answered total moves
-    with every stored vote, so it also tells whether vote counts read earlier still hold."""
+    """Sessions started and completed, those that found the study full (completed without
+    the work a code needs: told so, no code), and trials answered (practice included),
+    in one query on the sessions table (small: one row per annotator). The answered total
+    moves with every stored vote, so it also tells whether vote counts read earlier still
+    hold."""
     row = AnnotatorSession.objects.filter(study=study).aggregate(
         started=Count("pk"),
         completed=Count("pk", filter=Q(completed_at__isnull=False)),
+        full=Count("pk", filter=Q(outcome=AnnotatorSession.Outcome.FULL)),
         answered=Coalesce(Sum(F("n_done") + F("n_practice_done")), Value(0)),
     )
     return {key: int(value) for key, value in row.items()}
@@ -205,7 +225,7 @@ def study_scene_progress(*, study: Study) -> list[dict]:
         LEFT JOIN (
             SELECT vote.pair_id, COUNT(*) AS n
             FROM annotation_vote vote JOIN annotation_pair vp ON vp.id = vote.pair_id
-            WHERE vp.study_id = %s AND vote.kind = %s
+            WHERE vp.study_id = %s AND vote.kind = %s AND NOT vote.too_fast
             GROUP BY vote.pair_id
         ) v ON v.pair_id = p.id
         WHERE p.study_id = %s AND p.gold_answer = ''
@@ -232,7 +252,7 @@ def study_votes_per_hour(*, study: Study) -> list[dict]:
         .annotate(hour=Trunc("created_at", "hour", tzinfo=UTC))
         .order_by()
         .values("hour")
-        .annotate(votes=Count("pk"), counted_votes=Count("pk", filter=Q(kind=Trial.Kind.LABEL)))
+        .annotate(votes=Count("pk"), counted_votes=Count("pk", filter=COUNTED_VOTE))
         .order_by("hour")
     )
     return [
@@ -243,9 +263,7 @@ def study_votes_per_hour(*, study: Study) -> list[dict]:
 
 def study_counted_votes_since(*, study: Study, since: datetime) -> int:
     """Counted votes stored at or after ``since``: the recent rate of a running study."""
-    return Vote.objects.filter(
-        pair__study=study, kind=Trial.Kind.LABEL, created_at__gte=since
-    ).count()
+    return Vote.objects.filter(COUNTED_VOTE, pair__study=study, created_at__gte=since).count()
 
 
 def study_median_response_ms(*, study: Study) -> float | None:

@@ -18,6 +18,7 @@ from rest_framework import serializers
 from annotation import services
 from annotation.models import AnnotatorSession, Study, Vote
 from annotation.presenters import image_url
+from annotation.services.sessions import SOURCES, session_code_earned
 from annotation.study_settings import web_url_allowed
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,12 @@ class ClientInfoInput(serializers.Serializer):
 
 class SessionOpenInput(serializers.Serializer):
     participant_id = serializers.CharField(max_length=128, required=False, allow_blank=True)
-    source = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    source = serializers.ChoiceField(
+        choices=SOURCES,
+        required=False,
+        allow_blank=True,
+        help_text="The recruiter the participant id comes from, or empty.",
+    )
     external_ids = serializers.DictField(
         child=serializers.CharField(max_length=200, allow_blank=True), required=False
     )
@@ -186,24 +192,37 @@ class SessionSerializer(OutputSerializer):
     practice_trials = serializers.IntegerField(source="study.practice_trials")
     break_every = serializers.IntegerField(source="study.break_every")
     completed = serializers.SerializerMethodField()
+    outcome = serializers.ChoiceField(
+        choices=AnnotatorSession.Outcome.choices,
+        allow_null=True,
+        help_text="Why the session completed (null until then): `quota`, `full` (no work "
+        "was left for it) or `closed`.",
+    )
     completion_code = serializers.SerializerMethodField(
-        help_text="Null until the session is completed."
+        help_text="Null until the session is completed with the counted trials the study "
+        "asks for (a session that found the study full or closed before then gets none)."
     )
     completion_url = serializers.SerializerMethodField(
-        help_text="Null until the session is completed, and when the study has none."
+        help_text="Null unless there is a completion code, and when the study has none."
     )
     progress = serializers.SerializerMethodField()
+
+    def to_representation(self, session) -> dict:
+        body = super().to_representation(session)
+        body["outcome"] = session.outcome or None
+        return body
 
     def get_completed(self, session: AnnotatorSession) -> bool:
         return session.completed_at is not None
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_completion_code(self, session: AnnotatorSession) -> str | None:
-        return session.study.completion_code if session.completed_at is not None else None
+        earned = session_code_earned(session, session.study)
+        return session.study.completion_code if earned else None
 
     @extend_schema_field(serializers.URLField(allow_null=True))
     def get_completion_url(self, session: AnnotatorSession) -> str | None:
-        if session.completed_at is None:
+        if not session_code_earned(session, session.study):
             return None
         url = session.study.completion_url
         if url and not web_url_allowed(url):
@@ -228,6 +247,10 @@ class VoteSerializer(OutputSerializer):
         help_text="Answered after the trial's lease ran out (the vote still counts)."
     )
     choice = serializers.ChoiceField(choices=Vote.Choice.choices)
+    too_fast = serializers.BooleanField(
+        help_text="Answered sooner than the study's min_response_ms after the trial was "
+        "issued (server clock): kept, but not counted."
+    )
     completed = serializers.BooleanField(help_text="This vote completed the session.")
     progress = ProgressSerializer()
 

@@ -90,6 +90,15 @@ SETTINGS: dict[str, Setting] = {
                 "(a new study with a completion URL turns it on unless told otherwise)."),
         Setting("lease_seconds", int, "How long an issued trial holds its pair.", min=10,
                 max=86_400, unit="seconds"),
+        Setting("hold_seconds", int, "How long a trial keeps its pair from others while its "
+                "annotator gives no answer (then someone with nothing else to do may get it "
+                "too, and a later answer is one vote past the target).", min=10, max=86_400,
+                unit="seconds"),
+        Setting("min_response_ms", int, "Answers sooner than this after their trial was "
+                "issued (measured by the server) are kept but not counted.", min=0,
+                max=600_000, unit="milliseconds"),
+        Setting("min_counted_trials", int, "Counted trials a session needs for the completion "
+                "code ('off': the quota).", min=1, max=100_000, nullable=True),
         Setting("break_every", int, "Suggest a break every N trials (0: never).", min=0,
                 max=100_000),
         Setting("consent", str, "Consent text shown before the first trial."),

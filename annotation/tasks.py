@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from annotation import services
+from annotation import services, throttles
 
 
 @shared_task(name="annotation.image_verify", acks_late=True)
@@ -15,3 +15,9 @@ def image_verify(image_id: int) -> str:
 def leases_sweep() -> int:
     """Expired, unanswered trial leases back to the pool (beat); idempotent."""
     return services.leases_sweep()
+
+
+@shared_task(name="annotation.rate_windows_sweep")
+def rate_windows_sweep() -> int:
+    """The throttles' expired windows deleted from the database (beat); idempotent."""
+    return throttles.rate_windows_sweep()

@@ -1,26 +1,35 @@
 """Throttles of the annotator API: a study's link is public, so the requests that cost the
-most (opening sessions, asking for trials) are counted per client address and per study.
+most (opening sessions, asking for trials, voting) are counted per client address (votes
+per session token). There is no limit per study: a few addresses could use one up for
+everyone (what keeps scripts from a study's work is assignment rules 12 and 13).
 
-Counts live in the Django cache, as the vote throttle's do: one count for all web
-processes when ``IQA_CACHE_URL`` is Redis, one per process with the local-memory default.
-Each throttle counts in fixed windows (``cache.incr`` on one key per window: two Redis
-round trips, whatever the rate), not DRF's sliding log, whose list of timestamps would be
-read and written whole on every request at these rates. The client address is
-``client_address``: an address a client writes into ``X-Forwarded-For`` itself is never
-the one counted. A cache outage lets requests
-through (logged): throttling must not take the study down with it.
+Every count is shared by all web processes, so a limit is what its setting says: in the
+Redis cache when ``IQA_CACHE_URL`` is set (``cache.incr``, atomic), otherwise in the
+database (``RateWindow``, one upsert per request), never in one process's memory. Each
+throttle counts in fixed windows (one key per window), not DRF's sliding log, whose list
+of timestamps would be read and written whole on every request at these rates. The client
+address is ``client_address``: an address a client writes into ``X-Forwarded-For`` itself
+is never the one counted. A store outage lets requests through (logged): throttling must
+not take the study down with it.
 """
 
 import logging
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+from django.db import connection
+from django.utils import timezone
+from rest_framework.throttling import BaseThrottle
+
+from annotation.models import RateWindow
+from annotation.services.statements import statement_scope
 
 logger = logging.getLogger(__name__)
 
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+LOCAL_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
 
 
 def parse_rate(rate: str | None) -> tuple[int, int] | None:
@@ -45,8 +54,42 @@ def client_address(request) -> str:
     return hops[-min(proxies, len(hops))] or remote
 
 
+def shared_cache() -> bool:
+    """Whether the default cache is shared by the web processes (Redis), not per process."""
+    return settings.CACHES["default"]["BACKEND"] not in LOCAL_CACHES
+
+
+UPSERT = (
+    'INSERT INTO annotation_ratewindow ("key", "count", expires_at) VALUES (%s, 1, %s) '
+    'ON CONFLICT ("key") DO UPDATE SET "count" = annotation_ratewindow."count" + 1 '
+    'RETURNING "count"'
+)
+
+
+def window_count(key: str, period: int) -> int:
+    """Add one to ``key``'s count (a window's key) and return it; the count lives
+    ``period`` seconds past now, in the shared store."""
+    if shared_cache():
+        try:
+            return cache.incr(key)
+        except ValueError:  # the window's first request (or its key was evicted)
+            return 1 if cache.add(key, 1, timeout=period + 1) else cache.incr(key)
+    # PostgreSQL and SQLite (3.35+) both take this upsert; one statement, atomic (in a
+    # savepoint when a transaction is open, so that a failure leaves it usable).
+    with statement_scope(), connection.cursor() as cursor:
+        cursor.execute(UPSERT, [key, timezone.now() + timedelta(seconds=period + 1)])
+        return cursor.fetchone()[0]
+
+
+def rate_windows_sweep() -> int:
+    """Delete the database's expired windows (the beat runs it); how many."""
+    deleted, _ = RateWindow.objects.filter(expires_at__lt=timezone.now()).delete()
+    return deleted
+
+
 class WindowThrottle(BaseThrottle):
-    """At most N requests per period and ``ident``, counted in the cache per window."""
+    """At most N requests per period and ``ident``, counted per window in the shared
+    store (``window_count``)."""
 
     scope = ""
     rate_setting = ""
@@ -64,12 +107,9 @@ class WindowThrottle(BaseThrottle):
         self.retry_after = (window + 1) * period - now
         key = f"throttle:{self.scope}:{self.ident(request, view)[:200]}:{window}"
         try:
-            try:
-                count = cache.incr(key)
-            except ValueError:  # the window's first request (or its key was evicted)
-                count = 1 if cache.add(key, 1, timeout=period + 1) else cache.incr(key)
+            count = window_count(key, period)
         except Exception:
-            logger.warning("cache unreachable for the %s throttle; allowing", self.scope)
+            logger.warning("throttle store unreachable for %s; allowing", self.scope)
             return True
         return count <= limit
 
@@ -90,16 +130,6 @@ class SessionOpenPerAddressThrottle(WindowThrottle):
         return self.address(request)
 
 
-class SessionOpenPerStudyThrottle(WindowThrottle):
-    """Sessions opened per study, from all addresses (``IQA_SESSION_RATE_PER_STUDY``)."""
-
-    scope = "session-study"
-    rate_setting = "IQA_SESSION_RATE_PER_STUDY"
-
-    def ident(self, request, view) -> str:
-        return view.kwargs.get("slug", "")
-
-
 class NextTrialPerAddressThrottle(WindowThrottle):
     """Next-trial requests per client address (``IQA_TRIAL_RATE``)."""
 
@@ -110,13 +140,11 @@ class NextTrialPerAddressThrottle(WindowThrottle):
         return self.address(request)
 
 
-class SessionVoteThrottle(SimpleRateThrottle):
+class SessionVoteThrottle(WindowThrottle):
     """Votes per session token (a person answers at most a few trials a second)."""
 
     scope = "vote"
+    rate_setting = "IQA_VOTE_RATE"
 
-    def get_rate(self) -> str:
-        return settings.IQA_VOTE_RATE
-
-    def get_cache_key(self, request, view) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": view.kwargs.get("token", "")}
+    def ident(self, request, view) -> str:
+        return view.kwargs.get("token", "")

@@ -66,9 +66,9 @@ def prepare_database(name: str, env: dict) -> str:
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
     code = (
         "from django.contrib.auth import get_user_model\n"
-        "from rest_framework.authtoken.models import Token\n"
+        "from knox.models import AuthToken\n"
         "user = get_user_model().objects.create_user('bench', password='bench-password-1')\n"
-        "print(Token.objects.create(user=user).key)\n"
+        "print(AuthToken.objects.create(user=user, expiry=None)[1])\n"
     )
     done = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", code],

@@ -7,6 +7,8 @@ Set ``DATABASE_URL`` and ``CELERY_BROKER_URL`` for PostgreSQL and Redis.
 
 import os
 import secrets
+import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -92,7 +94,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    # API tokens stored as digests, shown once (django-rest-knox).
+    "knox",
+    # Failed logins counted per username and address, in the database (django-axes).
+    "axes",
     "drf_spectacular",
     "annotation",
     "scoring",
@@ -113,6 +118,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Answers a locked-out login (the login page, the admin's, POST auth/token) with 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -168,10 +175,32 @@ LOGIN_URL = "workspace:login"
 LOGIN_REDIRECT_URL = "workspace:study-list"
 LOGOUT_REDIRECT_URL = "workspace:login"
 
+# Django's four validators, at least 12 characters (the password change form, reset,
+# createsuperuser).
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Logins: every authenticate() goes through django-axes first, which counts failures per
+# username and client address together: a flood of wrong passwords from one address
+# locks that username out from that address only, never the right password from another.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("IQA_LOGIN_FAILURES", "10"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("IQA_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "annotation.throttles.client_address"
+AXES_LOCKOUT_CALLABLE = "workspace.access.login_locked_out"
+AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -199,13 +228,26 @@ IQA_MAX_IMAGE_PIXELS = int(os.environ.get("IQA_MAX_IMAGE_PIXELS", str(50_000_000
 IQA_IMPORT_PROGRESS_MIN = int(os.environ.get("IQA_IMPORT_PROGRESS_MIN", "100"))
 # Studies created in the browser or through POST /api/v1/studies: the uploaded zip streams
 # to a file in IQA_UPLOAD_DIR (shared by the web server and the workers) and is refused,
-# while it streams, above IQA_UPLOAD_MAX_BYTES; its contents above IQA_UPLOAD_MAX_UNCOMPRESSED
-# bytes or IQA_UPLOAD_MAX_MEMBERS members (zip bombs). Staff may import a folder on the
-# server instead, under IQA_IMPORT_ROOT (unset: the option is off).
+# while it streams, above IQA_UPLOAD_MAX_BYTES. A worker unpacks it in IQA_SCRATCH_DIR
+# (by default the system's temporary folder, not the data folder with the database: put
+# it on a disk of its own), refused above IQA_UPLOAD_MAX_UNCOMPRESSED bytes or
+# IQA_UPLOAD_MAX_RATIO times the zip's size, or IQA_UPLOAD_MAX_MEMBERS members (zip
+# bombs). Staff may import a folder on the server instead, under IQA_IMPORT_ROOT (unset:
+# the option is off).
 IQA_UPLOAD_DIR = Path(os.environ.get("IQA_UPLOAD_DIR", DATA_DIR / "uploads"))
+IQA_SCRATCH_DIR = Path(
+    os.environ.get("IQA_SCRATCH_DIR", Path(tempfile.gettempdir()) / "iqa-scratch")
+)
 IQA_UPLOAD_MAX_BYTES = int(os.environ.get("IQA_UPLOAD_MAX_BYTES", str(2 * 1024**3)))
-IQA_UPLOAD_MAX_UNCOMPRESSED = int(os.environ.get("IQA_UPLOAD_MAX_UNCOMPRESSED", str(8 * 1024**3)))
+IQA_UPLOAD_MAX_UNCOMPRESSED = int(os.environ.get("IQA_UPLOAD_MAX_UNCOMPRESSED", str(4 * 1024**3)))
+IQA_UPLOAD_MAX_RATIO = float(os.environ.get("IQA_UPLOAD_MAX_RATIO", "20"))
 IQA_UPLOAD_MAX_MEMBERS = int(os.environ.get("IQA_UPLOAD_MAX_MEMBERS", "200000"))
+# Background jobs: imports and exports queued or running per researcher (more are
+# refused, 429), and the queue imports go to, served by workers of their own, so that
+# an export or a report never waits behind another researcher's import ("" : the default
+# queue, as one worker serves everything).
+IQA_JOBS_PER_RESEARCHER = int(os.environ.get("IQA_JOBS_PER_RESEARCHER", "2"))
+IQA_IMPORT_QUEUE = os.environ.get("IQA_IMPORT_QUEUE", "imports")
 IQA_IMPORT_ROOT = (
     Path(os.environ["IQA_IMPORT_ROOT"]).resolve() if os.environ.get("IQA_IMPORT_ROOT") else None
 )
@@ -216,18 +258,23 @@ IQA_EXPORT_DIR = Path(os.environ.get("IQA_EXPORT_DIR", DATA_DIR / "exports"))
 # Annotator API: bodies above this size are refused (413); votes per session token.
 IQA_API_MAX_BODY_BYTES = int(os.environ.get("IQA_API_MAX_BODY_BYTES", "8192"))
 IQA_VOTE_RATE = os.environ.get("IQA_VOTE_RATE", "120/min")
-# The public study link: sessions opened per client address and per study, next-trial
-# requests per client address (annotation/throttles.py; 429 with Retry-After past them).
-# Set for a crowd launch behind one NAT; a script opening sessions in a loop hits them.
-IQA_SESSION_RATE = os.environ.get("IQA_SESSION_RATE", "120/min")
-IQA_SESSION_RATE_PER_STUDY = os.environ.get("IQA_SESSION_RATE_PER_STUDY", "600/min")
+# The public study link: sessions opened and next-trial requests per client address
+# (annotation/throttles.py; 429 with Retry-After past them). Only per address: a limit per
+# study is one that a few addresses could use up for everyone.
+IQA_SESSION_RATE = os.environ.get("IQA_SESSION_RATE", "30/min")
 IQA_TRIAL_RATE = os.environ.get("IQA_TRIAL_RATE", "1800/min")
+# Assignment rules 12 and 13 (annotation/services/assignment.py): the sessions of one
+# address that may hold pairs before answering (per study, per hold_seconds), and the
+# counted answers after which a session holds its pairs whatever its address.
+IQA_SHIELDS_PER_ADDRESS = int(os.environ.get("IQA_SHIELDS_PER_ADDRESS", "2"))
+# A new study's min_response_ms (assignment rule 14): answers sooner than this after their
+# trial's issue, by the server's clock, are kept but not counted.
+IQA_MIN_RESPONSE_MS = int(os.environ.get("IQA_MIN_RESPONSE_MS", "400"))
+IQA_PROVEN_ANSWERS = int(os.environ.get("IQA_PROVEN_ANSWERS", "5"))
 # Reverse proxies in front of the web server that append the client's address to
 # X-Forwarded-For (0: none; the client address is REMOTE_ADDR). Throttles count the address
 # the outermost trusted proxy saw, never one a client wrote into the header itself.
 IQA_TRUSTED_PROXY_COUNT = int(os.environ.get("IQA_TRUSTED_PROXY_COUNT", "0"))
-# Researchers: attempts to log in (the login page and POST /api/v1/auth/token) per address.
-IQA_LOGIN_RATE = os.environ.get("IQA_LOGIN_RATE", "10/min")
 # The study dashboard's vote counts: recomputed when older than REFRESH seconds and votes
 # came in since; kept up to HOLD seconds while none did (workspace/dashboard.py).
 IQA_DASHBOARD_REFRESH_SECONDS = float(os.environ.get("IQA_DASHBOARD_REFRESH_SECONDS", "10"))
@@ -250,16 +297,26 @@ REST_FRAMEWORK = {
     # Every throttle's client address (the login's too): see IQA_TRUSTED_PROXY_COUNT.
     "NUM_PROXIES": IQA_TRUSTED_PROXY_COUNT,
     "EXCEPTION_HANDLER": "config.api.exception_handler",
+    # JSON nested at most 64 levels and only storable text (config/parsers.py), forms,
+    # and the multipart upload of a study's zip.
+    "DEFAULT_PARSER_CLASSES": [
+        "config.parsers.CheckedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Pages and their scripts use the login session; scripts and notebooks send
-        # "Authorization: Token <token>" (created on the account page or POST auth/token).
-        # No HTTP basic auth: a password on every request would bypass IQA_LOGIN_RATE.
+        # "Authorization: Token <token>" (created on the account page or POST auth/token;
+        # stored as its digest). No HTTP basic auth: a password on every request would
+        # be a login that nothing counts.
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
     ],
 }
+# One token per researcher, until replaced or revoked (no expiry).
+REST_KNOX = {"TOKEN_TTL": None, "AUTH_HEADER_PREFIX": "Token"}
 SPECTACULAR_SETTINGS = {
     "TITLE": "IQA preference annotation API",
     "VERSION": "1",
@@ -344,6 +401,12 @@ CELERY_BEAT_SCHEDULE = {
     "leases-sweep": {
         "task": "annotation.leases_sweep",
         "schedule": float(os.environ.get("IQA_LEASE_SWEEP_EVERY", "30")),
+    },
+    # The throttles' expired counting windows, when they count in the database
+    # (annotation/throttles.py).
+    "rate-windows-sweep": {
+        "task": "annotation.rate_windows_sweep",
+        "schedule": float(os.environ.get("IQA_RATE_WINDOW_SWEEP_EVERY", "300")),
     },
     # Import and export jobs whose worker stopped are failed, saying so (workspace/jobs.py).
     "workspace-jobs-sweep": {

@@ -24,6 +24,7 @@ from django.conf import settings
 
 from annotation.models import Image, Study
 from annotation.storage import media_root
+from core.spreadsheet import restore_frame
 from dataset.export import ExportError, study_export
 
 CHUNK = 1 << 20
@@ -107,16 +108,21 @@ def _write_jsonl(frame: pd.DataFrame, path: Path) -> None:
     frame.to_json(path, orient="records", lines=True, force_ascii=False, double_precision=15)
 
 
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A table of the export as written (its spreadsheet-safe quotes taken off)."""
+    return restore_frame(pd.read_csv(path, keep_default_na=False, na_values=[""]))
+
+
 def hf_metadata(folder: Path, out: Path) -> tuple[set[str], int]:
     """The Hugging Face ImageFolder metadata of the export in ``folder``, written under
     ``out``: ``images/metadata.jsonl`` (one row per scored image: its human scores) and
     ``pairs/metadata.jsonl`` (one row per study pair: its label); returns the names of the
     images the pairs show (their copies go under ``pairs/``) and the number of pairs."""
-    scores = pd.read_csv(folder / "image_scores.csv", keep_default_na=False, na_values=[""])
+    scores = _read_csv(folder / "image_scores.csv")
     images = scores.rename(columns={"image": "file_name"})
     images.insert(1, "image_name", images["file_name"])
     _write_jsonl(images, out / HF_IMAGES / "metadata.jsonl")
-    pairs = pd.read_csv(folder / "pairs.csv", keep_default_na=False, na_values=[""])
+    pairs = _read_csv(folder / "pairs.csv")
     pairs = pairs[~pairs["is_gold"].astype(bool)].drop(
         columns=["is_gold", "gold_answer", "shown_reference"]
     )

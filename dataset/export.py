@@ -31,7 +31,9 @@ from analysis.selectors import study_data
 from analysis.tally import tally_streamed
 from annotation import designs
 from annotation.models import AnnotatorSession, Image, Pair, Study, Trial, Vote
+from annotation.services.sessions import counted_trials_required
 from core.errors import DomainError
+from core.spreadsheet import defuse_frame
 from dataset import formats as field_formats
 from scoring.selectors import scores_frame
 
@@ -47,8 +49,9 @@ EXPORT_STEPS = 1 + len(TABLES) + 1
 VOTE_COLUMNS = [
     "vote_id", "trial_id", "scene", "pair_id", "image_a", "image_b", "reference",
     "left_image", "right_image", "choice", "preferred", "annotator", "is_gold",
-    "is_practice", "is_late", "excluded", "response_ms", "device_pixel_ratio",
-    "viewport_width", "viewport_height", "created_at", "imported",
+    "is_practice", "is_late", "excluded", "response_ms", "server_ms", "too_fast",
+    "past_target", "device_pixel_ratio", "viewport_width", "viewport_height", "created_at",
+    "imported",
 ]  # fmt: skip
 PAIR_COLUMNS = [
     "pair_id", "scene", "image_a", "image_b", "reference", "condition_a", "condition_b",
@@ -56,8 +59,8 @@ PAIR_COLUMNS = [
     "n_similar", "n_b", "p_a", "majority",
 ]  # fmt: skip
 SESSION_COLUMNS = [
-    "annotator", "source", "created_at", "completed_at", "n_done", "n_practice_done",
-    "device_pixel_ratio", "viewport_width", "viewport_height", "user_agent",
+    "annotator", "source", "created_at", "completed_at", "outcome", "code_earned", "n_done",
+    "n_practice_done", "device_pixel_ratio", "viewport_width", "viewport_height", "user_agent",
 ]  # fmt: skip
 
 
@@ -130,7 +133,7 @@ VOTES_CHUNK = 50_000
 _VOTE_SOURCE_COLUMNS = [
     "pair_id", "choice", "preferred", "response_ms", "created_at", "kind", "client_info",
     "trial_id", "vote_id", "scene_id", "scene_name", "image_a_name", "image_b_name",
-    "a_on_left", "annotator", "is_late", "import_source",
+    "a_on_left", "annotator", "is_late", "import_source", "server_ms", "too_fast",
 ]  # fmt: skip
 
 
@@ -144,20 +147,49 @@ class VoteCounts:
     practice: int = 0
     late: int = 0
     imported: int = 0
+    too_fast: int = 0
+    past_target: int = 0
 
     def plus(self, votes: pd.DataFrame) -> "VoteCounts":
-        gold, practice = votes["is_gold"], votes["is_practice"]
+        gold, practice, fast = votes["is_gold"], votes["is_practice"], votes["too_fast"]
         return VoteCounts(
             votes=self.votes + len(votes),
-            counted=self.counted + int((~gold & ~practice).sum()),
+            counted=self.counted + int((~gold & ~practice & ~fast).sum()),
             gold=self.gold + int(gold.sum()),
             practice=self.practice + int(practice.sum()),
             late=self.late + int(votes["is_late"].sum()),
             imported=self.imported + int(votes["imported"].sum()),
+            too_fast=self.too_fast + int(fast.sum()),
+            past_target=self.past_target + int(votes["past_target"].sum()),
         )
 
 
-def _votes_chunk(rows: list[tuple], references: dict[int, str], excluded: set[str]) -> pd.DataFrame:
+class _PastTarget:
+    """Marks the counted votes past their pair's target, in the order they came (the
+    votes table is read oldest first): the answers of set-aside or released leases that
+    came after all (assignment rules 7 and 12)."""
+
+    def __init__(self, study: Study) -> None:
+        self.targets = dict(
+            Pair.objects.filter(study=study, gold_answer="").values_list("pk", "target_votes")
+        )
+        self.seen: dict[int, int] = {}
+
+    def mark(self, votes: pd.DataFrame) -> pd.Series:
+        counted = (votes["kind"] == Trial.Kind.LABEL) & ~votes["too_fast"]
+        past = np.zeros(len(votes), dtype=bool)
+        for row, pair_id in zip(
+            np.flatnonzero(counted), votes.loc[counted, "pair_id"], strict=True
+        ):
+            n = self.seen.get(pair_id, 0) + 1
+            self.seen[pair_id] = n
+            past[row] = n > self.targets.get(pair_id, n)
+        return pd.Series(past, index=votes.index)
+
+
+def _votes_chunk(
+    rows: list[tuple], references: dict[int, str], excluded: set[str], past: _PastTarget
+) -> pd.DataFrame:
     votes = pd.DataFrame.from_records(rows, columns=_VOTE_SOURCE_COLUMNS).rename(
         columns=lambda c: c.removesuffix("_name")
     )
@@ -169,6 +201,8 @@ def _votes_chunk(rows: list[tuple], references: dict[int, str], excluded: set[st
     votes["right_image"] = np.where(a_on_left, votes["image_b"], votes["image_a"])
     votes["is_gold"] = votes["kind"] == Trial.Kind.GOLD
     votes["is_practice"] = votes["kind"] == Trial.Kind.PRACTICE
+    votes["too_fast"] = votes["too_fast"].astype(bool)
+    votes["past_target"] = past.mark(votes)
     votes["excluded"] = votes["annotator"].isin(excluded)
     # Brought in by ``import_votes`` (the session's source names where from).
     votes["imported"] = votes["import_source"].notna()
@@ -179,6 +213,7 @@ def _votes_chunk(rows: list[tuple], references: dict[int, str], excluded: set[st
     for column in ("viewport_width", "viewport_height"):
         votes[column] = votes[column].astype("Int64")
     votes["response_ms"] = votes["response_ms"].astype("Int64")
+    votes["server_ms"] = votes["server_ms"].astype("Int64")
     votes["created_at"] = pd.to_datetime(votes["created_at"], utc=True)
     return votes[VOTE_COLUMNS]
 
@@ -197,15 +232,16 @@ def votes_frames(
             "pair_id", "choice", "preferred", "response_ms", "created_at", "kind", "client_info",
             "trial_id", "id", "pair__scene_id", "pair__scene__name", "pair__image_a__name",
             "pair__image_b__name", "trial__a_on_left", "session__pseudonym", "late",
-            KeyTextTransform("import_source", "session__external_ids"),
+            KeyTextTransform("import_source", "session__external_ids"), "server_ms", "too_fast",
         )
         .iterator(chunk_size=min(chunk, 20_000))
     )  # fmt: skip
     references = _references(study)
+    past = _PastTarget(study)
     first = True
     while (batch := list(islice(rows, chunk))) or first:
         first = False
-        yield _votes_chunk(batch, references, excluded)
+        yield _votes_chunk(batch, references, excluded, past)
 
 
 def votes_frame(study: Study, excluded: set[str]) -> pd.DataFrame:
@@ -236,7 +272,9 @@ def _write_votes(study: Study, excluded: set[str], path: Path, fmt: str) -> Vote
         for n, votes in enumerate(frames):
             counts = counts.plus(votes)
             if fmt == "csv":
-                votes.to_csv(handle, index=False, header=n == 0, date_format=CSV_DATES)
+                defuse_frame(votes).to_csv(
+                    handle, index=False, header=n == 0, date_format=CSV_DATES
+                )
             else:
                 votes.to_json(
                     handle, orient="records", lines=True, date_format="iso", date_unit="us"
@@ -252,6 +290,7 @@ def sessions_frame(study: Study) -> pd.DataFrame:
             "source",
             "created_at",
             "completed_at",
+            "outcome",
             "n_done",
             "n_practice_done",
             "client_info",
@@ -261,10 +300,12 @@ def sessions_frame(study: Study) -> pd.DataFrame:
     sessions = pd.DataFrame(
         rows,
         columns=[
-            "source", "created_at", "completed_at", "n_done", "n_practice_done", "client_info",
-            "annotator",
+            "source", "created_at", "completed_at", "outcome", "n_done", "n_practice_done",
+            "client_info", "annotator",
         ],
     )  # fmt: skip
+    required = counted_trials_required(study)
+    sessions["code_earned"] = sessions["completed_at"].notna() & (sessions["n_done"] >= required)
     _client_columns(
         sessions, ("device_pixel_ratio", "viewport_width", "viewport_height", "user_agent")
     )
@@ -278,7 +319,8 @@ CSV_DATES = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 def _write(frame: pd.DataFrame, path: Path, fmt: str) -> None:
     if fmt == "csv":
-        frame.to_csv(path, index=False, date_format=CSV_DATES)
+        # Safe in a spreadsheet: a text cell that would be a formula starts with ' (OWASP).
+        defuse_frame(frame).to_csv(path, index=False, date_format=CSV_DATES)
     elif fmt == "parquet":
         frame.to_parquet(path, index=False)
     else:
@@ -420,7 +462,10 @@ def _datasheet(
         f"- reference is a candidate: {study.reference_is_candidate}",
         f"- trials per session: {study.trials_per_session}",
         f"- practice trials: {study.practice_trials}",
-        f"- lease: {study.lease_seconds} s",
+        f"- lease: {study.lease_seconds} s (held while its annotator answers: "
+        f"{study.hold_seconds} s)",
+        f"- answers counted from: {study.min_response_ms} ms after the trial's issue "
+        "(server clock)",
         f"- status: {study.status}",
         "",
         "## Counts",
@@ -429,7 +474,10 @@ def _datasheet(
         f"- pairs: {len(study_pairs)} (+ {int(pairs['is_gold'].sum())} gold pairs)",
         f"- pairs at their target: {at_target}",
         f"- votes: {votes.votes} ({votes.counted} counted, {votes.gold} gold, "
-        f"{votes.practice} practice; {votes.late} late; {votes.imported} imported)",
+        f"{votes.practice} practice; {votes.late} late; {votes.imported} imported; "
+        f"{votes.too_fast} too fast to count, `too_fast`)",
+        f"- counted votes past their pair's target: {votes.past_target} (`past_target`: a "
+        "lease set aside or released, answered after all)",
         f"- annotators: {len(tables['sessions'])} "
         f"({int(tables['sessions']['completed_at'].notna().sum())} completed)",
         "",
@@ -441,10 +489,16 @@ def _datasheet(
         "",
         "- `votes`: every answer, raw (`is_gold`, `is_practice`, `is_late` mark the kinds; "
         "`preferred` is the choice in the pair's terms, sides undone; `imported` marks "
-        "votes brought in by `import_votes`, whose sides are not known and alternate).",
+        "votes brought in by `import_votes`, whose sides are not known and alternate; "
+        "`response_ms` is what the page measured, `server_ms` the server's time from the "
+        "trial's issue to the answer, which quality control uses; `too_fast` answers came "
+        "sooner than the study's minimum and count nowhere; `past_target` marks the counted "
+        "votes beyond their pair's target).",
         "- `pairs`: counted votes per pair (late answers count; practice and excluded "
         "annotators never), p_a with similar as 0.5, and the DiffIQA majority (none on a tie).",
-        "- `sessions`: one row per annotator, pseudonymous.",
+        "- `sessions`: one row per annotator, pseudonymous, with its `outcome` (`quota`, "
+        "`full`: no work was left for it, `closed`) and whether it earned the completion "
+        "code (`code_earned`).",
         "- `annotators`: quality control per annotator (gold accuracy, agreement with the "
         "others' majority, response times, share of left and its binomial p, share of "
         "similar), `excluded` and the `reasons`, `qc_status` (excluded, kept, or not judged: "

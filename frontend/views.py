@@ -6,6 +6,7 @@ from django.urls import reverse
 from django.views.decorators.clickjacking import xframe_options_exempt
 
 from annotation.models import Study
+from annotation.selectors import study_for_annotators
 from core.csp import csp_replace
 from frontend.presenters import study_example
 
@@ -55,8 +56,9 @@ def mturk_submit_url(request: HttpRequest) -> str | None:
     form_action=("'self'", *MTURK_ORIGINS),
 )
 def annotate(request: HttpRequest, slug: str) -> HttpResponse:
-    """The annotator page; everything after loading goes through the annotator API."""
-    study = Study.objects.filter(slug=slug).first()
+    """The annotator page; everything after loading goes through the annotator API. A
+    draft is a 404 like an unknown slug to anyone but its owner, members and staff."""
+    study = study_for_annotators(slug=slug, user=request.user)
     if study is None:
         return render(request, "frontend/annotate_missing.html", {"slug": slug}, status=404)
     open_ = study.status == Study.Status.LIVE

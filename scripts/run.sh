@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: migrate, build the demo studies if absent, then run the web server and a
-# real Celery worker and beat side by side until Ctrl-C, which stops all three.
+# real Celery workers (one for imports) and beat side by side until Ctrl-C, which stops
+# them all.
 set -euo pipefail
 HOST=${1:-127.0.0.1}
 PORT=${2:-8000}
@@ -16,7 +17,13 @@ source scripts/supervise.sh
 # started by scoring.worker: celery in the environment that points the metric libraries
 # at the weights folder, offline.
 supervise_start worker \
-  $PY -m scoring.worker --pool solo --loglevel INFO --without-gossip --without-mingle
+  $PY -m scoring.worker --pool solo --loglevel INFO --without-gossip --without-mingle \
+  --hostname "default@%h"
+# Imports get a worker of their own (IQA_IMPORT_QUEUE): an export or a report never waits
+# behind another researcher's import.
+supervise_start "import worker" \
+  $PY -m scoring.worker --pool solo --loglevel INFO --without-gossip --without-mingle \
+  --queues "${IQA_IMPORT_QUEUE:-imports}" --hostname "imports@%h"
 # celery beat runs the periodic scoring sweep (batches whose message was lost are sent again).
 supervise_start beat \
   .venv/bin/celery -A config beat --loglevel WARNING --schedule "${IQA_DATA_DIR:-var}/celerybeat-schedule"
@@ -38,7 +45,7 @@ for _ in range(120):
 PYEOF
 cat <<MSG
 
-  The platform is running (Ctrl-C stops the web server, the worker and beat):
+  The platform is running (Ctrl-C stops the web server, the workers and beat):
     Researchers: http://$HOST:$PORT/login/   (user admin; password above)
     Studies:     http://$HOST:$PORT/studies/
     Admin:       http://$HOST:$PORT/admin/   (user admin; password above)
@@ -49,5 +56,5 @@ cat <<MSG
     Annotator API: POST http://$HOST:$PORT/api/v1/studies/demo/sessions
 
 MSG
-# Until Ctrl-C, which stops all three; if one of them dies, the others are stopped too.
+# Until Ctrl-C, which stops them all; if one of them dies, the others are stopped too.
 supervise_wait

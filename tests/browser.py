@@ -3,12 +3,17 @@
 READY = "#answer-left:not([disabled])"
 # Answers sooner than this after a trial appears are taken for the previous trial's.
 MIN_RESPONSE_MS = 200
+# How long the tests' annotator looks at a trial: past the page's own minimum, and past a
+# study's default min_response_ms (400 ms from the trial's issue, by the server's clock),
+# below which an answer is kept but not counted.
+LOOK_MS = 450
 
 
 def wait_ready(page) -> str:
-    """Wait until the trial's images are decoded and it takes answers; its trial id."""
+    """Wait until the trial's images are decoded and it takes answers, and look at it for
+    ``LOOK_MS``; its trial id."""
     page.wait_for_selector(READY)
-    page.wait_for_timeout(MIN_RESPONSE_MS + 20)
+    page.wait_for_timeout(LOOK_MS)
     return page.evaluate("iqaAnnotator.trialId")
 
 

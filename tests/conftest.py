@@ -1,5 +1,6 @@
 """Shared fixtures: an isolated media folder, snapshots of what is stored, real workers."""
 
+import contextlib
 import os
 import shutil
 import socket
@@ -33,8 +34,8 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 CONFIG_VARIABLES = {
     "DATABASE_URL", "CELERY_BROKER_URL", "CELERY_TASK_DEFAULT_QUEUE", "IQA_DATA_DIR",
     "IQA_MEDIA_ROOT", "DJANGO_DEBUG", "DJANGO_ADMIN_PASSWORD", "IQA_CACHE_URL", "IQA_VOTE_RATE",
-    "IQA_SESSION_RATE", "IQA_SESSION_RATE_PER_STUDY", "IQA_TRIAL_RATE", "IQA_TRUSTED_PROXY_COUNT",
-    "DB_PREPARED_STATEMENTS",
+    "IQA_SESSION_RATE", "IQA_TRIAL_RATE", "IQA_TRUSTED_PROXY_COUNT", "IQA_LOGIN_FAILURES",
+    "IQA_SHIELDS_PER_ADDRESS", "DB_PREPARED_STATEMENTS", "IQA_IMPORT_QUEUE", "IQA_SCRATCH_DIR",
 }  # fmt: skip
 
 
@@ -42,6 +43,34 @@ def embedded_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """This process's environment with no configuration: the laptop defaults in ``data_dir``."""
     env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARIABLES}
     return {**env, "IQA_DATA_DIR": str(data_dir), **extra}
+
+
+# Each test's worker serves one queue of its own (its imports too); the test that shows
+# imports on a queue of their own sets IQA_IMPORT_QUEUE itself.
+ONE_QUEUE = {"IQA_IMPORT_QUEUE": ""}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_process_settings() -> Iterator[None]:
+    """Imports on the worker's one queue; studies made in this process count answers
+    given the moment a trial is issued, as tests give them (min_response_ms 0): assignment
+    rule 14 is tested where a test sets a minimum; and the simulated crowds of this process,
+    all from one address, open sessions unthrottled: the throttle tests set their limits.
+    Servers and workers started by tests keep the real defaults (the browser tests answer
+    at a human pace)."""
+    with override_settings(**ONE_QUEUE, IQA_MIN_RESPONSE_MS=0, IQA_SESSION_RATE="100000/min"):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _services_clock_reset() -> Iterator[None]:
+    """The services' clock (``annotation.clock``) back to real time after each test, however
+    the test moved it (``tests.annotation.sessions.post_vote`` moves it by each answer's
+    time)."""
+    from annotation import clock as service_clock
+
+    yield
+    service_clock.reset()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -130,6 +159,7 @@ def start_worker(
     log = ARTIFACTS / f"worker-{queue}.log"
     env = {
         **os.environ,
+        **ONE_QUEUE,
         "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": broker_url,
         "CELERY_TASK_DEFAULT_QUEUE": queue,
@@ -156,6 +186,23 @@ def start_worker(
             raise RuntimeError(f"the worker did not start:\n{worker.log_text()[-3000:]}")
         time.sleep(0.2)
     return worker
+
+
+@contextlib.contextmanager
+def tasks_to(worker: Worker) -> Iterator[Worker]:
+    """While inside, the tasks this process publishes go to ``worker``'s queue, through
+    fresh connection pools (a test before may have closed kombu's shared ones)."""
+    from kombu import pools as kombu_pools
+
+    previous = celery_app.conf.task_default_queue
+    celery_app.conf.task_default_queue = worker.queue
+    kombu_pools.reset()
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+    try:
+        yield worker
+    finally:
+        celery_app.conf.task_default_queue = previous
 
 
 def stop_process(process: subprocess.Popen) -> None:
@@ -266,6 +313,7 @@ def start_web_server(
     log = ARTIFACTS / f"gunicorn-{port}.log"
     env = {
         **os.environ,
+        **ONE_QUEUE,
         "DATABASE_URL": database_url(),
         "IQA_MEDIA_ROOT": str(media),
         "PYTHONUNBUFFERED": "1",

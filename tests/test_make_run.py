@@ -128,6 +128,7 @@ def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(t
                 trial = json.load(r)
             with urllib.request.urlopen(f"{base}{trial['images']['left']}") as r:
                 assert r.read(8) == b"\x89PNG\r\n\x1a\n"
+            time.sleep(0.45)  # a look at it: sooner than min_response_ms would not count
             vote = {"trial_id": trial["trial_id"], "choice": "similar", "response_ms": 900}
             status, answer = post_json(f"{base}/api/v1/sessions/{token}/votes", vote)
             assert status == 201
@@ -173,7 +174,7 @@ def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(t
     time.sleep(0.5)
     assert process_group(process.pid) == [], "processes survived Ctrl-C"
     log = log_path.read_text()
-    assert "Stopping worker, beat, web server..." in log
+    assert "Stopping worker, import worker, beat, web server..." in log
     # A process that had to be killed is Celery's or gunicorn's slow shutdown, not a lost
     # vote; the run still ended, but the summary says which one it was.
     for line in log.splitlines():

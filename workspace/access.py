@@ -5,15 +5,24 @@ an annotator's session token and anonymous callers reach nothing. A study the ca
 may not see answers 404, exactly like one that does not exist.
 """
 
+import math
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from rest_framework.permissions import IsAuthenticated
-from rest_framework.throttling import SimpleRateThrottle
 
 from annotation.models import Study
 from annotation.selectors import studies_visible, study_get_visible
 
-__all__ = ["IsResearcher", "LoginThrottle", "login_required", "studies_visible", "study_for"]
+__all__ = [
+    "IsResearcher",
+    "login_locked_out",
+    "login_required",
+    "studies_visible",
+    "study_for",
+]
 
 
 class IsResearcher(IsAuthenticated):
@@ -29,15 +38,24 @@ def study_for(request, slug: str) -> Study:
     return study_get_visible(user=request.user, slug=slug)
 
 
-class LoginThrottle(SimpleRateThrottle):
-    """Attempts to log in (the login page and ``POST auth/token`` together) per client
-    address, at ``IQA_LOGIN_RATE``, counted in the Django cache (shared by the web
-    processes when ``IQA_CACHE_URL`` points at Redis)."""
-
-    scope = "login"
-
-    def get_rate(self) -> str:
-        return settings.IQA_LOGIN_RATE
-
-    def get_cache_key(self, request, view) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+def login_locked_out(
+    request: HttpRequest, credentials: dict | None, *args, **kwargs
+) -> HttpResponse:
+    """django-axes' answer to a login from a username and address that failed
+    ``IQA_LOGIN_FAILURES`` times within ``IQA_LOGIN_COOLOFF_MINUTES`` (the platform's login
+    page, the admin's, ``POST auth/token``): 429 with ``Retry-After``, the API's error body
+    under /api/, the login page (saying so) elsewhere. The right password from another
+    address, or for another username, is not refused."""
+    seconds = math.ceil(settings.AXES_COOLOFF_TIME.total_seconds())
+    minutes = max(1, round(seconds / 60))
+    message = (
+        f"too many failed logins for this username from this address: try again in {minutes} min"
+    )
+    if request.path.startswith("/api/"):
+        body = {"error": {"code": "throttled", "message": message, "field": None}}
+        response = JsonResponse(body, status=429)
+    else:
+        context = {"locked_minutes": minutes, "form": None, "admin": "/admin/" in request.path}
+        response = render(request, "workspace/login.html", context, status=429)
+    response["Retry-After"] = str(seconds)
+    return response

@@ -26,7 +26,7 @@ from annotation.services import annotator_exclusion_decide
 from core.errors import Conflict, DomainError
 from workspace import dashboard, services
 from workspace import selectors as workspace_selectors
-from workspace.access import IsResearcher, LoginThrottle, study_for
+from workspace.access import IsResearcher, study_for
 from workspace.errors import UploadTooLarge
 from workspace.export_jobs import export_filename, export_job_start, export_path
 from workspace.import_jobs import import_job_start
@@ -97,6 +97,8 @@ class StudiesApi(ResearcherApi):
                     409: "A study (or an import under way) has this slug.",
                     413: "The body is larger than IQA_UPLOAD_MAX_BYTES.",
                     415: "Not multipart/form-data.",
+                    429: "The researcher has IQA_JOBS_PER_RESEARCHER imports and exports "
+                    "queued or running (`too_many_jobs`); nothing was queued.",
                     503: "The Celery broker did not answer; nothing was queued.",
                 }
             ),
@@ -196,10 +198,10 @@ def _detail(request: Request, study) -> dict:
 
 class TokenObtainApi(APIView):
     # No authentication: the body carries the credentials (and no session means no CSRF
-    # check on a script's POST). Attempts per client address are throttled.
+    # check on a script's POST). Failed attempts count per username and address with the
+    # login pages' (django-axes).
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [LoginThrottle]
 
     @extend_schema(
         operation_id="v1_auth_token_create",
@@ -210,18 +212,25 @@ class TokenObtainApi(APIView):
                 {
                     400: "Missing fields, or a wrong username or password (or an inactive "
                     "account).",
-                    429: "Too many attempts from this address (IQA_LOGIN_RATE).",
+                    429: "Too many failed logins for this username from this address "
+                    "(IQA_LOGIN_FAILURES within IQA_LOGIN_COOLOFF_MINUTES); `Retry-After` "
+                    "says when to try again.",
                 }
             ),
         },
         auth=[],
     )
     def post(self, request: Request) -> Response:
-        """The caller's API token (made on first use; the account page replaces or revokes
-        it). Send it as ``Authorization: Token <token>``."""
+        """A new API token for the caller, replacing the one they had (only its digest is
+        stored, so it is shown this once; the account page replaces or revokes it too).
+        Send it as ``Authorization: Token <token>``."""
         data = valid(TokenObtainInput, request.data)
-        token = services.token_obtain(username=data["username"], password=data["password"])
-        return Response(TokenSerializer.render(token))
+        # The Django request (DRF's wraps it): django-axes marks a locked-out attempt on it,
+        # and its middleware answers 429 from that mark.
+        key = services.token_obtain(
+            request=request._request, username=data["username"], password=data["password"]
+        )
+        return Response(TokenSerializer.render({"token": key}))
 
 
 class ImportDetailApi(ResearcherApi):
@@ -330,6 +339,8 @@ class StudyExportsApi(ResearcherApi):
                     400: "Unknown format.",
                     403: NOT_SIGNED_IN,
                     404: NO_STUDY,
+                    429: "The researcher has IQA_JOBS_PER_RESEARCHER imports and exports "
+                    "queued or running (`too_many_jobs`); nothing was queued.",
                     503: "The Celery broker did not answer; nothing was queued.",
                 }
             ),

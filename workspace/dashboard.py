@@ -71,6 +71,8 @@ def study_progress_compute(*, study: Study, now: datetime | None = None) -> dict
         "totals": {
             **totals,
             "remaining_votes": remaining,
+            # Set-aside or released leases answered after all (assignment rules 7, 12).
+            "past_target_votes": totals["counted_votes"] - totals["credited"],
             "votes": sum(hour["votes"] for hour in hours),
             "scenes": len(scenes),
             "images": Image.objects.filter(scene__study=study).count(),

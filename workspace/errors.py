@@ -43,3 +43,10 @@ class NotAllowed(DomainError):
 
     status_code = 403
     code = "permission_denied"
+
+
+class TooManyJobs(DomainError):
+    """A researcher's imports and exports under way are at ``IQA_JOBS_PER_RESEARCHER``."""
+
+    status_code = 429
+    code = "too_many_jobs"

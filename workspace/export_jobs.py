@@ -23,7 +23,7 @@ from annotation.errors import BrokerUnavailable
 from annotation.models import Study
 from core.errors import DomainError
 from dataset.export import EXPORT_STEPS, FORMATS, study_export
-from workspace.jobs import job_finish, job_heartbeat, job_progress
+from workspace.jobs import job_finish, job_heartbeat, job_progress, jobs_room_check
 from workspace.models import ExportJob
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ def export_job_start(*, study: Study, owner: AbstractBaseUser, format: str) -> E
             f"unknown format {format!r} (expected one of {', '.join(FORMATS)})", field="format"
         )
     with transaction.atomic():
+        jobs_room_check(owner=owner)
         job = ExportJob.objects.create(study=study, owner=owner, format=format, total=EXPORT_STEPS)
         transaction.on_commit(partial(_publish, job.pk))
     return job

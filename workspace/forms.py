@@ -40,6 +40,8 @@ class StudySettingsForm(forms.Form):
          ("title", "instructions", "consent", "completion_url", "require_participant_id")),
         ("Sessions",
          ("trials_per_session", "practice_trials", "gold_rate", "lease_seconds", "break_every")),
+        ("The public link",
+         ("hold_seconds", "min_response_ms", "min_counted_trials")),
         ("Quality control (off: no rule)", QC_SETTINGS),
         ("Agreement", ("metric_deltas",)),
     )  # fmt: skip

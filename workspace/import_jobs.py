@@ -27,7 +27,7 @@ from annotation.services import study_import
 from annotation.study_settings import SETTINGS, study_settings_validate
 from core.errors import DomainError
 from workspace.errors import NotAllowed, SlugTaken, UploadRefused
-from workspace.jobs import job_finish, job_heartbeat, job_progress
+from workspace.jobs import import_scratch, job_finish, job_heartbeat, job_progress, jobs_room_check
 from workspace.models import ImportJob
 from workspace.zips import source_find, zip_extract
 
@@ -117,6 +117,7 @@ def import_job_start(
                 )
             server_folder_resolve(name=server_folder)
         with transaction.atomic():
+            jobs_room_check(owner=owner)
             job = ImportJob.objects.create(
                 owner=owner,
                 slug=slug,
@@ -136,7 +137,8 @@ def _publish(job_id) -> None:
     from workspace.tasks import import_job_run as import_job_run_task
 
     try:
-        import_job_run_task.delay(str(job_id))
+        # On the imports' own queue: an export or a report never waits behind an import.
+        import_job_run_task.apply_async((str(job_id),), queue=settings.IQA_IMPORT_QUEUE or None)
     except (OperationalError, OSError) as exc:
         job = ImportJob.objects.get(pk=job_id)
         _finish(job, error="the Celery broker did not answer; nothing was imported")
@@ -185,8 +187,9 @@ def import_job_run(*, job_id) -> ImportJob | None:
     job = ImportJob.objects.filter(pk=job_id).select_related("owner").first()
     if not claimed or job is None:
         return job
-    work = Path(settings.IQA_UPLOAD_DIR) / f"job-{job.pk}"
+    work = import_scratch(job)
     progress = _Progress(job.pk)
+    error = None
     try:
         with job_heartbeat(ImportJob, job.pk):
             if job.upload:
@@ -194,7 +197,7 @@ def import_job_run(*, job_id) -> ImportJob | None:
                 zip_extract(
                     Path(job.upload),
                     work,
-                    max_bytes=settings.IQA_UPLOAD_MAX_UNCOMPRESSED,
+                    max_bytes=unpacked_limit(Path(job.upload)),
                     max_members=settings.IQA_UPLOAD_MAX_MEMBERS,
                 )
                 source = source_find(work)
@@ -209,18 +212,22 @@ def import_job_run(*, job_id) -> ImportJob | None:
                 **job.options,
             )
     except (DomainError, StudyImportError) as exc:
-        return _finish(
-            job, error=_without(str(exc), work), done=progress.done, total=progress.total
-        )
+        error = _without(str(exc), work)
     except Exception as exc:
         logger.exception("import job %s failed", job.pk)
-        _finish(job, error=f"internal error ({type(exc).__name__}); nothing was imported")
+        error = f"internal error ({type(exc).__name__}); nothing was imported"
         raise
     finally:
+        # The scratch folder and the upload go before the job says how it ended: a failed
+        # job has nothing of it left on disk.
         shutil.rmtree(work, ignore_errors=True)
         if job.upload:
             with contextlib.suppress(FileNotFoundError):
                 Path(job.upload).unlink()
+        if error is not None:
+            _finish(job, error=error, done=progress.done, total=progress.total)
+    if error is not None:
+        return job
     summary = {
         "scenes": len(result.scenes),
         "images": result.images,
@@ -235,6 +242,13 @@ def import_job_run(*, job_id) -> ImportJob | None:
     return _finish(
         job, summary=summary, study=result.study, done=progress.total, total=progress.total
     )
+
+
+def unpacked_limit(upload: Path) -> int:
+    """The most an upload may unpack to: ``IQA_UPLOAD_MAX_UNCOMPRESSED``, and at most
+    ``IQA_UPLOAD_MAX_RATIO`` times the zip's own size (a 1 MB zip bomb stays 20 MB)."""
+    ratio_limit = int(upload.stat().st_size * settings.IQA_UPLOAD_MAX_RATIO)
+    return min(settings.IQA_UPLOAD_MAX_UNCOMPRESSED, ratio_limit)
 
 
 def _finish(job: ImportJob, **fields) -> ImportJob:

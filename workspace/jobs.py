@@ -19,11 +19,34 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.models import Model
 from django.utils import timezone
 
+from workspace.errors import TooManyJobs
 from workspace.models import ExportJob, ImportJob, Job
+
+UNDER_WAY = (Job.Status.QUEUED, Job.Status.RUNNING)
+
+
+def jobs_room_check(*, owner: AbstractBaseUser) -> None:
+    """``TooManyJobs`` when ``owner`` has ``IQA_JOBS_PER_RESEARCHER`` imports and exports
+    queued or running: one researcher cannot fill the workers' queues. Call inside the
+    transaction that records the new job: the owner's row is locked, so two requests at
+    once are counted in turn."""
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+    limit = settings.IQA_JOBS_PER_RESEARCHER
+    under_way = sum(
+        model.objects.filter(owner=owner, status__in=UNDER_WAY).count()
+        for model in (ImportJob, ExportJob)
+    )
+    if under_way >= limit:
+        raise TooManyJobs(
+            f"you have {under_way} imports and exports under way, the most one researcher "
+            f"may have (IQA_JOBS_PER_RESEARCHER={limit}): wait for one to finish"
+        )
 
 
 def job_finish(job: Job, **fields) -> Job:
@@ -71,10 +94,15 @@ def _scratch_remove(job: Job) -> None:
     if isinstance(job, ImportJob):
         if job.upload:
             Path(job.upload).unlink(missing_ok=True)
-        shutil.rmtree(Path(settings.IQA_UPLOAD_DIR) / f"job-{job.pk}", ignore_errors=True)
+        shutil.rmtree(import_scratch(job), ignore_errors=True)
     else:
         for scratch in Path(settings.IQA_EXPORT_DIR).glob(f".{job.pk}-*"):
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def import_scratch(job: ImportJob) -> Path:
+    """Where a worker unpacks an import's zip (``IQA_SCRATCH_DIR``, not the data folder)."""
+    return Path(settings.IQA_SCRATCH_DIR) / f"import-{job.pk}"
 
 
 def jobs_sweep() -> int:
@@ -90,10 +118,10 @@ def jobs_sweep() -> int:
     failed = 0
     for model, error in errors.items():
         for job in model.objects.filter(status=Job.Status.RUNNING, updated_at__lt=stale):
-            claimed = model.objects.filter(
+            # What it left is removed first: a job reads failed only once nothing of it
+            # remains (the researcher may start it again at once).
+            _scratch_remove(job)
+            failed += model.objects.filter(
                 pk=job.pk, status=Job.Status.RUNNING, updated_at__lt=stale
             ).update(status=Job.Status.FAILED, error=error, updated_at=timezone.now())
-            if claimed:
-                _scratch_remove(job)
-            failed += claimed
     return failed

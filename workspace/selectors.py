@@ -4,16 +4,16 @@
 import uuid
 
 from django.contrib.auth.models import AbstractBaseUser
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from annotation.selectors import studies_visible
 from core.errors import NotFound
 from workspace.models import ExportJob, ImportJob
 
 
-def token_get(*, user: AbstractBaseUser) -> Token | None:
-    """``user``'s API token, or none."""
-    return Token.objects.filter(user=user).first()
+def token_get(*, user: AbstractBaseUser) -> AuthToken | None:
+    """``user``'s API token (its digest and first characters), or none."""
+    return AuthToken.objects.filter(user=user).order_by("-created").first()
 
 
 def import_job_get_visible(*, user: AbstractBaseUser, job_id) -> ImportJob:

@@ -23,7 +23,7 @@ class TokenObtainInput(serializers.Serializer):
 class TokenSerializer(OutputSerializer):
     """The caller's API token: send it as ``Authorization: Token <token>``."""
 
-    token = serializers.CharField(source="key")
+    token = serializers.CharField(help_text="Shown once: only its digest is stored.")
 
 
 # --- a study's dashboard: settings, progress, scoring, recruiting links ----------------
@@ -36,12 +36,11 @@ def _setting_field(setting: Setting, *, as_input: bool) -> serializers.Field:
     common = {"help_text": setting.description, "required": not as_input}
     if setting.kind is bool:
         return serializers.BooleanField(**common)
-    if setting.kind is int:
-        return serializers.IntegerField(**common)
-    if setting.kind is float:
+    if setting.kind in (int, float):
         if setting.nullable and as_input:
             return serializers.CharField(allow_null=True, **common)
-        return serializers.FloatField(allow_null=setting.nullable, **common)
+        number = serializers.IntegerField if setting.kind is int else serializers.FloatField
+        return number(allow_null=setting.nullable, **common)
     if setting.kind is dict:
         return serializers.DictField(child=serializers.FloatField(), **common)
     if setting.choices:
@@ -81,12 +80,20 @@ class ProgressTotalsSerializer(serializers.Serializer):
     counted_votes = serializers.IntegerField()
     credited = serializers.IntegerField()
     remaining_votes = serializers.IntegerField(help_text="Counted votes the targets still lack.")
+    past_target_votes = serializers.IntegerField(
+        help_text="Counted votes past their pair's target (a lease set aside or expired, "
+        "answered after all)."
+    )
     votes = serializers.IntegerField(help_text="Every vote, practice and gold included.")
 
 
 class SessionCountsSerializer(serializers.Serializer):
     started = serializers.IntegerField()
     completed = serializers.IntegerField()
+    full = serializers.IntegerField(
+        help_text="Sessions that found no work left for them: told the study was full, "
+        "without the completion code."
+    )
     answered = serializers.IntegerField(help_text="Trials answered, practice included.")
 
 

@@ -7,7 +7,7 @@ from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from core.errors import Conflict, DomainError
 from workspace.errors import InvalidCredentials
@@ -42,31 +42,33 @@ def researcher_create(*, username: str, staff: bool = False) -> tuple[AbstractBa
     return user, password
 
 
-def token_create(*, user: AbstractBaseUser) -> Token:
-    """A new API token for ``user``, replacing the one they had (which stops working)."""
+def token_create(*, user: AbstractBaseUser) -> tuple[AuthToken, str]:
+    """A new API token for ``user``, replacing the one they had (which stops working):
+    the stored row (its digest, never the key) and the key, to be shown once."""
     with transaction.atomic():
         # The user's row locked: two clicks at once replace the token in turn rather than
         # both creating one (a token per user).
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
-        Token.objects.filter(user=user).delete()
-        return Token.objects.create(user=user)
+        AuthToken.objects.filter(user=user).delete()
+        return AuthToken.objects.create(user=user, expiry=None)
 
 
 def token_revoke(*, user: AbstractBaseUser) -> bool:
     """Delete ``user``'s API token; whether there was one."""
-    deleted, _ = Token.objects.filter(user=user).delete()
+    deleted, _ = AuthToken.objects.filter(user=user).delete()
     return deleted > 0
 
 
-def token_obtain(*, username: str, password: str) -> Token:
-    """The API token of the active user ``username`` whose password is ``password``,
-    created if they have none (``POST auth/token``); ``InvalidCredentials`` otherwise."""
-    user = authenticate(username=username, password=password)
+def token_obtain(*, request, username: str, password: str) -> str:
+    """A new API token (its key) for the active user ``username`` whose password is
+    ``password``, replacing the one they had (``POST auth/token``: only digests are
+    stored, so the old key cannot be given back); ``InvalidCredentials`` otherwise.
+    ``request`` goes to ``authenticate`` so that django-axes counts the attempt."""
+    user = authenticate(request, username=username, password=password)
     if user is None:
         raise InvalidCredentials("wrong username or password")
-    with transaction.atomic():
-        token, _ = Token.objects.get_or_create(user=user)
-    return token
+    _, key = token_create(user=user)
+    return key
 
 
 # ---------------------------------------------------------------------------------------

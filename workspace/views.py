@@ -17,7 +17,7 @@ from annotation.errors import InvalidSetting
 from annotation.selectors import study_progress
 from core.errors import DomainError, NotFound
 from workspace import dashboard, selectors, services
-from workspace.access import LoginThrottle, login_required, study_for
+from workspace.access import login_required, study_for
 from workspace.forms import StudySettingsForm
 from workspace.import_forms import StudyNewForm
 from workspace.import_jobs import import_job_start
@@ -28,8 +28,9 @@ NEW_TOKEN_SESSION_KEY = "workspace:new-api-token"
 
 
 class LoginView(auth_views.LoginView):
-    """The platform's own login page. Attempts count against the same per-address limit
-    as ``POST /api/v1/auth/token`` (``IQA_LOGIN_RATE``)."""
+    """The platform's own login page. Failed logins count per username and address with
+    the admin's and ``POST /api/v1/auth/token`` (django-axes; ``access.login_locked_out``
+    answers a locked-out one)."""
 
     template_name = "workspace/login.html"
     redirect_authenticated_user = True
@@ -41,17 +42,6 @@ class LoginView(auth_views.LoginView):
         if url and urlsplit(url).path == reverse("workspace:login"):
             return ""
         return url
-
-    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        throttle = LoginThrottle()
-        if not throttle.allow_request(request, self):
-            # An unbound form: validating it would try the password anyway.
-            initial = {"username": request.POST.get("username", "")}
-            form = self.get_form_class()(request, initial=initial)
-            wait = throttle.wait()
-            context = self.get_context_data(form=form, throttled=round(wait) if wait else 60)
-            return self.render_to_response(context, status=429)
-        return super().post(request, *args, **kwargs)
 
 
 @login_required
@@ -70,7 +60,8 @@ def account(request: HttpRequest) -> HttpResponse:
     context = {
         "nav": "account",
         "token": token,
-        "new_key": new_key if token is not None and token.key == new_key else None,
+        # The key itself is never stored (its digest is): it is shown from the session once.
+        "new_key": new_key if token and new_key and new_key.startswith(token.token_key) else None,
         "studies_url": request.build_absolute_uri(reverse("workspace-api:study-list")),
         "token_url": request.build_absolute_uri(reverse("workspace-api:auth-token")),
     }
@@ -82,8 +73,8 @@ def account(request: HttpRequest) -> HttpResponse:
 def token_create(request: HttpRequest) -> HttpResponse:
     """Make a new API token, replacing the caller's old one; then show it once."""
     replaced = selectors.token_get(user=request.user) is not None
-    token = services.token_create(user=request.user)
-    request.session[NEW_TOKEN_SESSION_KEY] = token.key
+    _, key = services.token_create(user=request.user)
+    request.session[NEW_TOKEN_SESSION_KEY] = key
     messages.success(
         request,
         "New API token made; the old one no longer works." if replaced else "API token made.",

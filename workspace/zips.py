@@ -110,7 +110,7 @@ def _too_big(size: int, limit: int, *, counted: bool = False) -> str:
     amount = "" if counted else f"{size:,} bytes, "
     return (
         f"the zip unpacks to {amount}more than the maximum of {limit:,} bytes "
-        "(IQA_UPLOAD_MAX_UNCOMPRESSED)"
+        "(IQA_UPLOAD_MAX_UNCOMPRESSED, and at most IQA_UPLOAD_MAX_RATIO times the zip's size)"
     )
 
 

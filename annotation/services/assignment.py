@@ -43,47 +43,73 @@ The rules, each pinned on both paths by the tests named under it (in tests/annot
    another choice conflicts, another session's trial is not found.
    - votes: test_retries_store_one_vote_and_another_choice_conflicts
    - votes: test_a_vote_for_another_sessions_trial_is_not_found
-9. A session completes when its counted answers reach ``trials_per_session`` (practice
-   is not counted), when no pair is left for it, or when the study is no longer live
-   (answers to trials already issued are still kept).
+9. A session completes (``outcome``) when its counted answers reach
+   ``trials_per_session`` (practice and too-fast answers are not counted: rule 14), when
+   the study is no longer live (answers to trials already issued are still kept), or when
+   no pair it has not seen lacks counted votes any more: the study is full for it. While
+   such pairs remain but every one is held (rule 12), next-trial answers 409
+   ``trials_held`` with ``Retry-After`` (when the first hold can lapse) and never
+   completes the session.
    - assignment: test_the_quota_completes_the_session
    - assignment: test_a_closed_study_issues_no_new_trials_but_keeps_answers
    - assignment: test_an_expired_lease_returns_the_pair_to_the_pool (no pair left)
+   - public_link: test_pairs_held_by_people_answering_make_a_newcomer_wait_not_complete
 10. With ``ahead`` the trial after the open one is issued too (queued), never past the
-    quota. Answering the open trial makes the queued one open; if the open one lapses
-    unanswered, the queued one moves up while it holds, else it is dropped.
+    quota, and a counted one only for a session with a counted answer (a session that has
+    answered nothing holds one lease at most). Answering the open trial makes the queued
+    one open; if the open one lapses unanswered, the queued one moves up while it holds,
+    else it is dropped.
     - assignment: test_ahead_queues_the_next_trial_which_opens_once_the_open_one_is_answered
     - assignment: test_ahead_never_issues_past_the_quota
     - assignment: test_the_queued_trial_moves_up_when_the_open_ones_lease_lapses
+    - public_link: test_a_session_without_a_counted_answer_holds_one_lease
 11. Claims pass over pairs that other claims hold (``SKIP LOCKED``): annotators never
     wait on each other. When that leaves nothing, next-trial sweeps (rule 5) and claims
-    once more, this time waiting for those locks (at most ``CLAIM_LOCK_TIMEOUT_MS``),
-    before it completes the session: a retry re-runs the claim; nothing sleeps.
+    once more, this time waiting for those locks (at most ``CLAIM_LOCK_TIMEOUT_MS``); a
+    wait that times out answers 409 ``try_again`` (the client retries), never a
+    completion. Nothing sleeps.
     - assignment: test_a_pair_locked_by_another_claim_for_an_instant_does_not_end_the_session
     - assignment: test_the_retry_waits_for_a_pair_locked_a_tenth_of_a_second
     - assignment: test_a_pair_locked_for_longer_than_the_claim_waits_ends_the_wait_not_the_request
-12. Leases cannot be hoarded into starvation. A lease held by a newcomer (a session that
-    has answered nothing since practice, ``n_done = 0``: a person on their first trial,
-    or a script that opens sessions and walks away) does not keep its pair from others:
-    when rule 11's last claim of an open trial finds no pair below its target, it claims
-    an unseen pair whose ``n_assigned`` minus its newcomers' leases is below the target
-    (counted votes and the leases of sessions that have answered), the least assigned
-    first (``_pair_past_newcomers``). The queued trial never claims so. The price: a pair
-    whose newcomer answers after all gets a vote past its target, as a late answer does
-    (rule 7); leases of sessions that have answered are never claimed past.
-    - abuse: test_hoarded_leases_do_not_starve_a_real_participant (through the API)
-    - assignment: test_a_newcomers_lease_does_not_keep_its_pair_from_others
-    - assignment: test_leases_of_sessions_that_have_answered_keep_their_pairs
+12. A lease keeps its pair from others (it *holds*) only while its session shows a person
+    at work: its last sign of one (its first trial, or an answer, rule 14) is within the
+    study's ``hold_seconds``, and it is shielded (rule 13) or has ``IQA_PROVEN_ANSWERS``
+    counted answers. When rule 11's last claim of an open trial finds no pair below its
+    target, it claims an unseen pair whose counted votes and holding leases stay below
+    the target once the leases that do not hold are set aside, the least assigned first
+    (``_pair_past_unheld``). The queued trial never claims so. A set-aside lease answered
+    after all is one vote past the target, as a late answer is (rule 7); the claimer's
+    own lease holds while it answers, so it is not claimed past in turn: one vote past
+    the target at most per set-aside lease that is answered. People who answer at a human
+    pace never lose their pairs, so an honest crowd, started together or not, gives every
+    pair exactly its target.
+    - public_link: test_a_stopped_sessions_lease_does_not_keep_its_pair_from_others
+    - public_link: test_leases_of_sessions_answering_keep_their_pairs
+    - public_link: test_newcomers_claim_past_a_set_aside_lease_once_not_again_and_again
+    - public_link: test_honest_sessions_started_together_give_every_pair_its_target
+13. Shields: a session's first trial shields it when fewer than
+    ``IQA_SHIELDS_PER_ADDRESS`` sessions of the study from its client address (a keyed
+    hash, ``address_key``) started within ``hold_seconds``. Whatever sessions they open,
+    scripts from A addresses keep at most A x IQA_SHIELDS_PER_ADDRESS leases (one each:
+    rule 10) from people without answering, for ``hold_seconds`` each; to hold more they
+    must answer, and their answers are then judged by quality control.
+    - public_link: test_only_the_first_sessions_of_an_address_are_shielded
+14. An answer sooner than the study's ``min_response_ms`` after its trial was issued
+    (the server's clock; ``server_ms`` is stored beside the client's ``response_ms``) is
+    kept, marked ``too_fast``, and counts for nothing: not toward the quota, not as a vote
+    of its pair (a counted trial's lease is given back at once), not as a sign of a person
+    (rule 12), not in labels, scores or quality control.
+    - public_link: test_answers_faster_than_min_response_ms_count_for_nothing
 
-("assignment" is test_services_assignment.py, "votes" test_services_votes.py, "abuse"
-test_abuse.py, and so on.)
+("assignment" is test_services_assignment.py, "votes" test_services_votes.py,
+"public_link" test_public_link.py, and so on.)
 
 Two paths. On PostgreSQL next-trial, in the common case (the open trial, or a new
 counted trial), and a vote are one statement each (``sql/next_trial.sql``,
 ``sql/vote.sql``), with ``sql/sweep.sql`` for rule 5: a statement is atomic on its own,
 so there are no BEGIN/COMMIT round trips and row locks last one statement. Everything
-else (practice and gold trials, the queued trial, completion, rule 12's claim past
-newcomers when no pair is free) and every step on other
+else (a session's first trial, practice and gold trials, the queued trial, completion,
+rule 12's claim past leases that do not hold) and every step on other
 databases (SQLite serialises writers) run through the ORM in transactions. Both paths
 take and return the same dataclasses (``trials.py``, ``votes.py``);
 ``statements.use_fast_path`` chooses (tests force the portable path through it).
@@ -102,17 +128,21 @@ session early.
 """
 
 import logging
+import math
 import random
 import uuid
 from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Count, Exists, F, IntegerField, OuterRef, Subquery
+from django.db.models import Count, Exists, F, IntegerField, Min, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce, Least
 
 from annotation import clock
+from annotation.errors import TrialsHeld, TryAgain
 from annotation.models import AnnotatorSession, Pair, Study, Trial
 from annotation.services import statements
 from annotation.services.sessions import Progress, session_complete
@@ -129,13 +159,16 @@ from annotation.services.trials import (
     SweepParams,
     SweepRow,
 )
-from core.errors import Conflict, NotFound
+from core.errors import NotFound
 
 logger = logging.getLogger(__name__)
+
+Outcome = AnnotatorSession.Outcome
 
 SWEEP_INTERVAL_S = 1
 SWEEP_THROTTLE_KEY = "annotation:leases-sweep"
 CLAIM_LOCK_TIMEOUT_MS = 250
+TRIALS_HELD_RETRY_S = 5  # the Retry-After of rule 9's wait, at most
 MAX_ROUNDS = 5  # reads of the session state per next-trial request
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock_timeout
 
@@ -238,8 +271,11 @@ def _trial_current(token: str) -> IssuedTrial | None:
                 pk=state.session_id, queued_trial_id=state.queued.trial_id
             ).update(open_trial_id=promoted, queued_trial_id=None)
             continue
-        if state.study_status != Study.Status.LIVE or state.n_done >= state.quota:
-            session_complete(session_id=state.session_id)
+        if state.study_status != Study.Status.LIVE:
+            session_complete(session_id=state.session_id, outcome=Outcome.CLOSED)
+            return None
+        if state.n_done >= state.quota:
+            session_complete(session_id=state.session_id, outcome=Outcome.QUOTA)
             return None
         try:
             issued = _issue(state, gold_draw, Slot.OPEN, wait_for_locks=wait_for_locks)
@@ -250,13 +286,14 @@ def _trial_current(token: str) -> IssuedTrial | None:
         if issued is not None:
             return issued
         if wait_for_locks:
-            session_complete(session_id=state.session_id)
+            _wait_or_full(state)  # raises TrialsHeld while work may come free
+            session_complete(session_id=state.session_id, outcome=Outcome.FULL)
             return None
         # Rule 11: nothing claimable at this instant. Expired leases may be unswept (the
         # throttle), and other claims may hold free pairs for an instant.
         leases_sweep()
         wait_for_locks = True
-    raise Conflict("too many concurrent requests for this session; try again")
+    raise TryAgain("too many concurrent requests for this session; try again")
 
 
 def _trial_ahead(token: str, current: IssuedTrial) -> IssuedTrial | None:
@@ -279,7 +316,8 @@ def _trial_ahead(token: str, current: IssuedTrial) -> IssuedTrial | None:
             pk=state.session_id, queued_trial_id=state.queued.trial_id
         ).update(queued_trial_id=None)
     try:
-        return _issue(after, _gold_draw(), Slot.QUEUED)
+        # Rule 10: a session that has answered nothing counted holds one lease at most.
+        return _issue(after, _gold_draw(), Slot.QUEUED, counted=state.n_done >= 1)
     except IntegrityError:
         return None  # another request of this session queued one at the same moment
 
@@ -300,6 +338,7 @@ def _session_snapshot(token: str) -> SessionSnapshot | None:
             quota=F("study__trials_per_session"),
             gold_rate=F("study__gold_rate"),
             lease_seconds=F("study__lease_seconds"),
+            hold_seconds=F("study__hold_seconds"),
             study_status=F("study__status"),
             open_kind=F("open_trial__kind"),
             open_expires=F("open_trial__lease_expires_at"),
@@ -366,12 +405,20 @@ def _choose_kind(state: SessionSnapshot, gold_draw: float) -> str:
 
 
 def _issue(
-    state: SessionSnapshot, gold_draw: float, slot: Slot, *, wait_for_locks: bool = False
+    state: SessionSnapshot,
+    gold_draw: float,
+    slot: Slot,
+    *,
+    wait_for_locks: bool = False,
+    counted: bool = True,
 ) -> IssuedTrial | None:
-    """Issue a trial into ``slot``; ``None`` when the quota is reached or no pair is free."""
+    """Issue a trial into ``slot``; ``None`` when the quota is reached or no pair is free
+    (or, without ``counted``, when the trial due is a counted one)."""
     if state.n_done >= state.quota:
         return None
     kind = _choose_kind(state, gold_draw)
+    if not counted and kind == Trial.Kind.LABEL:
+        return None
     now = clock.now()
     params = IssueParams(
         trial_id=uuid.uuid4(),
@@ -382,11 +429,14 @@ def _issue(
         now=now,
         expires=now + timedelta(seconds=state.lease_seconds),
         slot=slot,
+        hold_seconds=state.hold_seconds,
     )
     images = None
     if kind != Trial.Kind.LABEL:
         # Fewer pairs than practice trials end practice early; no gold pair left: a label.
         images = _issue_uncounted(kind, params)
+    if images is None and not counted:
+        return None
     if images is None:
         kind = Trial.Kind.LABEL
         images = _issue_counted(params, wait_for_locks=wait_for_locks)
@@ -431,8 +481,8 @@ def _issue_counted(params: IssueParams, *, wait_for_locks: bool = False) -> Pair
     ``CLAIM_LOCK_TIMEOUT_MS`` (rule 11); a wait that times out claims nothing. SQLite
     serialises writers instead (``select_for_update`` is a no-op there). The lock timeout
     lasts until the transaction ends: call outside one (as requests do). That last claim
-    of an open trial, finding no pair below its target, claims past newcomers' leases
-    (rule 12).
+    of an open trial, finding no pair below its target, claims past the leases that do
+    not hold (rule 12). A wait that times out raises ``TryAgain`` (rule 11).
     """
     unseen = ~Exists(Trial.objects.filter(session_id=params.session_id, pair=OuterRef("pk")))
     try:
@@ -456,7 +506,7 @@ def _issue_counted(params: IssueParams, *, wait_for_locks: bool = False) -> Pair
                 .first()
             )
             if pair_id is None and wait_for_locks and params.slot is Slot.OPEN:
-                pair_id = _pair_past_newcomers(params, unseen)
+                pair_id = _pair_past_unheld(params, unseen)
             if pair_id is None:
                 return None
             Pair.objects.filter(pk=pair_id).update(
@@ -465,49 +515,93 @@ def _issue_counted(params: IssueParams, *, wait_for_locks: bool = False) -> Pair
             _open_trial(params, pair_id, Trial.Kind.LABEL)
     except OperationalError as error:
         if getattr(error.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE:
-            return None
+            # Rule 11: another transaction holds the pairs longer than the claim waits. A
+            # conflict to retry; the pairs are still there, so never a completion.
+            raise TryAgain("the study's pairs are busy for a moment; try again") from error
         raise
     return _pair_images(pair_id)
 
 
-def _pair_past_newcomers(params: IssueParams, unseen: Exists) -> int | None:
-    """Rule 12: an unseen pair whose counted votes and the leases of sessions that have
-    answered stay below its target once the leases of newcomers (sessions that have
-    answered nothing since practice) are set aside; the least assigned first. Pairs other
+def _live_leases(now: datetime):
+    """Counted trials that still lease their pair (unanswered, not released)."""
+    return Trial.objects.filter(
+        kind=Trial.Kind.LABEL, answered_at__isnull=True, released=False, lease_expires_at__gt=now
+    )
+
+
+def holds_q(now: datetime, hold_seconds: int, prefix: str = "session__") -> Q:
+    """Rule 12: the sessions whose leases hold (a person at work within ``hold_seconds``,
+    shielded or proven), as a condition on ``prefix`` (the path to the session)."""
+    return Q(**{f"{prefix}active_at__gt": now - timedelta(seconds=hold_seconds)}) & (
+        Q(**{f"{prefix}shielded": True})
+        | Q(**{f"{prefix}n_done__gte": settings.IQA_PROVEN_ANSWERS})
+    )
+
+
+def _pair_past_unheld(params: IssueParams, unseen: Exists) -> int | None:
+    """Rule 12: an unseen pair whose counted votes and holding leases stay below its target
+    once the leases that do not hold are set aside; the least assigned first. Pairs other
     claims hold are skipped. Call inside the claim's transaction."""
-    newcomer_leases = Trial.objects.filter(
-        kind=Trial.Kind.LABEL,
-        answered_at__isnull=True,
-        released=False,
-        lease_expires_at__gt=params.now,
-        session__n_done=0,
+    unheld = (
+        _live_leases(params.now)
+        .filter(session__study_id=params.study_id)
+        .exclude(holds_q(params.now, params.hold_seconds))
     )
     per_pair = (
-        newcomer_leases.filter(pair=OuterRef("pk"))
-        .order_by()
-        .values("pair")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
+        unheld.filter(pair=OuterRef("pk")).order_by().values("pair").annotate(n=Count("pk"))
+    ).values("n")
     return (
         Pair.objects.select_for_update(skip_locked=True)
-        .filter(
-            unseen,
-            study_id=params.study_id,
-            gold_answer="",
-            pk__in=newcomer_leases.filter(session__study_id=params.study_id).values("pair_id"),
-        )
-        .annotate(n_newcomers=Subquery(per_pair, output_field=IntegerField()))
-        .filter(n_assigned__lt=F("target_votes") + F("n_newcomers"))
+        .filter(unseen, study_id=params.study_id, gold_answer="", pk__in=unheld.values("pair_id"))
+        .annotate(n_unheld=Subquery(per_pair, output_field=IntegerField()))
+        .filter(n_assigned__lt=F("target_votes") + F("n_unheld"))
         .order_by("n_assigned", "rand_key")
         .values_list("pk", flat=True)
         .first()
     )
 
 
+def _wait_or_full(state: SessionSnapshot) -> None:
+    """Rule 9: raise ``TrialsHeld`` when a pair this session has not seen still lacks
+    counted votes (its leases all hold, or it would have been claimed), with the seconds
+    until the first of those leases can stop holding; return when there is none (the
+    study is full for this session)."""
+    now = clock.now()
+    unseen = ~Exists(Trial.objects.filter(session_id=state.session_id, pair=OuterRef("pk")))
+    leases = (
+        Trial.objects.filter(
+            pair=OuterRef("pk"), kind=Trial.Kind.LABEL, answered_at__isnull=True, released=False
+        )
+        .order_by()
+        .values("pair")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    lacking = (
+        Pair.objects.filter(unseen, study_id=state.study_id, gold_answer="")
+        .annotate(n_leased=Coalesce(Subquery(leases, output_field=IntegerField()), Value(0)))
+        .filter(n_assigned__lt=F("target_votes") + F("n_leased"))
+    )
+    if not lacking.exists():
+        return
+    hold = timedelta(seconds=state.hold_seconds)
+    lapse = (
+        _live_leases(now)
+        .filter(pair__in=lacking.values("pk"))
+        .aggregate(at=Min(Least("lease_expires_at", F("session__active_at") + hold)))["at"]
+    )
+    wait = min(max(math.ceil((lapse - now).total_seconds()) if lapse else 1, 1), state.hold_seconds)
+    # People answer in seconds: ask again soon, not only when the first hold can lapse.
+    raise TrialsHeld(
+        "every trial left is being answered by other annotators; the first of them can "
+        f"come free in {wait} s",
+        retry_after=min(wait, TRIALS_HELD_RETRY_S),
+    )
+
+
 def _open_trial(params: IssueParams, pair_id: int, kind: str) -> None:
-    """Insert the trial and put it in the session's ``params.slot``. Call inside a
-    transaction."""
+    """Insert the trial and put it in the session's ``params.slot``; a session's first
+    trial starts it (rule 13). Call inside a transaction."""
     Trial.objects.create(
         id=params.trial_id,
         session_id=params.session_id,
@@ -519,7 +613,27 @@ def _open_trial(params: IssueParams, pair_id: int, kind: str) -> None:
         lease_expires_at=params.expires,
     )
     session = AnnotatorSession.objects.filter(pk=params.session_id)
+    if params.ordinal == 1:
+        _session_start(params)
     if params.slot is Slot.OPEN:
         session.update(n_issued=F("n_issued") + 1, open_trial_id=params.trial_id)
     else:
         session.update(n_issued=F("n_issued") + 1, queued_trial_id=params.trial_id)
+
+
+def _session_start(params: IssueParams) -> None:
+    """Rule 13: the session's first trial is its first sign of a person, and shields it
+    when fewer than ``IQA_SHIELDS_PER_ADDRESS`` sessions of the study from its address
+    started within ``hold_seconds`` (a session with no address, opened by a command or a
+    test, is shielded). Concurrent first trials from one address may each see the count
+    below the limit: the limit holds up to the requests in flight."""
+    session = AnnotatorSession.objects.filter(pk=params.session_id)
+    key = session.values_list("address_key", flat=True).first() or ""
+    shielded = True
+    if key:
+        since = params.now - timedelta(seconds=params.hold_seconds)
+        started = AnnotatorSession.objects.filter(
+            study_id=params.study_id, address_key=key, started_at__gt=since
+        ).count()
+        shielded = started < settings.IQA_SHIELDS_PER_ADDRESS
+    session.update(started_at=params.now, active_at=params.now, shielded=shielded)

@@ -7,9 +7,15 @@ import re
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.utils.crypto import salted_hmac
 
 from annotation import clock
-from annotation.errors import ParticipantIdInvalid, ParticipantIdRequired, StudyNotOpen
+from annotation.errors import (
+    ParticipantIdInUse,
+    ParticipantIdInvalid,
+    ParticipantIdRequired,
+    StudyNotOpen,
+)
 from annotation.models import AnnotatorSession, Study
 from core.errors import NotFound
 
@@ -21,6 +27,11 @@ PARTICIPANT_ID_FORMATS = {
     "prolific": ("Prolific", re.compile(r"[0-9a-fA-F]{24}"), "24 hexadecimal digits"),
     "mturk": ("MTurk worker", re.compile(r"A[A-Z0-9]{1,63}"), "'A' and capital letters or digits"),
 }
+# The recruiters the annotator page knows (``source``); "" for a plain link.
+SOURCES = ("", *PARTICIPANT_ID_FORMATS)
+# Each recruiter's id of one participation, among the ids its link carries: it resumes a
+# session from another browser (a participant id alone does not: it is not a secret).
+ASSIGNMENT_ID_KEYS = {"prolific": "SESSION_ID", "mturk": "assignmentId"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,12 @@ def session_progress(session: AnnotatorSession, study: Study) -> Progress:
     )  # fmt: skip
 
 
+def address_key(address: str) -> str:
+    """A keyed hash of a client address: sessions from one address can be counted
+    together (assignment rule 13) without storing the address itself."""
+    return salted_hmac("annotation.session-address", address).hexdigest()[:32] if address else ""
+
+
 def session_open(
     *,
     study_slug: str,
@@ -65,22 +82,36 @@ def session_open(
     source: str = "",
     external_ids: dict | None = None,
     client_info: dict | None = None,
+    address: str = "",
 ) -> SessionState:
-    """Open a session on a live study; the same participant gets their session back.
+    """Open a session on a live study (``address``: the client's, for rule 13).
+
+    A participation opens one session: a participant id with the recruiter's id of that
+    participation (Prolific ``SESSION_ID``, MTurk ``assignmentId``, in ``external_ids``),
+    or a participant id alone. Opened again with the recruiter's id, the session is
+    resumed (that id is a secret of the participant's link); with the participant id
+    alone it is refused (``ParticipantIdInUse`` on a live study; on a closed one
+    ``StudyNotOpen``, the answer anyone else gets there, so the answer does not tell who
+    took part). A participant id with another participation's id is another
+    participation: a session of its own, never the first one's (the recruiter decides
+    who may take part twice). The page resumes with the session's token, not through
+    here. A draft is ``NotFound``, as an unknown slug.
 
     A study with ``require_participant_id`` takes only sessions with a Prolific or MTurk
     id of that recruiter's format (``PARTICIPANT_ID_FORMATS``): ``ParticipantIdRequired``
     without one, ``ParticipantIdInvalid`` for a malformed one.
     """
     study = Study.objects.filter(slug=study_slug).first()
-    if study is None:
+    if study is None or study.status == Study.Status.DRAFT:
         raise NotFound(f"no study with slug {study_slug!r}")
     if study.require_participant_id:
         _check_participant_id(participant_id, source)
+    external_ids = external_ids or {}
+    assignment_id = str(external_ids.get(ASSIGNMENT_ID_KEYS.get(source, ""), ""))[:200]
     if participant_id:
-        existing = _session_of_participant(study, participant_id)
+        existing = _session_of(study, participant_id, assignment_id)
         if existing is not None:
-            return SessionState(session=existing)
+            return SessionState(session=_resumed(existing, study))
     if study.status != Study.Status.LIVE:
         raise StudyNotOpen(f"study {study_slug!r} is {study.status}, not open to annotators")
     try:
@@ -88,18 +119,35 @@ def session_open(
             session = AnnotatorSession.objects.create(
                 study=study,
                 participant_id=participant_id,
+                assignment_id=assignment_id,
                 source=source,
-                external_ids=external_ids or {},
+                external_ids=external_ids,
                 client_info=client_info or {},
+                address_key=address_key(address),
                 created_at=clock.now(),
             )
     except IntegrityError:
-        # The same participant opened a session at the same moment (two tabs).
-        existing = _session_of_participant(study, participant_id) if participant_id else None
+        # The same participation opened a session at the same moment (two tabs).
+        existing = _session_of(study, participant_id, assignment_id) if participant_id else None
         if existing is None:
             raise
-        return SessionState(session=existing)
+        return SessionState(session=_resumed(existing, study))
     return SessionState(session=session, created=True)
+
+
+def _resumed(existing: AnnotatorSession, study: Study) -> AnnotatorSession:
+    """``existing``, opened again with its participation's id; the refusal when it has
+    none (the same on a closed study as for someone who never took part)."""
+    if existing.assignment_id:
+        return existing
+    if study.status != Study.Status.LIVE:
+        raise StudyNotOpen(f"study {study.slug!r} is {study.status}, not open to annotators")
+    raise ParticipantIdInUse(
+        "this participant id has a session in this study already: continue it in the "
+        "browser where you started, or open this study again from your recruiter's link "
+        "for that submission",
+        field="participant_id",
+    )
 
 
 def _check_participant_id(participant_id: str, source: str) -> None:
@@ -118,10 +166,10 @@ def _check_participant_id(participant_id: str, source: str) -> None:
         )
 
 
-def _session_of_participant(study: Study, participant_id: str) -> AnnotatorSession | None:
+def _session_of(study: Study, participant_id: str, assignment_id: str) -> AnnotatorSession | None:
     return (
         AnnotatorSession.objects.select_related("study")
-        .filter(study=study, participant_id=participant_id)
+        .filter(study=study, participant_id=participant_id, assignment_id=assignment_id)
         .first()
     )
 
@@ -133,8 +181,23 @@ def session_get(*, token: str) -> AnnotatorSession:
     return session
 
 
-def session_complete(*, session_id: int) -> None:
-    """Mark the session completed (once) and let go of its open and queued trials."""
+def session_complete(*, session_id: int, outcome: str) -> None:
+    """Mark the session completed (once), saying why (``AnnotatorSession.Outcome``), and
+    let go of its open and queued trials."""
     AnnotatorSession.objects.filter(pk=session_id, completed_at__isnull=True).update(
-        completed_at=clock.now(), open_trial=None, queued_trial=None
+        completed_at=clock.now(), outcome=outcome, open_trial=None, queued_trial=None
     )
+
+
+def counted_trials_required(study: Study) -> int:
+    """Counted trials a session needs for the completion code: ``min_counted_trials``,
+    at most the quota (the quota when unset)."""
+    quota = study.trials_per_session
+    return min(study.min_counted_trials or quota, quota)
+
+
+def session_code_earned(session: AnnotatorSession, study: Study) -> bool:
+    """Whether the session has earned the completion code: completed, with the counted
+    trials the study asks for. A session that found the study full (or closed) with fewer
+    is told so and gets no code: the recruiter would pay for work not done."""
+    return session.completed_at is not None and session.n_done >= counted_trials_required(study)

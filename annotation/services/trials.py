@@ -116,6 +116,7 @@ class SessionSnapshot:
     quota: int
     gold_rate: float
     lease_seconds: int
+    hold_seconds: int
     open: HeldTrial | None
     queued: HeldTrial | None
 
@@ -210,3 +211,4 @@ class IssueParams:
     now: datetime
     expires: datetime
     slot: Slot
+    hold_seconds: int

@@ -58,6 +58,7 @@ from annotation import clock
 from annotation.errors import VoteImportError
 from annotation.models import AnnotatorSession, Design, Image, Pair, Study, Trial, Vote
 from annotation.services import statements
+from core.spreadsheet import restore
 
 FORMATS = ("long-csv", "sriqa-json", "diffiqa-json")
 LABELS = ("Positive", "Similar", "Negative")
@@ -146,6 +147,8 @@ def parse_long_csv(path: Path) -> Iterator[ParsedVote]:
                 where = f"{path.name}:{reader.line_num}"
                 if None in row or any(row[c] is None for c in LONG_CSV_COLUMNS):
                     raise VoteImportError(f"{where}: wrong number of fields")
+                # The export's votes.csv reads back as it was (its spreadsheet-safe quotes).
+                row = {key: restore(value) for key, value in row.items()}
                 preferred = row["preferred"].strip()
                 if preferred not in PREFERRED:
                     raise VoteImportError(

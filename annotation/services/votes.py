@@ -1,8 +1,9 @@
 """Answers to trials: ``vote_submit``.
 
 The rules a vote follows (sides undone, lateness, the recount of a released lease, one
-answer per trial, completion, the queued trial moving up) are listed once, with the tests
-that pin them, in ``assignment.py``'s docstring (rules 6 to 10). On PostgreSQL a vote is
+answer per trial, completion, the queued trial moving up, answers too fast to count) are
+listed once, with the tests that pin them, in ``assignment.py``'s docstring (rules 6 to 10
+and 14). On PostgreSQL a vote is
 one statement (``sql/vote.sql``); elsewhere the ORM does the same in a transaction; both
 take a ``VoteParams`` and return a ``VoteRow``.
 """
@@ -10,14 +11,14 @@ take a ``VoteParams`` and return a ``VoteRow``.
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, get_args
 
 from django.db import transaction
 from django.db.models import F
 
 from annotation import clock
-from annotation.models import Pair, Trial, Vote
+from annotation.models import AnnotatorSession, Pair, Trial, Vote
 from annotation.services import statements
 from annotation.services.sessions import Progress, session_get, session_progress
 from core.errors import Conflict, NotFound
@@ -31,6 +32,7 @@ class VoteResult:
     vote_id: uuid.UUID
     created: bool  # False for a retry that returned the stored vote
     late: bool
+    too_fast: bool  # rule 14: kept, not counted
     choice: str
     completed: bool
     progress: Progress
@@ -53,6 +55,7 @@ class VoteRow:
 
     vote_id: uuid.UUID
     late: bool
+    too_fast: bool
     n_done: int
     n_practice_done: int
     completed_at: datetime | None
@@ -108,6 +111,7 @@ def vote_submit(
             vote_id=row.vote_id,
             created=True,
             late=row.late,
+            too_fast=row.too_fast,
             choice=choice,
             completed=row.completed_at is not None,
             progress=row.progress(),
@@ -119,7 +123,9 @@ def _vote_existing(*, token: str, trial_id: uuid.UUID, choice: str) -> VoteResul
     """The slow path: a retry, a conflicting answer, or a trial that is not the session's."""
     session = session_get(token=token)
     vote = (
-        Vote.objects.filter(trial_id=trial_id, session=session).only("id", "choice", "late").first()
+        Vote.objects.filter(trial_id=trial_id, session=session)
+        .only("id", "choice", "late", "too_fast")
+        .first()
     )
     if vote is None:
         raise NotFound(f"trial {trial_id} was not issued to this session", field="trial_id")
@@ -132,6 +138,7 @@ def _vote_existing(*, token: str, trial_id: uuid.UUID, choice: str) -> VoteResul
         vote_id=vote.id,
         created=False,
         late=vote.late,
+        too_fast=vote.too_fast,
         choice=vote.choice,
         completed=session.completed_at is not None,
         progress=session_progress(session, session.study),
@@ -151,6 +158,9 @@ def _vote_orm(params: VoteParams) -> VoteRow | None:
         if trial is None:
             return None
         session = trial.session
+        study = session.study
+        elapsed = now - trial.issued_at
+        too_fast = elapsed < timedelta(milliseconds=study.min_response_ms)
         vote = Vote.objects.create(
             id=params.vote_id,
             trial=trial,
@@ -161,37 +171,49 @@ def _vote_orm(params: VoteParams) -> VoteRow | None:
             preferred=preferred_side(params.choice, trial.a_on_left),
             late=trial.lease_expires_at < now,
             response_ms=params.response_ms,
+            server_ms=min(max(int(elapsed.total_seconds() * 1000), 0), 2**31 - 1),
+            too_fast=too_fast,
             client_info=json.loads(params.client_info),
             created_at=now,
         )
         Trial.objects.filter(pk=trial.pk).update(answered_at=now)
-        if trial.released and trial.kind == Trial.Kind.LABEL:
-            Pair.objects.filter(pk=trial.pair_id).update(n_assigned=F("n_assigned") + 1)
+        if trial.kind == Trial.Kind.LABEL and trial.released != too_fast:
+            # A late answer on a released lease counts again; a too-fast one on a live
+            # lease gives it back (rule 14).
+            delta = 1 if trial.released else -1
+            Pair.objects.filter(pk=trial.pair_id).update(n_assigned=F("n_assigned") + delta)
         practice = trial.kind == Trial.Kind.PRACTICE
-        session.n_practice_done += int(practice)
-        session.n_done += int(not practice)
+        counted = not practice and not too_fast
+        session.n_practice_done += int(practice and not too_fast)
+        session.n_done += int(counted)
+        if not too_fast:
+            session.active_at = now
         if session.open_trial_id == trial.pk:
             session.open_trial_id = session.queued_trial_id
             session.queued_trial_id = None
         elif session.queued_trial_id == trial.pk:
             session.queued_trial_id = None
-        if not practice and session.n_done >= session.study.trials_per_session:
-            session.completed_at = session.completed_at or now
+        if counted and session.completed_at is None and session.n_done >= study.trials_per_session:
+            session.completed_at = now
+            session.outcome = AnnotatorSession.Outcome.QUOTA
         session.save(
             update_fields=[
                 "n_practice_done",
                 "n_done",
+                "active_at",
                 "open_trial",
                 "queued_trial",
                 "completed_at",
+                "outcome",
             ]
         )
     return VoteRow(
         vote_id=vote.id,
         late=vote.late,
+        too_fast=vote.too_fast,
         n_done=session.n_done,
         n_practice_done=session.n_practice_done,
         completed_at=session.completed_at,
-        practice_trials=session.study.practice_trials,
-        quota=session.study.trials_per_session,
+        practice_trials=study.practice_trials,
+        quota=study.trials_per_session,
     )

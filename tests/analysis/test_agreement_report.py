@@ -13,6 +13,7 @@ from scipy.stats import norm
 
 from annotation.models import Image, Pair, Study, Vote
 from scoring.models import Score
+from tests.annotation.sessions import post_vote
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -43,9 +44,7 @@ def annotate(study: Study, rng: np.random.Generator) -> int:
             perceived = quality[images["left"]] - quality[images["right"]] + rng.normal()
             choice = "similar" if abs(perceived) < 0.2 else "left" if perceived > 0 else "right"
             body = {"trial_id": trial.json()["trial_id"], "choice": choice, "response_ms": 1500}
-            assert (
-                api.post(f"/api/v1/sessions/{token}/votes", body, format="json").status_code == 201
-            )
+            assert post_vote(api, token, body).status_code == 201
             answered += not trial.json()["practice"]
         if answered == before:
             return answered

@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from annotation.models import Image
 from scoring.models import Score
+from tests.annotation.sessions import post_vote
 from tests.factories import LiveStudyFactory, make_pairs
 
 pytestmark = pytest.mark.django_db
@@ -41,7 +42,7 @@ def study():
         gap = by_url[shown["left"]] - by_url[shown["right"]]
         choice = "similar" if abs(gap) < BAND else "left" if gap > 0 else "right"
         body = {"trial_id": trial.json()["trial_id"], "choice": choice, "response_ms": 1500}
-        assert api.post(f"/api/v1/sessions/{token}/votes", body, format="json").status_code == 201
+        assert post_vote(api, token, body).status_code == 201
     return study
 
 

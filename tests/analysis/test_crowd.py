@@ -15,6 +15,7 @@ from analysis.report import study_report
 from analysis.selectors import study_data
 from annotation.models import AnnotatorSession, Image, Study
 from annotation.services import study_import
+from tests.annotation.sessions import post_vote
 from tests.images import write_manifest, write_png
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -74,9 +75,7 @@ def run_crowd(study: Study, latent_by_file: dict[str, float]) -> dict[str, str]:
                 latent_by_file[images["left"]], latent_by_file[images["right"]]
             )
             body = {"trial_id": trial.json()["trial_id"], "choice": choice, "response_ms": rt}
-            assert (
-                api.post(f"/api/v1/sessions/{token}/votes", body, format="json").status_code == 201
-            )
+            assert post_vote(api, token, body).status_code == 201
             answered += not trial.json()["practice"]
         if answered == 0:
             break

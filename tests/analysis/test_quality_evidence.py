@@ -22,6 +22,7 @@ from analysis.quality import (
 )
 from analysis.report import study_report
 from analysis.selectors import study_data, study_rules
+from tests.annotation.sessions import post_vote
 from tests.factories import LiveStudyFactory, make_pairs
 
 
@@ -178,9 +179,7 @@ def test_forty_annotators_answering_at_random_through_the_api_lose_nobody():
                 "choice": str(rng.choice(["left", "similar", "right"])),
                 "response_ms": int(rng.lognormal(np.log(1800), 0.4)),
             }
-            assert (
-                api.post(f"/api/v1/sessions/{token}/votes", body, format="json").status_code == 201
-            )
+            assert post_vote(api, token, body).status_code == 201
     table = study_report(study_data(study), samples=50, image_intervals=False).annotators
     assert len(table) == 40
     assert not table["excluded"].any(), table.loc[table["excluded"], "reasons"]

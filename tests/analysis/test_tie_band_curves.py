@@ -13,6 +13,7 @@ from analysis.selectors import study_data
 from analysis.services import agreement_snapshot_refresh
 from annotation import services
 from scoring.models import Score
+from tests.annotation.sessions import vote_after
 from tests.factories import LiveStudyFactory, make_pairs
 
 pytestmark = pytest.mark.django_db
@@ -103,8 +104,7 @@ def study():
         token = token.session.token
         for i in range(8):
             trial = services.trial_next(token=token)
-            services.vote_submit(token=token, trial_id=trial.trial_id, choice="left",
-                                 response_ms=900 + i)  # fmt: skip
+            vote_after(token, trial.trial_id, "left", 900 + i)
     return study
 
 

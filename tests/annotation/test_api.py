@@ -69,15 +69,23 @@ def test_a_session_opens_with_recruiter_ids_and_client_info(api):
         "viewport_height": 720,
         "user_agent": "UA/1",
     }
-    again = api.post(
-        f"/api/v1/studies/{study.slug}/sessions", {"participant_id": "5f1e2d"}, format="json"
-    )
+    # The same participation (its SESSION_ID) resumes; the participant id alone does not.
+    again = api.post(f"/api/v1/studies/{study.slug}/sessions", body, format="json")
     assert again.status_code == 200
     assert again.json()["token"] == data["token"]
+    # The participant id alone is another participation: a session of its own, once.
+    url = f"/api/v1/studies/{study.slug}/sessions"
+    bare = api.post(url, {"participant_id": "5f1e2d"}, format="json")
+    assert bare.status_code == 201
+    assert bare.json()["token"] != data["token"]
+    again = api.post(url, {"participant_id": "5f1e2d"}, format="json")
+    assert_error(again, 409, "participant_id_in_use", "participant_id")
 
 
 def test_a_whole_study_is_completed_over_the_api(api):
-    study = LiveStudyFactory(practice_trials=1, completion_url="https://example.org/done?cc=X")
+    study = LiveStudyFactory(
+        practice_trials=1, trials_per_session=3, completion_url="https://example.org/done?cc=X"
+    )
     make_pairs(study, 4, votes=1)
     token = open_session(api, study)["token"]
     answered = []
@@ -100,6 +108,27 @@ def test_a_whole_study_is_completed_over_the_api(api):
     assert session["completion_code"] == study.completion_code
     assert session["completion_url"] == "https://example.org/done?cc=X"
     assert session["progress"] == {"done": 4, "total": 4}
+    assert session["outcome"] == "quota"
+
+
+def test_a_session_that_finds_the_study_full_gets_no_code(api):
+    """No code without work: a session that finds no work left before its quota is
+    completed as ``full``, without the completion code or URL (the recruiter would pay for
+    nothing); with ``min_counted_trials`` reached it earns the code all the same."""
+    study = LiveStudyFactory(trials_per_session=3, completion_url="https://example.org/done?cc=X")
+    make_pairs(study, 2, votes=1)
+    token = open_session(api, study)["token"]
+    while (response := next_trial(api, token)).status_code == 200:
+        body = {"trial_id": response.json()["trial_id"], "choice": "left", "response_ms": 900}
+        assert vote(api, token, body).status_code == 201
+    session = api.get(f"/api/v1/sessions/{token}").json()
+    assert (session["completed"], session["outcome"]) == (True, "full")
+    assert session["completion_code"] is None
+    assert session["completion_url"] is None
+    study.min_counted_trials = 2
+    study.save(update_fields=["min_counted_trials"])
+    session = api.get(f"/api/v1/sessions/{token}").json()
+    assert session["completion_code"] == study.completion_code
 
 
 def test_a_reload_gets_the_same_open_trial(api):
@@ -110,13 +139,16 @@ def test_a_reload_gets_the_same_open_trial(api):
 
 
 def test_next_trial_ahead_also_issues_the_trial_after_it(api):
-    study = LiveStudyFactory(trials_per_session=2)
+    study = LiveStudyFactory(trials_per_session=3)
     make_pairs(study, 5)
     token = open_session(api, study)["token"]
+    opening = api.get(f"/api/v1/sessions/{token}/next-trial?ahead=1").json()
+    assert "next" not in opening  # nothing queued before a counted answer (rule 10)
+    vote(api, token, {"trial_id": opening["trial_id"], "choice": "left", "response_ms": 900})
     first = api.get(f"/api/v1/sessions/{token}/next-trial?ahead=1").json()
     queued = first["next"]
     assert queued["trial_id"] != first["trial_id"]
-    assert queued["progress"] == {"done": 1, "total": 2}
+    assert queued["progress"] == {"done": 2, "total": 3}
     assert set(queued["images"]) == {"left", "right", "reference"}
     # Without ``ahead`` the open trial alone (DESIGN.md's response).
     assert "next" not in next_trial(api, token).json()
@@ -251,10 +283,15 @@ def test_bodies_that_are_not_small_json_objects_are_refused(api):
 
 
 def test_sessions_open_only_on_live_studies(api):
-    draft = StudyFactory()
-    response = api.post(f"/api/v1/studies/{draft.slug}/sessions", {}, format="json")
+    closed = StudyFactory(status="closed")
+    response = api.post(f"/api/v1/studies/{closed.slug}/sessions", {}, format="json")
     assert_error(response, 409, "study_not_open")
     assert_error(api.post("/api/v1/studies/nope/sessions", {}, format="json"), 404, "not_found")
+    # A draft is private: the same answer as a slug nobody uses.
+    draft = StudyFactory()
+    response = api.post(f"/api/v1/studies/{draft.slug}/sessions", {}, format="json")
+    assert_error(response, 404, "not_found")
+    assert response.json()["error"]["message"] == f"no study with slug {draft.slug!r}"
 
 
 @override_settings(IQA_VOTE_RATE="3/min")

@@ -171,6 +171,7 @@ def study(tmp_path) -> Study:
         practice_trials=1,
         trials_per_session=2,
         completion_url="https://example.org/done",
+        min_response_ms=0,  # the test answers at once
     )
     return Study.objects.get(slug="schema")
 
@@ -198,17 +199,21 @@ def test_the_checker_refuses_undeclared_missing_and_null_keys(api):
 
 
 def test_an_annotator_flow_matches_the_schema(api, study):
-    """Open (201, then 200 for the same participant), next-trial with and without
+    """Open (201, then 200 for the same participation), next-trial with and without
     ``ahead``, vote (201), retry (200), the session's status, and 204 at the end with the
     completion code."""
-    person = {"participant_id": prolific_id(1), "source": "prolific"}
+    person = {
+        "participant_id": prolific_id(1),
+        "source": "prolific",
+        "external_ids": {"SESSION_ID": "s-1"},
+    }
     opened = api.call("post", SESSIONS, 201, body=person, params={"slug": study.slug})
     token = opened["token"]
     assert opened["completion_code"] is None
     api.call("post", SESSIONS, 200, body=person, params={"slug": study.slug})
     first = api.call("get", NEXT_TRIAL, 200, body={"ahead": "1"}, params={"token": token})
     assert first["practice"] is True
-    assert "next" in first
+    assert "next" not in first  # a counted trial is queued after a counted answer only
     assert first["images"]["reference"] is not None
     assert first["sizes"]["reference"] == {"width": 48, "height": 32}
     alone = api.call("get", NEXT_TRIAL, 200, params={"token": token})
@@ -218,6 +223,11 @@ def test_an_annotator_flow_matches_the_schema(api, study):
     api.call("post", VOTES, 200, body=body, params={"token": token})
     status = api.call("get", SESSION, 200, params={"token": token})
     assert status["completed"] is False
+    counted = api.call("get", NEXT_TRIAL, 200, body={"ahead": "1"}, params={"token": token})
+    body = {"trial_id": counted["trial_id"], "choice": "right", "response_ms": 900}
+    api.call("post", VOTES, 201, body=body, params={"token": token})
+    queued = api.call("get", NEXT_TRIAL, 200, body={"ahead": "1"}, params={"token": token})
+    assert "next" not in queued  # the quota's last trial: nothing after it
     while (
         trial := api.client.get(NEXT_TRIAL.format(token=token), {"ahead": "1"})
     ).status_code == 200:
@@ -270,7 +280,18 @@ def test_error_bodies_match_the_schema(api, study):
     api.call("post", SESSIONS, 415, body={}, params={"slug": study.slug}, content_type="text/plain")
     api.call("post", SESSIONS, 400, body={"participant_id": "p" * 500}, params={"slug": study.slug})
     api.call("post", SESSIONS, 404, body={}, params={"slug": "nope"})
-    api.call("post", SESSIONS, 409, body={}, params={"slug": StudyFactory().slug})
+    api.call("post", SESSIONS, 404, body={}, params={"slug": StudyFactory().slug})  # a draft
+    closed = StudyFactory(status="closed").slug
+    assert api.call("post", SESSIONS, 409, body={}, params={"slug": closed})["error"]["code"] == (
+        "study_not_open"
+    )
+    in_use = api.call("post", SESSIONS, 409, body=person, params=slug)["error"]
+    assert (in_use["code"], in_use["field"]) == ("participant_id_in_use", "participant_id")
+    deep = '{"participant_id": ' + "[" * 70 + "]" * 70 + "}"
+    refused = api.call(
+        "post", SESSIONS, 400, body=deep, params=slug, content_type="application/json"
+    )["error"]
+    assert (refused["code"], refused["field"]) == ("invalid_json", "participant_id")
     api.call("post", SESSIONS, 403, body={}, params=slug)
     malformed = {"participant_id": "{{%PROLIFIC_PID%}}", "source": "prolific"}
     assert api.call("post", SESSIONS, 400, body=malformed, params=slug)["error"]["code"] == (

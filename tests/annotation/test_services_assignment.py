@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from scipy.stats import binomtest
 
 from annotation import services
+from annotation.errors import TrialsHeld, TryAgain
 from annotation.models import AnnotatorSession, Pair, Study, Trial, Vote
 from annotation.services import assignment, statements
 from tests.annotation.sessions import answer, open_session, run_session
@@ -68,13 +69,20 @@ def test_asking_again_before_answering_returns_the_same_trial(impl):
 
 
 def test_an_expired_lease_returns_the_pair_to_the_pool(impl, clock):
+    """Rule 5 and 7, and rule 9's ends: a lease that expires unanswered gives its pair to
+    the next session; the late answer is still kept and counted (a vote past the target);
+    a session that finds every pair left held waits (409 trials_held), and one that finds
+    none lacking votes completes, the study being full for it."""
     study = LiveStudyFactory(lease_seconds=600)
     make_pairs(study, 2, votes=1)
     a, b = open_session(study), open_session(study)
-    answer(a, services.trial_next(token=a))  # one pair done; a is no newcomer (rule 12)
+    answer(a, services.trial_next(token=a))  # one pair done; a answers (rule 12: it holds)
     held = services.trial_next(token=a)
     pair = Trial.objects.get(pk=held.trial_id).pair
-    assert services.trial_next(token=b) is None  # the pair left is leased to a
+    with pytest.raises(TrialsHeld) as waiting:  # the pair left is a's, and a is answering
+        services.trial_next(token=b)
+    assert 1 <= waiting.value.retry_after <= study.hold_seconds
+    assert services.session_get(token=b).completed_at is None
 
     c = open_session(study)
     clock.advance(timedelta(seconds=601))
@@ -94,50 +102,10 @@ def test_an_expired_lease_returns_the_pair_to_the_pool(impl, clock):
     pair.refresh_from_db()
     assert pair.n_assigned == 2
     assert Vote.objects.filter(pair=pair, kind="label").count() == 2
-
-
-def test_a_newcomers_lease_does_not_keep_its_pair_from_others(impl):
-    """Rule 12: a lease held by a session that has answered nothing (a newcomer, or a
-    script that walks away) does not end another session when no pair is below its target:
-    that session gets the pair too. Should the newcomer answer after all, the pair gets
-    one vote past its target; once the votes reach it, nobody else gets the pair."""
-    study = LiveStudyFactory()
-    (pair,) = make_pairs(study, 1, votes=1)
-    newcomer, other, third = open_session(study), open_session(study), open_session(study)
-    held = services.trial_next(token=newcomer)
-    taken = services.trial_next(token=other)
-    assert taken is not None
-    assert taken.trial_id != held.trial_id
-    pair.refresh_from_db()
-    assert pair.n_assigned == 2  # counted votes + live leases, as always
-    assert answer(other, taken).created
-    # One counted vote and the newcomer's lease: the target is met without the newcomer.
-    assert services.trial_next(token=third) is None
-    assert answer(newcomer, held).created  # the price: one vote past the target
-    assert Vote.objects.filter(pair=pair, kind="label").count() == 2
-    pair.refresh_from_db()
-    assert pair.n_assigned == 2
-
-
-def test_leases_of_sessions_that_have_answered_keep_their_pairs(impl):
-    """Rule 12 claims past newcomers only: a lease of a session that has answered holds its
-    pair; and a queued trial never claims past anyone."""
-    study = LiveStudyFactory()
-    make_pairs(study, 3, votes=1)
-    holder, other = open_session(study), open_session(study)
-    answer(holder, services.trial_next(token=holder))
-    first = services.trial_next(token=holder, ahead=True)  # the two pairs left, leased
-    assert first.next is not None
-    assert services.trial_next(token=other) is None
-    assert services.session_get(token=other).completed_at is not None
-
-    study = LiveStudyFactory()
-    make_pairs(study, 2, votes=1)
-    newcomer, arriving = open_session(study), open_session(study)
-    assert services.trial_next(token=newcomer, ahead=True).next is not None  # both leased
-    mine = services.trial_next(token=arriving, ahead=True)
-    assert mine is not None  # the open trial, past the newcomer's lease
-    assert mine.next is None  # nothing queued past it
+    # Every pair has its votes now: the study is full for b, who gets no code.
+    assert services.trial_next(token=b) is None
+    session = services.session_get(token=b)
+    assert (session.outcome, session.n_done) == ("full", 0)
 
 
 def test_a_reload_after_the_lease_expired_gets_a_new_trial(impl, clock):
@@ -154,15 +122,16 @@ def test_a_reload_after_the_lease_expired_gets_a_new_trial(impl, clock):
 
 def test_ahead_queues_the_next_trial_which_opens_once_the_open_one_is_answered(impl):
     study = LiveStudyFactory(practice_trials=0)
-    make_pairs(study, 5)
+    make_pairs(study, 6)
     token = open_session(study)
+    answer(token, services.trial_next(token=token))  # a counted answer (rule 10)
     first = services.trial_next(token=token, ahead=True)
     assert first.next is not None
     assert first.next.trial_id != first.trial_id
     assert first.next.progress.done == first.progress.done + 1
     # Asking again (a reload) returns the same two trials and issues nothing.
     assert services.trial_next(token=token, ahead=True) == first
-    assert Trial.objects.count() == 2
+    assert Trial.objects.count() == 3
     # Without ``ahead`` the open trial alone, as before.
     assert services.trial_next(token=token).trial_id == first.trial_id
 
@@ -190,8 +159,9 @@ def test_ahead_never_issues_past_the_quota(impl):
 
 def test_the_queued_trial_moves_up_when_the_open_ones_lease_lapses(impl, clock):
     study = LiveStudyFactory(lease_seconds=60, practice_trials=0)
-    make_pairs(study, 4, votes=1)
+    make_pairs(study, 5, votes=1)
     token = open_session(study)
+    answer(token, services.trial_next(token=token))  # a counted answer (rule 10)
     first = services.trial_next(token=token)
     clock.advance(timedelta(seconds=30))
     queued = services.trial_next(token=token, ahead=True).next
@@ -327,9 +297,11 @@ def test_the_retry_waits_for_a_pair_locked_a_tenth_of_a_second(impl):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_pair_locked_for_longer_than_the_claim_waits_ends_the_wait_not_the_request():
+def test_a_pair_locked_for_longer_than_the_claim_waits_ends_the_wait_not_the_request(impl):
     """The retry's wait for a locked pair is bounded (CLAIM_LOCK_TIMEOUT_MS): the request
-    answers well within a second even while the only pair stays locked."""
+    answers well within a second even while the only pair stays locked, with a conflict to
+    retry (409 try_again); the session is not completed (the pair is still there for it),
+    and once the lock is gone it gets the pair."""
     study = LiveStudyFactory()
     (pair,) = make_pairs(study, 1, votes=3)
     token = open_session(study)
@@ -347,11 +319,16 @@ def test_a_pair_locked_for_longer_than_the_claim_waits_ends_the_wait_not_the_req
     locked.wait(timeout=10)
     try:
         started = time.monotonic()
-        assert services.trial_next(token=token) is None
+        with pytest.raises(TryAgain) as busy:
+            services.trial_next(token=token)
         assert time.monotonic() - started < 1 + assignment.CLAIM_LOCK_TIMEOUT_MS / 1000
+        assert busy.value.code == "try_again"
+        assert services.session_get(token=token).completed_at is None
     finally:
         release.set()
         holder.join(timeout=10)
+    trial = services.trial_next(token=token)
+    assert Trial.objects.get(pk=trial.trial_id).pair_id == pair.pk
 
 
 def test_the_sweep_releases_expired_unanswered_leases_only(impl, clock, sweep_not_due):
@@ -408,8 +385,10 @@ def test_next_trial_queries(impl, sweep_not_due, django_assert_num_queries):
     """Next-trial is one statement on the fast path, for a new trial and for the open one
     again. (Outside a transaction, as in a request: no savepoints are counted.)"""
     study = LiveStudyFactory(gold_rate=0)
-    make_pairs(study, 3)
+    make_pairs(study, 4)
     token = open_session(study)
+    # A session's first trial starts it (rule 13) on the general path; the rest:
+    answer(token, services.trial_next(token=token))
     # ORM: the session read; BEGIN, the pair claimed and counted, the trial inserted and
     # opened, COMMIT; its images read. Then the session read and the open trial's images.
     new, again = (1, 1) if statements.use_fast_path() else (8, 2)  # not on SQLite, nor "orm"

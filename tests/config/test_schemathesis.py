@@ -27,7 +27,7 @@ import schemathesis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import override_settings
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -63,12 +63,9 @@ SEED = 20_161_605
 SEEDED = 0.5
 # The throttles would answer most fuzzed requests 429 (documented) before the handler.
 UNTHROTTLED = {
-    name: "1000000/min"
-    for name in (
-        "IQA_SESSION_RATE", "IQA_SESSION_RATE_PER_STUDY", "IQA_TRIAL_RATE", "IQA_VOTE_RATE",
-        "IQA_LOGIN_RATE",
-    )
-}  # fmt: skip
+    **{name: "1000000/min" for name in ("IQA_SESSION_RATE", "IQA_TRIAL_RATE", "IQA_VOTE_RATE")},
+    "IQA_LOGIN_FAILURES": "1000000",
+}
 
 
 @dataclass
@@ -94,7 +91,7 @@ def seed_data(tmp_path: Path) -> Seed:
     study for the PATCH, an agreement snapshot of the pairwise study, a done and a failed
     import, a done export (its zip on disk) and a queued one."""
     user = get_user_model().objects.create_user("ada", password="a good secret 1")
-    token = Token.objects.create(user=user).key
+    token = AuthToken.objects.create(user=user, expiry=None)[1]
     studies = [
         make_study(
             tmp_path,
@@ -299,3 +296,62 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 def test_every_operation_answers_as_its_schema_says(case):
     """No 5xx, and every response's status, content type, headers and body as documented."""
     case.call_and_validate(checks=CHECKS)
+
+
+# Explicit hostile bodies (config/parsers.py): nested past 64 levels, a lone surrogate in
+# a value and in a key. Each JSON operation answers 400 as documented, never a 5xx.
+HOSTILE_BODIES = {
+    "deep": {"title": [[[0]]]},  # deepened below
+    "surrogate value": {"title": "x\ud800"},
+    "surrogate key": {"external_ids": {"\ud800": "x"}},
+}
+
+
+def _deep(levels: int):
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def test_hostile_json_on_every_json_operation_is_a_documented_400(stack):
+    """schemathesis's own case objects for every operation that reads JSON, with the
+    seeded path parameters, each hostile body in turn: the response is a 400 with the
+    invalid_json code and conforms to the schema (the checks of the fuzzing above)."""
+    server, seed = stack
+    api = schemathesis.openapi.from_url(
+        f"{server.url}/api/schema/?format=json", config=fuzz_config(server, seed, "seeded-paths")
+    )
+    paths = seeded_paths(seed)
+    fixed = {k.removeprefix("path."): v for k, v in paths["parameters"].items() if "path." in k}
+    per_operation = {
+        entry["include-operation-id"]: {
+            k.removeprefix("path."): v for k, v in entry["parameters"].items()
+        }
+        for entry in paths["operations"]
+    }
+    bodies = {**HOSTILE_BODIES, "deep": {"title": _deep(70)}}
+    checked = []
+    for result in api.get_all_operations():
+        operation = result.ok()
+        if "application/json" not in operation.definition.raw.get("requestBody", {}).get(
+            "content", {}
+        ):
+            continue
+        names = {p.name for p in operation.path_parameters}
+        path_parameters = {
+            name: {**fixed, **per_operation.get(operation.definition.raw["operationId"], {})}[name]
+            for name in names
+        }
+        for label, body in bodies.items():
+            case = operation.Case(
+                body=body,
+                path_parameters=path_parameters,
+                media_type="application/json",
+                headers={"Authorization": f"Token {seed.token}"},
+            )
+            response = case.call_and_validate(checks=CHECKS)
+            assert response.status_code == 400, (operation.label, label, response.text)
+            assert response.json()["error"]["code"] == "invalid_json", (operation.label, label)
+        checked.append(operation.label)
+    assert len(checked) == 6, checked

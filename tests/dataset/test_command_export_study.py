@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from annotation import aggregation
 from annotation.models import Image, Pair, Study
 from annotation.services import assignment, study_import
+from tests.annotation.sessions import post_vote
 from tests.images import write_scene_folder
 
 pytestmark = pytest.mark.django_db
@@ -44,9 +45,7 @@ def post_votes(study: Study, sessions: int = 4) -> list[dict]:
                 "response_ms": rng.randint(200, 5000),
                 "client": {"device_pixel_ratio": 2.0, "viewport_width": 1400},
             }
-            assert (
-                api.post(f"/api/v1/sessions/{token}/votes", body, format="json").status_code == 201
-            )
+            assert post_vote(api, token, body).status_code == 201
             posted.append({**body, "trial": trial, "token": token})
     return posted
 

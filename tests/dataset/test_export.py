@@ -39,3 +39,52 @@ def test_metric_scores_are_exported_with_failures_and_orientation(tmp_path):
     assert rows["niqe"].reference == ""
     assert str(rows["niqe"].lower_better) == "True"
     assert "metric_scores" in (tmp_path / "README.md").read_text()
+
+
+def test_every_csv_cell_a_spreadsheet_would_run_starts_with_a_quote(tmp_path):
+    """OWASP's rule on every CSV table: a text cell beginning with =, +, -, @, a tab or a
+    carriage return is written with a leading ' (numbers, such as a negative score, are
+    left alone); the other formats keep the value as it is, and so does reading back
+    through ``core.spreadsheet.restore``."""
+    import csv
+
+    from annotation import services
+    from annotation.models import AnnotatorSession
+    from core.spreadsheet import restore
+    from tests.factories import LiveStudyFactory, make_pairs
+
+    study = LiveStudyFactory(design="pairwise")
+    (pair,) = make_pairs(study, 1)
+    pair.image_a.condition = "+SUM(1,1)"
+    pair.image_a.save(update_fields=["condition"])
+    token = services.session_open(
+        study_slug=study.slug, client_info={"user_agent": '=HYPERLINK("https://evil.example")'}
+    ).session.token
+    services.vote_submit(
+        token=token, trial_id=services.trial_next(token=token).trial_id, choice="left"
+    )
+    Score.objects.create(
+        metric="niqe", version="v", image=pair.image_b, value=-2.5, lower_better=True
+    )
+    for fmt in ("csv", "jsonl"):
+        study_export(study=study, out=tmp_path / fmt, fmt=fmt)
+    with open(tmp_path / "csv/sessions.csv", newline="") as handle:
+        (row,) = csv.DictReader(handle)
+    assert row["user_agent"] == '\'=HYPERLINK("https://evil.example")'
+    with open(tmp_path / "csv/pairs.csv", newline="") as handle:
+        (row,) = csv.DictReader(handle)
+    assert row["condition_a"] == "'+SUM(1,1)"
+    with open(tmp_path / "csv/metric_scores.csv", newline="") as handle:
+        (row,) = csv.DictReader(handle)
+    assert row["value"] == "-2.5"  # a number, not a formula
+    for path in (tmp_path / "csv").glob("*.csv"):
+        with open(path, newline="") as handle:
+            for cells in csv.reader(handle):
+                for cell in cells:
+                    assert not cell.startswith(("=", "+", "@", "\t", "\r")), (path.name, cell)
+                    if cell.startswith("-"):
+                        float(cell)  # only numbers begin with '-'
+    sessions = pd.read_json(tmp_path / "jsonl/sessions.jsonl", lines=True)
+    assert sessions["user_agent"].iloc[0] == '=HYPERLINK("https://evil.example")'
+    assert restore('\'=HYPERLINK("https://evil.example")') == '=HYPERLINK("https://evil.example")'
+    assert AnnotatorSession.objects.count() == 1

@@ -78,12 +78,15 @@ def make_study(
     break_every: int = 0,
     **settings: object,
 ) -> Study:
-    """A live study imported from real noise PNGs (every pixel differs between images)."""
+    """A live study imported from real noise PNGs (every pixel differs between images).
+    Its one annotator usually answers every pair before a quota: a counted trial earns
+    the completion code (``min_counted_trials`` 1) unless a test says otherwise."""
     stems = ["reference", *(f"t{i}" for i in range(tests_per_scene))]
     folder = write_scene_folder(
         tmp_path / slug, {f"s{s}": stems for s in range(scenes)}, size=size, seed=7
     )
     defaults = {"votes_per_pair": 1, "practice_trials": 0, "gold_rate": 0.0}
+    min_counted = settings.pop("min_counted_trials", 1)
     study_import(
         source=folder,
         slug=slug,
@@ -94,7 +97,9 @@ def make_study(
     )
     shutil.rmtree(folder)
     study = Study.objects.get(slug=slug)
-    return study_configure(study=study, break_every=break_every)
+    return study_configure(
+        study=study, break_every=break_every, min_counted_trials=min_counted or "off"
+    )
 
 
 def media_pixels(media_root: Path, url: str) -> np.ndarray:

@@ -26,6 +26,7 @@ def test_imported_study_settings_are_read_only_in_the_admin(admin_client):
         {"slug": "changed", "design": "ref-vs-test", "title": "New title", "votes_per_pair": 5,
          "gold_rate": 0.1, "status": "live", "completion_code": "ABC", "instructions": "",
          "trials_per_session": 40, "practice_trials": 1, "lease_seconds": 300,
+         "hold_seconds": 60, "min_response_ms": 400, "min_counted_trials": "",
          "break_every": 20, "qc_min_gold_accuracy": 0.8, "qc_min_median_response_ms": "",
          "qc_side_bias_alpha": 0.001, "qc_max_similar_share": 0.9, "qc_fast_response_ms": 300,
          "qc_test": "binomial", "qc_correction": "holm", "qc_alpha": 0.05,
@@ -94,12 +95,37 @@ def test_the_annotator_page_carries_the_study_settings(client):
 
 
 def test_the_annotator_page_shows_a_studys_own_consent_and_says_when_it_is_not_open(client):
-    study = StudyFactory(consent="Our own consent text.")
+    study = StudyFactory(consent="Our own consent text.", status="closed")
     config = page_config(client.get(f"/annotate/{study.slug}/"))
     assert config["consent"] == "Our own consent text."
     assert config["open"] is False
-    assert "not opened yet" in config["closed_message"]
+    assert "closed" in config["closed_message"]
     assert config["example"] is None
+
+
+def test_a_draft_is_an_unknown_slug_to_all_but_its_researchers(client, django_user_model):
+    """Drafts are private: anyone who is not its owner, a member or staff gets exactly the
+    page an unknown slug gets (its title, instructions and consent stay unseen); the owner
+    sees the page, saying it is not open yet."""
+    owner = django_user_model.objects.create_user("owner", password="x")
+    other = django_user_model.objects.create_user("other", password="x")
+    study = StudyFactory(
+        slug="secret-draft", title="JPEG vs our method", consent="Secret consent.", owner=owner
+    )
+    unknown = client.get("/annotate/secret-drafz/")
+    for user in (None, other):
+        if user is not None:
+            client.force_login(user)
+        response = client.get(f"/annotate/{study.slug}/")
+        assert response.status_code == 404
+        body = response.content.decode()
+        assert body == unknown.content.decode().replace("secret-drafz", "secret-draft")
+        assert "JPEG vs our method" not in body
+        assert "Secret consent" not in body
+    client.force_login(owner)
+    config = page_config(client.get(f"/annotate/{study.slug}/"))
+    assert config["open"] is False
+    assert "not opened yet" in config["closed_message"]
 
 
 def test_an_unknown_study_gets_a_404_page(client):

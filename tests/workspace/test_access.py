@@ -31,7 +31,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from annotation.models import AnnotatorSession, ExclusionDecision, Study
@@ -162,8 +162,8 @@ class World:
 
     def client(self, principal: str) -> Client:
         if principal == "A-token":
-            token = Token.objects.create(user=self.users["A"])
-            return APIClient(HTTP_AUTHORIZATION=f"Token {token.key}")
+            _, key = AuthToken.objects.create(user=self.users["A"], expiry=None)
+            return APIClient(HTTP_AUTHORIZATION=f"Token {key}")
         if principal == "annotator-Token":
             return APIClient(HTTP_AUTHORIZATION=f"Token {self.annotator_token}")
         if principal == "annotator-Bearer":

@@ -1,6 +1,7 @@
 """Researcher accounts: the login page, logging out, changing the password, the account
 page's API token, and ``manage.py create_researcher``."""
 
+import hashlib
 import re
 import threading
 
@@ -9,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client, override_settings
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from workspace import services
@@ -73,15 +74,14 @@ def test_a_wrong_password_or_inactive_account_is_refused_on_the_page(client, res
     assert 'aria-invalid="true"' in empty
 
 
-@override_settings(IQA_LOGIN_RATE="3/min")
-def test_login_attempts_per_address_are_limited_on_the_page(client, researcher):
-    """Past IQA_LOGIN_RATE the page answers 429 without trying the password, even a right
-    one; another address is not held up."""
-    for _ in range(3):
-        assert log_in(client, "ada", "wrong").status_code == 200
+@override_settings(AXES_FAILURE_LIMIT=3)
+def test_failed_logins_lock_that_username_from_that_address_on_the_page(client, researcher):
+    """Past IQA_LOGIN_FAILURES the page answers 429 for that username from that address,
+    even with the right password, and says so; another address is not held up."""
+    assert [log_in(client, "ada", "wrong").status_code for _ in range(3)] == [200, 200, 429]
     held = log_in(client, "ada", "an old secret 1")
     assert held.status_code == 429
-    assert "Too many attempts" in held.content.decode()
+    assert "Too many failed logins for this username" in held.content.decode()
     assert "_auth_user_id" not in client.session
     other = Client(REMOTE_ADDR="192.0.2.7")
     assert log_in(other, "ada", "an old secret 1").status_code == 302
@@ -130,6 +130,27 @@ def test_changing_the_password(client, researcher):
     assert log_in(Client(), "ada", new).status_code == 302
 
 
+def test_passwords_pass_djangos_four_validators_at_twelve_characters(client):
+    """All digits, close to the username, common, or shorter than 12 characters: each is
+    refused with Django's own message (the issue's "84729103845" and "bobbobbob" among
+    them); a long, unrelated one is taken."""
+    user = User.objects.create_user("bartholomew", password="an old secret 1")
+    client.force_login(user)
+    cases = {
+        "84729103845": "This password is entirely numeric.",
+        "bobbobbob": "at least 12 characters",
+        "bartholomew1": "The password is too similar to the username.",
+        "password1234": "This password is too common.",
+    }
+    for weak, message in cases.items():
+        body = {"old_password": "an old secret 1", "new_password1": weak, "new_password2": weak}
+        page = client.post("/account/password/", body).content.decode()
+        assert message in page, weak
+    strong = "tulips under a quiet moon"
+    body = {"old_password": "an old secret 1", "new_password1": strong, "new_password2": strong}
+    assert client.post("/account/password/", body).status_code == 302
+
+
 # --- the API token on the account page -------------------------------------------------
 
 
@@ -146,8 +167,10 @@ def test_the_account_page_makes_shows_once_replaces_and_revokes_the_token(client
     response = client.post("/account/token/")
     assert response.status_code == 302
     assert response["Location"] == "/account/"
-    key = Token.objects.get(user=researcher).key
     page = client.get("/account/").content.decode()
+    key = re.search(r'<pre class="copy" id="token-key">([0-9a-f]+)</pre>', page).group(1)
+    digest = hashlib.sha512(key.encode()).hexdigest()
+    assert AuthToken.objects.get(user=researcher).digest == digest  # the key is not stored
     assert f'<pre class="copy" id="token-key">{key}</pre>' in page
     assert 'data-copy="token-key"' in page
     assert f'curl -H "Authorization: Token {key}" http://testserver/api/v1/studies' in page
@@ -161,13 +184,14 @@ def test_the_account_page_makes_shows_once_replaces_and_revokes_the_token(client
     api = APIClient()
     assert api.get("/api/v1/studies", HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
     client.post("/account/token/")
-    new_key = Token.objects.get(user=researcher).key
+    page = client.get("/account/").content.decode()
+    new_key = re.search(r'<pre class="copy" id="token-key">([0-9a-f]+)</pre>', page).group(1)
     assert new_key != key
     assert api.get("/api/v1/studies", HTTP_AUTHORIZATION=f"Token {key}").status_code == 403
     assert api.get("/api/v1/studies", HTTP_AUTHORIZATION=f"Token {new_key}").status_code == 200
 
     client.post("/account/token/revoke/")
-    assert not Token.objects.filter(user=researcher).exists()
+    assert not AuthToken.objects.filter(user=researcher).exists()
     assert api.get("/api/v1/studies", HTTP_AUTHORIZATION=f"Token {new_key}").status_code == 403
     assert "You have no token." in client.get("/account/").content.decode()
 
@@ -179,18 +203,19 @@ def test_token_actions_take_a_post_with_its_csrf_token(researcher):
     client.force_login(researcher)
     assert client.post("/account/token/").status_code == 403
     assert client.get("/account/token/").status_code == 405
-    assert not Token.objects.exists()
+    assert not AuthToken.objects.exists()
     page = client.get("/account/").content.decode()
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
     assert client.post("/account/token/", {"csrfmiddlewaretoken": csrf}).status_code == 302
-    assert Token.objects.filter(user=researcher).exists()
+    assert AuthToken.objects.filter(user=researcher).exists()
 
 
 def test_token_services_keep_one_token_per_researcher(researcher):
-    first = services.token_create(user=researcher)
-    second = services.token_create(user=researcher)
-    assert list(Token.objects.values_list("key", flat=True)) == [second.key]
-    assert first.key != second.key
+    _, first = services.token_create(user=researcher)
+    stored, second = services.token_create(user=researcher)
+    assert list(AuthToken.objects.values_list("digest", flat=True)) == [stored.digest]
+    assert stored.digest == hashlib.sha512(second.encode()).hexdigest()
+    assert first != second
     assert services.token_revoke(user=researcher) is True
     assert services.token_revoke(user=researcher) is False
 
@@ -218,7 +243,7 @@ def test_two_clicks_at_once_on_new_token_each_succeed_and_leave_one_token(resear
     for thread in threads:
         thread.join()
     assert errors == []
-    assert Token.objects.filter(user=researcher).count() == 1
+    assert AuthToken.objects.filter(user=researcher).count() == 1
 
 
 # --- manage.py create_researcher --------------------------------------------------------
@@ -261,3 +286,32 @@ def test_create_researcher_refuses_an_existing_or_invalid_username(researcher):
 def test_there_is_no_sign_up_page(client):
     for path in ("/signup/", "/register/", "/accounts/signup/"):
         assert client.get(path).status_code == 404
+
+
+def test_tokens_made_before_digests_keep_working_and_the_clear_table_goes(researcher):
+    """The migration to digests: a key from DRF's table (kept in clear) is stored as its
+    digest, authenticates as before, and the table of clear keys is dropped."""
+    import importlib
+
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module("workspace.migrations.0003_tokens_as_digests")
+    key = "0123456789abcdef0123456789abcdef01234567"  # DRF's 40 hexadecimal digits
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, "
+            "created timestamp with time zone NOT NULL, user_id integer NOT NULL)"
+        )
+        cursor.execute(
+            "INSERT INTO authtoken_token VALUES (%s, now() - interval '30 days', %s)",
+            [key, researcher.pk],
+        )
+    with connection.schema_editor() as editor:
+        migration.keys_to_digests(apps, editor)
+    assert "authtoken_token" not in connection.introspection.table_names()
+    stored = AuthToken.objects.get(user=researcher)
+    assert stored.digest == hashlib.sha512(key.encode()).hexdigest()
+    assert stored.token_key == key[:15]  # the lookup prefix; the key itself is not kept
+    response = APIClient().get("/api/v1/studies", HTTP_AUTHORIZATION=f"Token {key}")
+    assert response.status_code == 200

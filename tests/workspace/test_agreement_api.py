@@ -22,6 +22,7 @@ from analysis.snapshot_selectors import agreement_snapshot_get
 from analysis.tables import headline_csv, headline_latex
 from annotation import services
 from scoring.models import Score
+from tests.annotation.sessions import vote_after
 from tests.conftest import database_url
 from tests.factories import LiveStudyFactory, make_pairs
 
@@ -40,8 +41,7 @@ def vote(study, participant: str, n: int) -> None:
     token = services.session_open(study_slug=study.slug, participant_id=participant).session.token
     for i in range(n):
         trial = services.trial_next(token=token)
-        services.vote_submit(token=token, trial_id=trial.trial_id, choice="left",
-                             response_ms=900 + i)  # fmt: skip
+        vote_after(token, trial.trial_id, "left", 900 + i)
 
 
 @pytest.fixture

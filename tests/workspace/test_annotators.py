@@ -25,6 +25,7 @@ from annotation.models import AnnotatorSession, ExclusionDecision, Study
 from annotation.services import annotator_exclusion_decide
 from core.errors import DomainError, NotFound
 from dataset.export import study_export
+from tests.annotation.sessions import post_vote
 from tests.annotation.test_api_schema import ANNOTATORS, EXCLUSION, Api
 from tests.factories import LiveStudyFactory, make_pairs
 
@@ -46,7 +47,7 @@ def answer_all(study: Study, participant: str, choose) -> str:
     n = 0
     while (trial := api.get(f"/api/v1/sessions/{token}/next-trial")).status_code == 200:
         body = {"trial_id": trial.json()["trial_id"], "choice": choose(n), "response_ms": 1500}
-        assert api.post(f"/api/v1/sessions/{token}/votes", body, format="json").status_code == 201
+        assert post_vote(api, token, body).status_code == 201
         n += 1
     return AnnotatorSession.objects.get(study=study, participant_id=participant).pseudonym
 

@@ -12,6 +12,7 @@ from analysis.services import agreement_snapshot_refresh
 from annotation import services
 from annotation.models import Image
 from scoring.models import Score
+from tests.annotation.sessions import vote_after
 from tests.browser import finish_with_keyboard, watch_csp
 from tests.conftest import ARTIFACTS
 from tests.frontend.conftest import make_study
@@ -32,7 +33,7 @@ def vote(study, participant: str) -> None:
     """One annotator's whole session, 'left' on every trial, through the services."""
     token = services.session_open(study_slug=study.slug, participant_id=participant).session.token
     while (trial := services.trial_next(token=token)) is not None:
-        services.vote_submit(token=token, trial_id=trial.trial_id, choice="left", response_ms=900)
+        vote_after(token, trial.trial_id, "left", 900)
 
 
 def scored(study) -> None:

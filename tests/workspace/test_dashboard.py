@@ -21,6 +21,7 @@ from annotation.selectors import study_progress_get
 from annotation.study_settings import QC_SETTINGS
 from dataset.export import sessions_frame, votes_frame
 from scoring.models import Score, ScoreBatch
+from tests.annotation.sessions import post_vote
 from tests.factories import (
     ImageFactory,
     LiveStudyFactory,
@@ -78,9 +79,7 @@ def answer_through_the_api(study: Study, *, sessions: int, answers: int, who: st
             ms += 137
             choice = ("left", "right", "similar")[ms % 3]
             body = {"trial_id": trial.json()["trial_id"], "choice": choice, "response_ms": ms}
-            assert (
-                api.post(f"/api/v1/sessions/{token}/votes", body, format="json").status_code == 201
-            )
+            assert post_vote(api, token, body).status_code == 201
 
 
 # --- the page ---------------------------------------------------------------------------
@@ -506,3 +505,35 @@ def test_the_settings_form_and_the_api_offer_every_changeable_setting_once():
     assert set(StudySettingsForm().fields) == set(CHANGEABLE_SETTINGS)
     assert set(StudyChangeInput().fields) == {"status", *CHANGEABLE_SETTINGS}
     assert set(StudySettingsSerializer().fields) == {"completion_code", *CHANGEABLE_SETTINGS}
+
+
+def test_votes_past_their_target_and_sessions_that_found_the_study_full_are_shown(people, clock):
+    """A lease set aside (its session stopped answering) and answered after all is one
+    vote past its pair's target; a session arriving once every pair has its votes ends
+    full. The dashboard's progress (page and API) counts both; the export marks the
+    vote."""
+    from annotation import services
+
+    study = LiveStudyFactory(owner=people["owner"])
+    make_pairs(study, 1, votes=1)
+    stopped = services.session_open(study_slug=study.slug, address="10.0.0.1").session.token
+    held = services.trial_next(token=stopped)
+    clock.advance(timedelta(seconds=study.hold_seconds + 1))
+    person = services.session_open(study_slug=study.slug, address="10.0.0.2").session.token
+    services.vote_submit(
+        token=person, trial_id=services.trial_next(token=person).trial_id, choice="left"
+    )
+    services.vote_submit(token=stopped, trial_id=held.trial_id, choice="right")
+    late = services.session_open(study_slug=study.slug, address="10.0.0.3").session.token
+    assert services.trial_next(token=late) is None
+    progress = dashboard.study_progress_compute(study=study)
+    assert progress["totals"]["past_target_votes"] == 1
+    body = client_for(people["owner"]).get(f"/studies/{study.slug}/").content.decode()
+    assert 'data-field="past_target_votes">1<' in body
+    assert 'data-field="sessions_full">1<' in body
+    api = APIClient()
+    api.force_authenticate(people["owner"])
+    detail = api.get(f"/api/v1/studies/{study.slug}").json()
+    assert detail["progress"]["sessions"]["full"] == 1
+    assert detail["progress"]["totals"]["past_target_votes"] == 1
+    assert votes_frame(study, set())["past_target"].sum() == 1

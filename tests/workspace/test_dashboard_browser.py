@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from annotation import services
+from tests.annotation.sessions import vote_after
 from tests.conftest import ARTIFACTS, start_web_server, stop_web_server
 from tests.factories import LiveStudyFactory, make_gold_pair, make_pairs
 
@@ -23,9 +24,7 @@ def answer(study, participant: str, n: int) -> None:
         trial = services.trial_next(token=token)
         if trial is None:
             return
-        services.vote_submit(
-            token=token, trial_id=trial.trial_id, choice="left", response_ms=700 + 40 * i
-        )
+        vote_after(token, trial.trial_id, "left", 700 + 40 * i)
 
 
 @pytest.fixture

@@ -16,16 +16,14 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import override_settings
-from kombu import pools as kombu_pools
 from kombu.exceptions import OperationalError
 from rest_framework.test import APIClient
 
 from annotation.models import Study, Vote
 from annotation.services import assignment, study_import
-from config.celery import app as celery_app
 from dataset.export import EXPORT_STEPS, TABLES
 from tests.annotation.test_api_schema import EXPORT, EXPORT_DOWNLOAD, EXPORTS, Api
-from tests.conftest import start_worker, stop_worker, wait_until
+from tests.conftest import start_worker, stop_worker, tasks_to, wait_until
 from tests.dataset.test_command_export_study import post_votes
 from tests.images import write_scene_folder
 from workspace import export_jobs, tasks
@@ -121,16 +119,10 @@ def worker(media_root, exports_dir):
         media=media_root,
         extra_env={"IQA_EXPORT_DIR": str(exports_dir)},
     )
-    previous = celery_app.conf.task_default_queue
-    celery_app.conf.task_default_queue = worker.queue
-    # Publish through fresh pools: a test before may have closed kombu's shared ones.
-    kombu_pools.reset()
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
     try:
-        yield worker
+        with tasks_to(worker):
+            yield worker
     finally:
-        celery_app.conf.task_default_queue = previous
         stop_worker(worker)
 
 

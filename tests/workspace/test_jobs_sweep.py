@@ -31,10 +31,11 @@ def silent_for(job, seconds: float) -> None:
 def test_a_silent_import_is_failed_its_upload_removed_and_its_slug_free(ada, tmp_path, settings):
     settings.IQA_JOB_STALE_SECONDS = 600
     settings.IQA_UPLOAD_DIR = tmp_path / "uploads"
+    settings.IQA_SCRATCH_DIR = tmp_path / "scratch"
     upload = tmp_path / "upload.zip"
     upload.write_bytes(b"PK")
     stuck = ImportJob.objects.create(owner=ada, slug="pilot", upload=str(upload))
-    unpacked = settings.IQA_UPLOAD_DIR / f"job-{stuck.pk}" / "scene"
+    unpacked = settings.IQA_SCRATCH_DIR / f"import-{stuck.pk}" / "scene"
     unpacked.mkdir(parents=True)
     (unpacked / "a.png").write_bytes(b"x")
     silent_for(stuck, 601)
@@ -52,7 +53,7 @@ def test_a_silent_import_is_failed_its_upload_removed_and_its_slug_free(ada, tmp
         "start the import again"
     )
     assert not upload.exists()
-    assert not (settings.IQA_UPLOAD_DIR / f"job-{stuck.pk}").exists()
+    assert not (settings.IQA_SCRATCH_DIR / f"import-{stuck.pk}").exists()
     # The slug is no longer held by an import under way.
     assert import_jobs.import_options_check(slug="pilot", options={"design": "pairwise"})
     assert tasks.jobs_sweep() == 0

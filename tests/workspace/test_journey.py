@@ -97,6 +97,8 @@ def test_a_researcher_runs_a_study_from_the_browser_alone(stack, tmp_path, chrom
         page.fill("#id_title", "A journey")
         page.check("input[name=design][value=pairwise]")
         page.fill("#id_practice_trials", "0")
+        # One annotator does the whole study: 2 scenes of 3 pairs, its quota.
+        page.fill("#id_trials_per_session", "6")
         page.set_input_files("#id_file", str(archive))
         page.click("#create")
         page.wait_for_selector("table.summary", timeout=60_000)

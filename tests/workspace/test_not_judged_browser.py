@@ -7,6 +7,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from annotation import services
+from tests.annotation.sessions import vote_after
 from tests.conftest import start_web_server, stop_web_server
 from tests.factories import LiveStudyFactory, make_pairs
 from tests.workspace.test_quality_pages import shoot
@@ -21,7 +22,7 @@ def answer(study, participant: str, n: int, *choices: str) -> str:
     for i in range(n):
         trial = services.trial_next(token=token)
         choice = choices[i % len(choices)]
-        services.vote_submit(token=token, trial_id=trial.trial_id, choice=choice, response_ms=1500)
+        vote_after(token, trial.trial_id, choice, 1500)
     return opened.session.pseudonym
 
 

@@ -43,9 +43,10 @@ User = get_user_model()
 
 @pytest.fixture(autouse=True)
 def uploads(tmp_path, settings) -> Path:
-    """Uploads and unpacked zips go to a folder of the test's own."""
+    """Uploads go to a folder of the test's own, unpacked zips to another (the scratch)."""
     folder = tmp_path / "uploads"
     settings.IQA_UPLOAD_DIR = folder
+    settings.IQA_SCRATCH_DIR = tmp_path / "scratch"
     return folder
 
 
@@ -292,7 +293,7 @@ def test_with_the_broker_down_the_api_answers_503_and_keeps_nothing(
     def down(*args, **kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(tasks.import_job_run, "delay", down)
+    monkeypatch.setattr(tasks.import_job_run, "apply_async", down)
     body = post_study(api, 503, zip_bytes=study_zip(tmp_path))
     assert body["error"]["code"] == "broker_unavailable"
     job = ImportJob.objects.get()
@@ -329,7 +330,7 @@ def case_symlink_member(tmp):
 def case_bomb_by_size(tmp):
     # 3 MB of zeros deflate to a few kilobytes; the limit is 1 MB unpacked.
     return zip_members({"s/reference.png": bytes(3_000_000)}), [
-        "3,000,000 bytes, more than the maximum of 1,000,000 bytes (IQA_UPLOAD_MAX_UNCOMPRESSED)"
+        "3,000,000 bytes, more than the maximum of 1,000,000 bytes (IQA_UPLOAD_MAX_UNCOMPRESSED"
     ]
 
 
@@ -394,9 +395,11 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.__name__.removeprefix("case_"))
-@override_settings(IQA_UPLOAD_MAX_UNCOMPRESSED=1_000_000, IQA_UPLOAD_MAX_MEMBERS=10)
+@override_settings(
+    IQA_UPLOAD_MAX_UNCOMPRESSED=1_000_000, IQA_UPLOAD_MAX_MEMBERS=10, IQA_UPLOAD_MAX_RATIO=10_000
+)
 def test_a_bad_zip_fails_its_job_with_one_line_and_writes_nothing(
-    case, api, tmp_path, uploads, snapshot
+    case, api, tmp_path, uploads, snapshot, settings
 ):
     """The job fails with a one-line error naming the member (or file and manifest line),
     without the worker's scratch paths; rows and media are exactly as before, and the
@@ -416,8 +419,25 @@ def test_a_bad_zip_fails_its_job_with_one_line_and_writes_nothing(
     for fragment in fragments:
         assert fragment in message, message
     assert str(uploads) not in message
-    assert "job-" not in message
+    assert str(settings.IQA_SCRATCH_DIR) not in message
+    assert "import-" not in message
     assert snapshot() == before
+    assert left_in(uploads) == []
+    assert left_in(settings.IQA_SCRATCH_DIR) == []
+
+
+def test_a_zip_unpacks_to_at_most_twenty_times_its_size(api, tmp_path, uploads, settings):
+    """A zip bomb far under IQA_UPLOAD_MAX_UNCOMPRESSED (4 GiB by default) is still
+    refused at IQA_UPLOAD_MAX_RATIO (20) times its own size, in the scratch folder (not
+    the data folder), which is empty again before the job reads failed."""
+    bomb = zip_members({"s/reference.png": bytes(5_000_000)})  # a few KB, 5 MB unpacked
+    assert len(bomb) * 20 < 5_000_000
+    job_id = post_study(api, 202, zip_bytes=bomb)["import"]["id"]
+    job = run_job(job_id)
+    assert job.status == "failed"
+    assert f"more than the maximum of {len(bomb) * 20:,} bytes" in job.error
+    assert "IQA_UPLOAD_MAX_RATIO" in job.error
+    assert left_in(settings.IQA_SCRATCH_DIR) == []
     assert left_in(uploads) == []
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from annotation.models import Study
 from tests.conftest import (
@@ -58,7 +58,7 @@ def test_an_upload_through_the_api_is_imported_by_the_worker(stack, tmp_path):
     body over IQA_UPLOAD_MAX_BYTES is answered 413 and leaves nothing either."""
     server, uploads = stack
     user = User.objects.create_user("ada", password="x")
-    token = Token.objects.create(user=user).key
+    token = AuthToken.objects.create(user=user, expiry=None)[1]
     archive = tmp_path / "study.zip"
     archive.write_bytes(study_zip(tmp_path, scenes=3))
     headers = {"Authorization": f"Token {token}"}

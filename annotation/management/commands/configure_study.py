@@ -25,6 +25,22 @@ class Command(BaseCommand):
         parser.add_argument("--completion-url")
         parser.add_argument("--lease-seconds", type=int)
         parser.add_argument(
+            "--hold-seconds",
+            type=int,
+            help="How long a trial keeps its pair from others while its annotator gives no "
+            "answer (default 60).",
+        )
+        parser.add_argument(
+            "--min-response-ms",
+            type=int,
+            help="Answers sooner than this after their trial's issue (server clock) are kept "
+            "but not counted (default 400; 0 counts every answer).",
+        )
+        parser.add_argument(
+            "--min-counted-trials",
+            help="Counted trials a session needs for the completion code ('off': the quota).",
+        )
+        parser.add_argument(
             "--require-participant-id",
             choices=["on", "off"],
             help="Refuse sessions without a Prolific or MTurk id of the right format.",
@@ -60,7 +76,8 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         keys = (
             "status", "title", "instructions", "gold_rate", "trials_per_session",
-            "practice_trials", "completion_url", "lease_seconds", "break_every",
+            "practice_trials", "completion_url", "lease_seconds", "hold_seconds",
+            "min_response_ms", "min_counted_trials", "break_every",
         )  # fmt: skip
         changes = {key: options[key] for key in (*keys, *QC_SETTINGS)}
         if options["require_participant_id"] is not None:
@@ -83,7 +100,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{study.slug}: status {study.status}, {study.trials_per_session} trials per "
             f"session, {study.practice_trials} practice, gold rate {study.gold_rate}, "
-            f"lease {study.lease_seconds} s"
+            f"lease {study.lease_seconds} s (held {study.hold_seconds} s without an answer), "
+            f"answers counted from {study.min_response_ms} ms"
             + (f", completion URL {study.completion_url}" if study.completion_url else "")
             + (", participant id required" if study.require_participant_id else "")
         )

@@ -1,7 +1,8 @@
 -- trial_next (annotation/services/assignment.py, rules 1, 2, 5 and 11) in one statement
--- for the common case: the session's open trial if it still holds, else (no practice or
--- gold due, quota not reached, study live, nothing queued) a claimed counted pair with its
--- new trial. No trial_id comes back when the general path must decide.
+-- for the common case: the session's open trial if it still holds, else (not the
+-- session's first trial, no practice or gold due, quota not reached, study live, nothing
+-- queued) a claimed counted pair with its new trial. No trial_id comes back when the
+-- general path must decide.
 --
 -- The pair to claim (CTEs level to candidate): the lowest level (n_assigned) first, at a
 -- random place within it. Claims walk the assignment index; starting each walk at a random
@@ -27,7 +28,7 @@ WITH s AS (
     SELECT s.* FROM s
     WHERE NOT EXISTS (SELECT 1 FROM open) AND s.queued_trial_id IS NULL
       AND s.completed_at IS NULL AND s.status = 'live'
-      AND s.n_issued >= s.practice_trials AND s.n_done < s.quota
+      AND s.n_issued >= s.practice_trials AND s.n_issued > 0 AND s.n_done < s.quota
       AND NOT (%(gold_draw)s::float8 < s.gold_rate)
 ), 
 level AS (

@@ -1,47 +1,61 @@
--- vote_submit (annotation/services/votes.py; rules 6 to 10 in assignment.py): mark the
--- trial answered (only if it is this session's and unanswered), insert the vote with the
--- sides undone, give a released lease's pair its count back, and move the session on
--- (the queued trial becomes the open one). No row comes back for a retry, a conflict or a
--- foreign trial. One statement: atomic on its own, so no BEGIN / COMMIT round trips, and
--- row locks are held for this statement only.
+-- vote_submit (annotation/services/votes.py; rules 6 to 10 and 14 in assignment.py): mark
+-- the trial answered (only if it is this session's and unanswered), insert the vote with
+-- the sides undone and the server's issued-to-answered time, give a released lease's pair
+-- its count back (or, for an answer sooner than the study's min_response_ms, the live
+-- lease's count: it counts for nothing), and move the session on (the queued trial becomes
+-- the open one; a counted answer in time is a sign of a person). No row comes back for a
+-- retry, a conflict or a foreign trial. One statement: atomic on its own, so no BEGIN /
+-- COMMIT round trips, and row locks are held for this statement only.
 -- Params: VoteParams. Row: VoteRow.
 WITH answered AS (
     UPDATE annotation_trial t SET answered_at = %(now)s::timestamptz
-    FROM annotation_annotatorsession s
+    FROM annotation_annotatorsession s, annotation_study st
     WHERE t.id = %(trial_id)s::uuid AND t.session_id = s.id AND s.token = %(token)s::text
-      AND t.answered_at IS NULL
+      AND st.id = s.study_id AND t.answered_at IS NULL
     RETURNING t.id, t.session_id, t.pair_id, t.kind, t.a_on_left, t.released,
-              t.lease_expires_at < %(now)s::timestamptz AS late
+              t.lease_expires_at < %(now)s::timestamptz AS late,
+              LEAST(GREATEST(floor(extract(epoch FROM %(now)s::timestamptz - t.issued_at)
+                                   * 1000), 0), 2147483647)::integer AS server_ms,
+              %(now)s::timestamptz - t.issued_at
+                  < st.min_response_ms * interval '1 millisecond' AS too_fast
 ), vote AS (
     INSERT INTO annotation_vote
         (id, trial_id, session_id, pair_id, kind, choice, preferred, late, response_ms,
-         client_info, created_at)
+         server_ms, too_fast, client_info, created_at)
     SELECT %(vote_id)s::uuid, answered.id, answered.session_id, answered.pair_id, answered.kind,
            %(choice)s::text,
            CASE WHEN %(choice)s::text = 'similar' THEN 'similar'
                 WHEN (%(choice)s::text = 'left') = answered.a_on_left THEN 'a' ELSE 'b' END,
-           answered.late, %(response_ms)s::integer, %(client_info)s::jsonb, %(now)s::timestamptz
+           answered.late, %(response_ms)s::integer, answered.server_ms, answered.too_fast,
+           %(client_info)s::jsonb, %(now)s::timestamptz
     FROM answered
-    RETURNING id, late
+    RETURNING id, late, too_fast
 ), recounted AS (
-    UPDATE annotation_pair p SET n_assigned = p.n_assigned + 1
+    UPDATE annotation_pair p
+    SET n_assigned = p.n_assigned + CASE WHEN answered.released THEN 1 ELSE -1 END
     FROM answered
-    WHERE p.id = answered.pair_id AND answered.released AND answered.kind = 'label'
+    WHERE p.id = answered.pair_id AND answered.kind = 'label'
+      AND answered.released <> answered.too_fast
 ), moved AS (
     UPDATE annotation_annotatorsession s
-    SET n_practice_done = s.n_practice_done + (answered.kind = 'practice')::int,
-        n_done = s.n_done + (answered.kind <> 'practice')::int,
+    SET n_practice_done = s.n_practice_done + (answered.kind = 'practice' AND NOT answered.too_fast)::int,
+        n_done = s.n_done + (answered.kind <> 'practice' AND NOT answered.too_fast)::int,
         open_trial_id = CASE WHEN s.open_trial_id = answered.id THEN s.queued_trial_id
                              ELSE s.open_trial_id END,
         queued_trial_id = CASE WHEN answered.id IN (s.open_trial_id, s.queued_trial_id) THEN NULL
                                ELSE s.queued_trial_id END,
+        active_at = CASE WHEN answered.too_fast THEN s.active_at ELSE %(now)s::timestamptz END,
         completed_at = CASE
-            WHEN s.completed_at IS NULL AND answered.kind <> 'practice'
+            WHEN s.completed_at IS NULL AND answered.kind <> 'practice' AND NOT answered.too_fast
                  AND s.n_done + 1 >= st.trials_per_session THEN %(now)s::timestamptz
-            ELSE s.completed_at END
+            ELSE s.completed_at END,
+        outcome = CASE
+            WHEN s.completed_at IS NULL AND answered.kind <> 'practice' AND NOT answered.too_fast
+                 AND s.n_done + 1 >= st.trials_per_session THEN 'quota'
+            ELSE s.outcome END
     FROM answered, annotation_study st
     WHERE s.id = answered.session_id AND st.id = s.study_id
     RETURNING s.n_done, s.n_practice_done, s.completed_at, st.practice_trials,
               st.trials_per_session AS quota
 )
-SELECT vote.id AS vote_id, vote.late, moved.* FROM vote, moved
+SELECT vote.id AS vote_id, vote.late, vote.too_fast, moved.* FROM vote, moved

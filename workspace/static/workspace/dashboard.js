@@ -86,6 +86,8 @@ function updateProgress(progress, status) {
   setText("votes", integer.format(t.votes));
   setText("sessions_started", integer.format(progress.sessions.started));
   setText("sessions_completed", integer.format(progress.sessions.completed));
+  setText("sessions_full", integer.format(progress.sessions.full));
+  setText("past_target_votes", integer.format(t.past_target_votes));
   setText("median_response",
     progress.median_response_ms === null ? "-" : `${(progress.median_response_ms / 1000).toFixed(1)} s`);
   setText("rate", `${integer.format(Math.round(progress.rate.per_hour))} / h`);

@@ -1,5 +1,7 @@
 // The annotator API (DESIGN.md section 5) and the outbox that never loses an answer.
 
+const RETRY_CODES = new Set(["try_again", "trials_held"]);
+
 export class ApiError extends Error {
   constructor(status, message, code, retryAfter = 0) {
     super(message);
@@ -8,9 +10,17 @@ export class ApiError extends Error {
     this.retryAfter = retryAfter; // seconds, from a 429's Retry-After
   }
 
-  // Network failures, server errors and throttling pass; a refusal (4xx) does not.
+  // Network failures, server errors and throttling pass, and so do the server's "try
+  // again" answers (every trial left is being answered by others; pairs busy for a
+  // moment); any other refusal (4xx) does not.
   get retryable() {
-    return this.status === 0 || this.status >= 500 || this.status === 429 || this.status === 408;
+    return (
+      this.status === 0 ||
+      this.status >= 500 ||
+      this.status === 429 ||
+      this.status === 408 ||
+      RETRY_CODES.has(this.code)
+    );
   }
 }
 
@@ -81,8 +91,9 @@ export async function withRetry(call, onWait) {
       if (!(error instanceof ApiError) || !error.retryable) throw error;
       if (onWait) onWait(error);
       const backoff = Math.min(5000, 250 * 2 ** Math.min(attempt, 5));
-      // A throttled request waits as long as the server asks (at most a minute).
-      await sleep(Math.max(backoff, Math.min(60, error.retryAfter) * 1000));
+      // A throttled or held request waits as long as the server asks (at most a minute).
+      const asked = Math.min(60, error.retryAfter) * 1000;
+      await sleep(error.retryAfter ? asked : backoff);
     }
   }
 }

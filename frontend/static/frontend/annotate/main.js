@@ -187,7 +187,9 @@ async function agree() {
     });
     resume(data);
   } catch (error) {
-    if (error.code === "participant_id_required" || error.code === "participant_id_invalid") {
+    if (error.code === "participant_id_in_use") {
+      show("elsewhere"); // this id's session lives in another browser (its token is there)
+    } else if (error.code === "participant_id_required" || error.code === "participant_id_invalid") {
       // The server's refusal says what is wrong with the id; the screen says what to do.
       $("no-id-detail").textContent = `The server says: ${error.message}.`;
       $("no-id-detail").hidden = false;
@@ -388,7 +390,34 @@ function webUrl(url) {
   }
 }
 
+// What a participant does with a session that ends without a code, per recruiter.
+const RETURN_ADVICE = {
+  prolific: "On Prolific, please return your submission (“Return submission” on the study " +
+    "page), so that the place goes to someone else and you are not marked as timed out.",
+  mturk: "On MTurk, please return the HIT (“Return”), so that it is not counted against you.",
+};
+
+function showFull(session) {
+  app.viewer?.clear();
+  const closed = session.outcome === "closed";
+  $("full-title").textContent = closed ? "This study has closed" : "This study is full";
+  $("full-message").textContent = closed
+    ? "The researcher has closed this study, so it takes no more answers. Thank you for your time."
+    : "Other participants have already given all the answers this study needs, so there " +
+      "are not enough trials left for you. Thank you for your time.";
+  $("full-recruiter").textContent = RETURN_ADVICE[who.source] || "";
+  const answered = session.progress?.done || 0;
+  $("full-count").textContent = String(answered);
+  $("full-done").hidden = answered === 0;
+  show("full");
+}
+
 function showDone(session) {
+  if (!session.completion_code) {
+    // Completed without the counted trials the code needs: the study was full or closed.
+    showFull(session);
+    return;
+  }
   app.viewer?.clear();
   $("completion-code").textContent = session.completion_code || "";
   show("done");
@@ -450,7 +479,14 @@ function saveStatus(state) {
 }
 
 function networkStatus(error) {
-  if (error) saveStatus("offline");
+  if (error?.code === "trials_held") {
+    // Not a network fault: every trial left is being answered by others right now.
+    $("stage-message").textContent =
+      "Every trial left is being answered by other participants right now; " +
+      "waiting for one to come free…";
+  } else if (error) {
+    saveStatus("offline");
+  }
 }
 
 function viewStatus(view) {
