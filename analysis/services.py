@@ -391,18 +391,21 @@ def live_report(
                           "metric_kinds": kinds}  # fmt: skip
 
 
-def _intervals_due(snapshot: AgreementSnapshot, votes: int) -> bool:
+def _intervals_due(snapshot: AgreementSnapshot, answered: int) -> bool:
     """Whether the live refresh redraws the bootstrap intervals: none drawn yet, drawn
-    ``IQA_AGREEMENT_INTERVALS_SECONDS`` ago, or the votes grew by
-    ``IQA_AGREEMENT_INTERVALS_GROWTH`` since."""
+    ``IQA_AGREEMENT_INTERVALS_SECONDS`` ago, or the answers (``answered``: the sessions'
+    answer counters, practice included, as the mark counts them) grew by
+    ``IQA_AGREEMENT_INTERVALS_GROWTH`` since the answers counted the same way when they
+    were drawn. (Comparing answers with practice to counted votes without it made the
+    growth always true once practice was 5% of the votes.)"""
     drawn = ((snapshot.report or {}).get("live") or {}).get("intervals") or {}
-    if not drawn.get("as_of"):
+    if not drawn.get("as_of") or "answered" not in drawn:
         return True
     age = (timezone.now() - datetime.fromisoformat(drawn["as_of"])).total_seconds()
-    grown = votes - int(drawn.get("votes") or 0)
+    before = int(drawn["answered"])
     return (
         age >= settings.IQA_AGREEMENT_INTERVALS_SECONDS
-        or grown >= settings.IQA_AGREEMENT_INTERVALS_GROWTH * max(int(drawn.get("votes") or 0), 1)
+        or answered - before >= settings.IQA_AGREEMENT_INTERVALS_GROWTH * max(before, 1)
     )
 
 
@@ -455,7 +458,11 @@ def agreement_snapshot_refresh(
             info = {
                 "exact": False,
                 "refitted_scenes": extra["refitted_scenes"],
-                "intervals": {"as_of": as_of.isoformat(), "votes": report.counts["votes"]}
+                "intervals": {
+                    "as_of": as_of.isoformat(),
+                    "votes": report.counts["votes"],
+                    "answered": mark.answered,
+                }
                 if due
                 else drawn,
             }

@@ -532,3 +532,15 @@ class RateWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}: {self.count}"
+
+
+class StoreLeftover(models.Model):
+    """A file a refused import added to the image store and could not remove yet: another
+    import held its group of files (``annotation/services/file_claims.py``). The beat's
+    sweep removes it once no import holds the group and no row references the file."""
+
+    path = models.CharField(max_length=200, primary_key=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.path

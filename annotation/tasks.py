@@ -21,3 +21,10 @@ def leases_sweep() -> int:
 def rate_windows_sweep() -> int:
     """The throttles' expired windows deleted from the database (beat); idempotent."""
     return throttles.rate_windows_sweep()
+
+
+@shared_task(name="annotation.store_leftovers_sweep")
+def store_leftovers_sweep() -> int:
+    """Files refused imports left in the store (another import held them) removed once
+    free and unreferenced (beat); idempotent."""
+    return services.store_leftovers_sweep()

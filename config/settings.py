@@ -254,6 +254,9 @@ IQA_IMPORT_ROOT = (
 # Finished export zips (one per export job, <job id>.zip), written by the workers and
 # served to those with access to the study: shared by the web server and the workers.
 IQA_EXPORT_DIR = Path(os.environ.get("IQA_EXPORT_DIR", DATA_DIR / "exports"))
+# Days a finished export's zip is kept; the jobs sweep then removes it (and any zip whose
+# job is gone with its study).
+IQA_EXPORT_KEEP_DAYS = float(os.environ.get("IQA_EXPORT_KEEP_DAYS", "7"))
 
 # Annotator API: bodies above this size are refused (413); votes per session token.
 IQA_API_MAX_BODY_BYTES = int(os.environ.get("IQA_API_MAX_BODY_BYTES", "8192"))
@@ -407,6 +410,12 @@ CELERY_BEAT_SCHEDULE = {
     "rate-windows-sweep": {
         "task": "annotation.rate_windows_sweep",
         "schedule": float(os.environ.get("IQA_RATE_WINDOW_SWEEP_EVERY", "300")),
+    },
+    # Files a refused import left in the image store while another import held them
+    # (annotation/services/file_claims.py).
+    "store-leftovers-sweep": {
+        "task": "annotation.store_leftovers_sweep",
+        "schedule": float(os.environ.get("IQA_STORE_SWEEP_EVERY", "300")),
     },
     # Import and export jobs whose worker stopped are failed, saying so (workspace/jobs.py).
     "workspace-jobs-sweep": {

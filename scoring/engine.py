@@ -10,6 +10,7 @@ catalog names for it is in the weights folder.
 """
 
 import functools
+import io
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -89,11 +90,23 @@ def scorer(spec: MetricSpec) -> Scorer:
     return loaded
 
 
-def decode(path: Path) -> torch.Tensor:
-    """3 x H x W float32 in [0, 1], RGB: what pyiqa's own image loader gives."""
-    with PIL.Image.open(path) as image:
+def read(path: Path) -> bytes:
+    """The stored file's bytes. An error here is the store's (a volume not mounted, a
+    network file system's hiccup, a file removed): :func:`score_items` retries the batch
+    rather than blame the item."""
+    return path.read_bytes()
+
+
+def decode(data: bytes) -> torch.Tensor:
+    """3 x H x W float32 in [0, 1], RGB: what pyiqa's own image loader gives. An error
+    here is the item's own: the bytes were read and are not an image PIL can decode."""
+    with PIL.Image.open(io.BytesIO(data)) as image:
         pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
+
+
+# A stored item error: the file was read and is not an image (an outcome of the item).
+UNDECODABLE = "cannot decode the image"
 
 
 @dataclass
@@ -156,7 +169,14 @@ def score_items(spec: MetricSpec, items: Sequence[tuple[Path, Path | None]]) -> 
         for path in (image, reference):
             if path is not None and path not in decoded:
                 try:
-                    decoded[path] = decode(path)
+                    data = read(path)
+                except OSError as exc:
+                    # The store, not the item: nothing is stored, the batch is retried.
+                    raise MetricUnavailable(
+                        f"the image store could not be read ({_message(exc)})"
+                    ) from exc
+                try:
+                    decoded[path] = decode(data)
                 except Exception as exc:
                     decoded[path] = exc
     outcomes: list[Outcome | None] = [None] * len(items)
@@ -168,7 +188,7 @@ def score_items(spec: MetricSpec, items: Sequence[tuple[Path, Path | None]]) -> 
             if p is not None and isinstance(decoded[p], Exception)
         ]
         if bad:
-            outcomes[index] = Outcome(None, f"cannot read the image: {_message(bad[0])}", 0.0)
+            outcomes[index] = Outcome(None, f"{UNDECODABLE}: {_message(bad[0])}", 0.0)
             continue
         shape = (
             tuple(decoded[image].shape),

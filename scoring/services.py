@@ -137,6 +137,14 @@ class MetricPlan:
     reasons: list[str] = field(default_factory=list)  # why those batches failed
 
 
+# Stored item errors that were the image store's (a missing volume, an I/O error), not
+# the item's: earlier versions stored them as scores; ``--retry-failed`` sends them again.
+STORE_ERRORS = (
+    r"^cannot read the image: (FileNotFoundError|PermissionError|IsADirectoryError|"
+    r"NotADirectoryError|TimeoutError|BlockingIOError|ConnectionError|OSError: \[Errno)"
+)
+
+
 def _batches(items: list, size: int):
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
@@ -150,17 +158,29 @@ def study_score(
 
     Items with a score, or in a batch still pending, are not sent again; nor are those of
     a batch that failed to run (the workers could not run its metric), unless
-    ``retry_failed``: then those batches are sent again as they are. Batches are stored,
-    then published after commit; if the broker does not answer this raises
-    ``BrokerUnavailable`` and the batches stay pending for the sweep (or the next run).
+    ``retry_failed``: then those batches are sent again as they are, and so are the items
+    whose stored error was the image store's, not theirs (``STORE_ERRORS``: stored so
+    before such errors were retried). Batches are stored, then published after commit; if
+    the broker does not answer this raises ``BrokerUnavailable`` and the batches stay
+    pending for the sweep (or the next run).
     """
     from scoring.tasks import score_batch
 
     plans, sent = [], []
     sizes = dict(Image.objects.filter(scene__study=study).values_list("pk", "width").order_by())
+    # Versions first: they hash the weight files (gigabytes on a first call), which must
+    # not happen while the transaction below holds its locks.
+    versions = {spec.name: metric_version(spec) for spec in specs}
     with transaction.atomic():
         for spec in specs:
-            version = metric_version(spec)
+            version = versions[spec.name]
+            if retry_failed:
+                Score.objects.filter(
+                    metric=spec.name,
+                    version=version,
+                    image__scene__study=study,
+                    error__regex=STORE_ERRORS,
+                ).delete()
             items = study_items(study, spec)
             done = _done_items(study, spec.name, version)
             now = timezone.now()

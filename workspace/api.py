@@ -379,13 +379,22 @@ class ExportDownloadApi(ResearcherApi):
                 OpenApiTypes.BINARY, description="The zip: every table and README.md."
             ),
             **error_responses(
-                {403: NOT_SIGNED_IN, 404: NO_EXPORT, 409: "The export is not done (yet)."}
+                {
+                    403: NOT_SIGNED_IN,
+                    404: NO_EXPORT,
+                    409: "The export is not done (yet), or expired (IQA_EXPORT_KEEP_DAYS).",
+                }
             ),
         },
     )
     def get(self, request: Request, job_id) -> FileResponse:
         """The finished export's zip, as an attachment."""
         job = workspace_selectors.export_job_get_visible(user=request.user, job_id=job_id)
+        if job.status == job.Status.DONE and not job.file:
+            raise Conflict(
+                f"this export expired (zips are kept {settings.IQA_EXPORT_KEEP_DAYS} days): "
+                "start a new one"
+            )
         path = export_path(job)
         if job.status != job.Status.DONE or not path.is_file():
             raise Conflict(f"the export is {job.status}, not ready to download")

@@ -23,7 +23,7 @@ from annotation.errors import BrokerUnavailable
 from annotation.models import Study
 from core.errors import DomainError
 from dataset.export import EXPORT_STEPS, FORMATS, study_export
-from workspace.jobs import job_finish, job_heartbeat, job_progress, jobs_room_check
+from workspace.jobs import job_finish, job_heartbeat, jobs_room_check
 from workspace.models import ExportJob
 
 logger = logging.getLogger(__name__)
@@ -93,14 +93,12 @@ def export_job_run(*, job_id) -> ExportJob | None:
         updated_at=timezone.now(),
     )
 
-    def progress(done: int, total: int) -> None:
-        job_progress(ExportJob, job.pk, done=done, total=total)
-
     final = export_path(job)
     final.parent.mkdir(parents=True, exist_ok=True)
     try:
         with (
-            job_heartbeat(ExportJob, job.pk),
+            # The heartbeat writes the progress: the export reads in a read-only snapshot.
+            job_heartbeat(ExportJob, job.pk) as progress,
             tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{job.pk}-") as scratch,
         ):
             tables = Path(scratch) / "tables"

@@ -14,7 +14,8 @@ instead of being run forever (an export too big for the worker's memory).
 import contextlib
 import shutil
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -63,27 +64,43 @@ def job_progress(model: type[Model], job_id, *, done: int, total: int) -> None:
 
 
 @contextlib.contextmanager
-def job_heartbeat(model: type[Model], job_id) -> Iterator[None]:
+def job_heartbeat(model: type[Model], job_id) -> Iterator[Callable[[int, int], None]]:
     """While the body runs, a thread of the worker touches the job every
     ``IQA_JOB_HEARTBEAT_SECONDS``: a long silent step (the report's bootstrap, a big
-    table) is not taken for a stopped worker. A killed worker's heartbeat stops with it."""
-    stop = threading.Event()
+    table) is not taken for a stopped worker. A killed worker's heartbeat stops with it.
+
+    Yields ``progress(done, total)``, which the same thread writes at once, on a
+    connection of its own: the export reads in one REPEATABLE READ, read-only transaction
+    on the worker's connection, where no write could go (and none would be seen)."""
+    stop, woke = threading.Event(), threading.Event()
+    latest: list[tuple[int, int]] = []
+
+    def report(done: int, total: int) -> None:
+        latest.append((done, total))
+        woke.set()
 
     def beat() -> None:
         try:
-            while not stop.wait(settings.IQA_JOB_HEARTBEAT_SECONDS):
-                model.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
-                    updated_at=timezone.now()
-                )
+            while True:
+                woke.wait(settings.IQA_JOB_HEARTBEAT_SECONDS)
+                woke.clear()
+                fields = {"updated_at": timezone.now()}
+                if latest:
+                    fields["done"], fields["total"] = latest[-1]
+                    latest.clear()
+                model.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(**fields)
+                if stop.is_set():
+                    return
         finally:
             connection.close()  # this thread's own connection
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
     thread.start()
     try:
-        yield
+        yield report
     finally:
         stop.set()
+        woke.set()
         thread.join()
 
 
@@ -103,6 +120,43 @@ def _scratch_remove(job: Job) -> None:
 def import_scratch(job: ImportJob) -> Path:
     """Where a worker unpacks an import's zip (``IQA_SCRATCH_DIR``, not the data folder)."""
     return Path(settings.IQA_SCRATCH_DIR) / f"import-{job.pk}"
+
+
+def export_files_sweep() -> int:
+    """Remove the export zips nobody may download any more: those of jobs finished more
+    than ``IQA_EXPORT_KEEP_DAYS`` ago (the job stays, its ``file`` emptied: it reads
+    expired) and those whose job is gone (its study deleted); how many were removed.
+    Participants' data does not outlive the study, nor pile up with every export."""
+    folder = Path(settings.IQA_EXPORT_DIR)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    cutoff = timezone.now() - timedelta(days=settings.IQA_EXPORT_KEEP_DAYS)
+    old = ExportJob.objects.filter(status=Job.Status.DONE, updated_at__lt=cutoff).exclude(file="")
+    for job in old:
+        (folder / job.file).unlink(missing_ok=True)
+        ExportJob.objects.filter(pk=job.pk).update(file="")
+        removed += 1
+    names = {path.stem: path for path in folder.glob("*.zip")}
+    known = {
+        str(pk)
+        for pk in ExportJob.objects.filter(pk__in=[n for n in names if _uuid(n)]).values_list(
+            "pk", flat=True
+        )
+    }
+    for name, path in names.items():
+        if _uuid(name) and name not in known:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def jobs_sweep() -> int:

@@ -251,7 +251,12 @@ class SceneSummarySerializer(serializers.Serializer):
 
 class ImportSummarySerializer(serializers.Serializer):
     scenes = serializers.IntegerField()
-    images = serializers.IntegerField()
+    images = serializers.IntegerField(help_text="The zip's, and those the import made.")
+    images_made = serializers.IntegerField(
+        required=False,
+        help_text="Of the images, those the import made for the gold checks (a degraded "
+        "copy per scene, the worked example's).",
+    )
     pairs = serializers.IntegerField(help_text="Gold pairs apart.")
     gold_pairs = serializers.IntegerField()
     files_stored = serializers.IntegerField(help_text="New files in the image store.")
@@ -390,13 +395,21 @@ class ExportJobSerializer(OutputSerializer):
     created_at = IsoDateTimeField()
     size_bytes = serializers.IntegerField(help_text="The zip's size once done.")
     download = serializers.CharField(
-        required=False, help_text="Only when done: GET it for the zip."
+        required=False,
+        help_text="Only when done and not expired (IQA_EXPORT_KEEP_DAYS): GET it for the zip.",
+    )
+    expired = serializers.SerializerMethodField(
+        help_text="Done, and its zip removed IQA_EXPORT_KEEP_DAYS after: export again."
     )
     error = serializers.CharField(required=False, help_text="Only when failed.")
 
+    @extend_schema_field(serializers.BooleanField())
+    def get_expired(self, job: ExportJob) -> bool:
+        return job.status == ExportJob.Status.DONE and not job.file
+
     def to_representation(self, job: ExportJob) -> dict:
         body = super().to_representation(job)
-        if job.status == ExportJob.Status.DONE:
+        if job.status == ExportJob.Status.DONE and not body["expired"]:
             body["download"] = reverse("workspace-api:export-download", args=[job.pk])
         if job.status != ExportJob.Status.FAILED:
             body.pop("error", None)

@@ -21,5 +21,8 @@ def export_job_run(job_id: str) -> str | None:
 
 @shared_task(name="workspace.jobs_sweep")
 def jobs_sweep() -> int:
-    """Fail the running jobs whose worker stopped (no progress for IQA_JOB_STALE_SECONDS)."""
-    return jobs.jobs_sweep()
+    """Fail the running jobs whose worker stopped (no progress for IQA_JOB_STALE_SECONDS);
+    remove the export zips expired (IQA_EXPORT_KEEP_DAYS) or whose job is gone."""
+    failed = jobs.jobs_sweep()
+    jobs.export_files_sweep()
+    return failed

@@ -2,6 +2,7 @@
 
 from annotation.services.assignment import leases_sweep, trial_next
 from annotation.services.exclusions import annotator_exclusion_decide
+from annotation.services.file_claims import leftovers_sweep as store_leftovers_sweep
 from annotation.services.imports import (
     ImportResult,
     SceneSummary,
@@ -37,6 +38,7 @@ __all__ = [
     "session_get",
     "session_open",
     "session_progress",
+    "store_leftovers_sweep",
     "study_import",
     "study_verify_enqueue",
     "trial_next",

@@ -88,3 +88,47 @@ def test_every_csv_cell_a_spreadsheet_would_run_starts_with_a_quote(tmp_path):
     assert sessions["user_agent"].iloc[0] == '=HYPERLINK("https://evil.example")'
     assert restore('\'=HYPERLINK("https://evil.example")') == '=HYPERLINK("https://evil.example")'
     assert AnnotatorSession.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_of_a_live_study_describes_one_instant(tmp_path):
+    """Issue 31, item 4: votes that arrive while a live study exports (here, a whole new
+    annotator's, committed right after the report's tally was read) are in none of its
+    tables rather than in votes.csv alone: the export reads one snapshot, so the votes
+    table, the pairs' counts and the annotators agree."""
+    import threading
+
+    from django.db import connection
+
+    from annotation import services
+    from annotation.models import Vote
+    from tests.factories import LiveStudyFactory, make_pairs
+
+    study = LiveStudyFactory(design="pairwise", slug="live")
+    make_pairs(study, 6, votes=5)
+
+    def annotate(participant: str) -> None:
+        token = services.session_open(study_slug="live", participant_id=participant)
+        token = token.session.token
+        while (trial := services.trial_next(token=token)) is not None:
+            services.vote_submit(token=token, trial_id=trial.trial_id, choice="left")
+
+    for participant in ("p1", "p2", "p3"):
+        annotate(participant)
+
+    def late_annotator(done: int, total: int) -> None:
+        if done == 1:  # the report (and its tally) has been read
+            thread = threading.Thread(target=lambda: (annotate("late"), connection.close()))
+            thread.start()
+            thread.join()
+
+    study_export(study=study, out=tmp_path, fmt="csv", on_progress=late_annotator)
+    votes = pd.read_csv(tmp_path / "votes.csv", keep_default_na=False)
+    pairs = pd.read_csv(tmp_path / "pairs.csv", keep_default_na=False)
+    annotators = pd.read_csv(tmp_path / "annotators.csv", keep_default_na=False)
+    sessions = pd.read_csv(tmp_path / "sessions.csv", keep_default_na=False)
+    assert len(votes) == 18  # 3 annotators x 6 pairs; the late one's 6 are not in
+    assert int(pairs["n_votes"].sum()) == len(votes)
+    assert set(annotators["annotator"]) == set(votes["annotator"])
+    assert set(sessions["annotator"]) == set(votes["annotator"])
+    assert Vote.objects.filter(pair__study=study).count() == 24  # stored all the same

@@ -32,7 +32,7 @@ def test_same_size_images_are_batched_and_a_failing_item_fails_alone(tmp_path, s
     items = [(p, reference) for p in images] + [(broken, reference), (reference, reference)]
     outcomes = engine.score_items(metric_get("psnr"), items)
     assert [bool(o.error) for o in outcomes] == [False] * 5 + [True, False]
-    assert "cannot read the image" in outcomes[5].error
+    assert outcomes[5].error.startswith("cannot decode the image")
     assert outcomes[6].value > 60  # an image against itself: psnr at its cap
 
     # The same values as one image at a time (what pyiqa gives for a single image).
@@ -41,11 +41,31 @@ def test_same_size_images_are_batched_and_a_failing_item_fails_alone(tmp_path, s
     assert [o.value for o in single[:5]] == pytest.approx([o.value for o in outcomes[:5]])
 
 
+def test_a_file_the_store_cannot_read_is_retried_never_stored_as_the_items_score(tmp_path):
+    """Issue 31, item 3: an image file missing (a volume not mounted) or unreadable (a
+    network file system's hiccup) is the store's fault, not the item's: the whole call
+    raises MetricUnavailable (the task retries the batch; nothing is stored). Only bytes
+    that were read and are no image are the item's own outcome."""
+    from scoring import engine
+
+    reference = write_png(tmp_path / "r.png", size=(16, 16), seed=1)
+    image = write_png(tmp_path / "a.png", size=(16, 16), seed=2)
+    missing = tmp_path / "gone.png"
+    with pytest.raises(MetricUnavailable, match="the image store could not be read"):
+        engine.score_items(metric_get("psnr"), [(image, reference), (missing, reference)])
+    folder = tmp_path / "a-folder.png"  # reading it fails as an I/O error (EISDIR)
+    folder.mkdir()
+    with pytest.raises(MetricUnavailable, match="IsADirectoryError"):
+        engine.score_items(metric_get("psnr"), [(folder, reference)])
+    (outcome,) = engine.score_items(metric_get("psnr"), [(image, reference)])
+    assert outcome.value is not None
+
+
 def test_images_are_decoded_as_pyiqa_decodes_them(tmp_path):
     from scoring import engine
 
     path = write_png(tmp_path / "a.png", size=(7, 5), seed=3)
-    tensor = engine.decode(path)
+    tensor = engine.decode(engine.read(path))
     assert tuple(tensor.shape) == (3, 5, 7)
     with PIL.Image.open(path) as image:
         expected = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0

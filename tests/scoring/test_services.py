@@ -101,6 +101,66 @@ def test_a_batch_that_failed_to_run_is_sent_again_only_with_retry_failed(
     assert not Score.objects.exists()
 
 
+def test_retry_failed_sends_again_items_whose_stored_error_was_the_stores(
+    django_capture_on_commit_callbacks,
+):
+    """Issue 31, item 3: before the store's I/O errors were retried, a missing volume was
+    stored as the item's own error ("cannot read the image: FileNotFoundError ..."), and
+    such rows count as scored. --retry-failed removes them and sends the items again; an
+    item whose bytes were no image keeps its error."""
+    study = StudyFactory(design="ref-vs-test")
+    scene = SceneFactory(study=study)
+    reference = ImageFactory(scene=scene, role="reference")
+    lost, flaky, bad, fine = ImageFactory.create_batch(4, scene=scene)
+    niqe = metric_get("niqe")
+    version = services.metric_version(niqe)
+    errors = {
+        lost: "cannot read the image: FileNotFoundError: [Errno 2] No such file or directory",
+        flaky: "cannot read the image: OSError: [Errno 5] Input/output error",
+        bad: "cannot read the image: UnidentifiedImageError: cannot identify image file",
+    }
+    for image in (reference, lost, flaky, bad, fine):
+        Score.objects.create(
+            metric="niqe", version=version, image=image, value=None if image in errors else 4.0,
+            lower_better=True, error=errors.get(image, ""),
+        )  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        (plan,) = services.study_score(study=study, specs=[niqe])
+    assert (plan.queued, len(sent)) == (0, 0)  # without --retry-failed, as stored
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        (plan,) = services.study_score(study=study, specs=[niqe], retry_failed=True)
+    assert (plan.queued, len(sent)) == (2, 1)
+    (batch,) = ScoreBatch.objects.all()
+    assert sorted(image for image, _ in batch.items) == sorted([lost.pk, flaky.pk])
+    assert Score.objects.get(image=bad).error.startswith("cannot read the image: Unidentified")
+
+
+def test_metric_versions_are_computed_before_the_plans_transaction(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    """Issue 31, item 8: a metric's version hashes its weight files (gigabytes on a first
+    call); study_score computes every version before it opens the transaction that locks
+    failed batch rows, never inside it."""
+    from django.db import connection
+
+    study = StudyFactory(design="ref-vs-test")
+    scene = SceneFactory(study=study)
+    ImageFactory(scene=scene, role="reference")
+    ImageFactory(scene=scene)
+    outer = len(connection.atomic_blocks)
+    depths = []
+    real = services.metric_version
+
+    def version(spec):
+        depths.append(len(connection.atomic_blocks))
+        return real(spec)
+
+    monkeypatch.setattr(services, "metric_version", version)
+    with django_capture_on_commit_callbacks(execute=False):
+        services.study_score(study=study, specs=[metric_get("psnr"), metric_get("niqe")])
+    assert depths == [outer, outer]
+
+
 def test_studies_are_selected_by_exact_slugs_or_quoted_globs():
     """A bare slug is that study only (``pilot`` never scores ``pilot-2``); a glob selects
     what it matches; a slug or glob that matches nothing is named."""

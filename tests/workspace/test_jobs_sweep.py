@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from tests.conftest import wait_until
 from tests.factories import StudyFactory
-from workspace import import_jobs, tasks
+from workspace import import_jobs, jobs, tasks
 from workspace.jobs import job_heartbeat, job_progress
 from workspace.models import ExportJob, ImportJob
 
@@ -78,6 +78,47 @@ def test_a_silent_export_is_failed_and_a_finished_job_is_left_alone(ada, setting
     assert stuck.error.startswith("the worker stopped while building the export")
     assert list(settings.IQA_EXPORT_DIR.iterdir()) == []
     assert done.status == "done"
+
+
+def test_export_zips_expire_and_go_with_their_job(ada, settings, tmp_path):
+    """Issue 31, item 7: export zips were never removed. The jobs sweep removes a zip
+    IQA_EXPORT_KEEP_DAYS after its job finished (the job then reads expired: no download,
+    409 saying so) and a zip whose job is gone with its study; a recent zip stays."""
+    from rest_framework.test import APIClient
+
+    settings.IQA_EXPORT_DIR = tmp_path / "exports"
+    settings.IQA_EXPORT_KEEP_DAYS = 7
+    settings.IQA_EXPORT_DIR.mkdir()
+    study, doomed = StudyFactory(owner=ada), StudyFactory(owner=ada)
+
+    def finished(study, days: float) -> ExportJob:
+        job = ExportJob.objects.create(owner=ada, study=study, format="csv", status="done")
+        (settings.IQA_EXPORT_DIR / f"{job.pk}.zip").write_bytes(b"PK")
+        ExportJob.objects.filter(pk=job.pk).update(
+            file=f"{job.pk}.zip", updated_at=timezone.now() - timedelta(days=days)
+        )
+        return job
+
+    old, recent, orphan = finished(study, 8), finished(study, 1), finished(doomed, 1)
+    orphan_zip = settings.IQA_EXPORT_DIR / f"{orphan.pk}.zip"
+    doomed.delete()  # its jobs go with it (cascade); the zip is left to the sweep
+    assert orphan_zip.exists()
+    (settings.IQA_EXPORT_DIR / "notes.zip").write_bytes(b"PK")  # not an export's: left
+
+    assert jobs.export_files_sweep() == 2
+    assert sorted(p.name for p in settings.IQA_EXPORT_DIR.iterdir()) == sorted(
+        [f"{recent.pk}.zip", "notes.zip"]
+    )
+    api = APIClient()
+    api.force_authenticate(ada)
+    body = api.get(f"/api/v1/exports/{old.pk}").json()
+    assert (body["status"], body["expired"]) == ("done", True)
+    assert "download" not in body
+    refused = api.get(f"/api/v1/exports/{old.pk}/download")
+    assert refused.status_code == 409
+    assert "expired" in refused.json()["error"]["message"]
+    assert api.get(f"/api/v1/exports/{recent.pk}").json()["download"]
+    assert jobs.export_files_sweep() == 0
 
 
 @pytest.mark.django_db(transaction=True)

@@ -43,7 +43,7 @@ function link(job, text) {
 
 function statusText(job) {
   if (job.status === "failed") return `failed: ${job.error}`;
-  if (job.status === "done") return "done";
+  if (job.status === "done") return job.expired ? "expired: build it again" : "done";
   return `${job.status} (${job.done} of ${job.total} steps)`;
 }
 
