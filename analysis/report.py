@@ -224,11 +224,17 @@ def tie_scores(
 
 def pair_subsets(study_pairs: pd.DataFrame, images: pd.DataFrame, design: str) -> pd.DataFrame:
     """Boolean membership of each pair in each subset: "all"; for ref-vs-test the human
-    outcome of the test against the reference; "condition:X" for pairs showing X."""
+    outcome of the test against the reference; "condition:X" for pairs showing X (in
+    ref-vs-test, X of the test image: every pair shows the reference, so its condition
+    would be "all" again)."""
     info = images.set_index("image_id")
     role_a = info["role"].reindex(study_pairs["image_a"]).to_numpy()
+    role_b = info["role"].reindex(study_pairs["image_b"]).to_numpy()
     cond_a = info["condition"].reindex(study_pairs["image_a"]).fillna("").to_numpy()
     cond_b = info["condition"].reindex(study_pairs["image_b"]).fillna("").to_numpy()
+    if design == REF_VS_TEST:
+        cond_a = np.where(role_a == "reference", "", cond_a)
+        cond_b = np.where(role_b == "reference", "", cond_b)
     subsets = {"all": np.ones(len(study_pairs), dtype=bool)}
     if design == REF_VS_TEST:
         label = study_pairs["majority"].to_numpy()

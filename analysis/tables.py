@@ -142,7 +142,8 @@ def headline_latex(report: dict) -> str:
             cells = [name]
             for key, _ in columns:
                 v = value(row, key)
-                text = "--" if v is None else f"{v:.3f}"
+                # (-0.0004 prints as -0.000: a rounded zero has no sign in a paper's table)
+                text = "--" if v is None else f"{v:.3f}".replace("-0.000", "0.000")
                 if v is not None and best[key] is not None and math.isclose(v, best[key]):
                     text = rf"\textbf{{{text}}}"
                 cells.append(text)

@@ -90,7 +90,8 @@ def check_scene_roles(
     if needs_reference(design, show_reference=show_reference) and not references:
         raise StudyImportError(
             f"scene {scene!r}: no reference image, which the {design} design needs "
-            "(name the file 'reference.<ext>', pass --reference-name, or set role=reference)"
+            "(name its file 'reference.<ext>', give the reference's file name as the "
+            "reference name, or set its role to reference in the manifest)"
         )
     tests = len(roles) - len(references)
     if design == Design.REF_VS_TEST and tests == 0:

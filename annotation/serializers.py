@@ -187,7 +187,6 @@ class SessionSerializer(OutputSerializer):
     study = serializers.CharField(source="study.slug")
     design = serializers.ChoiceField(source="study.design", choices=Study.design.field.choices)
     show_reference = serializers.BooleanField(source="study.show_reference")
-    title = serializers.CharField(source="study.title")
     instructions = serializers.CharField(source="study.instructions")
     practice_trials = serializers.IntegerField(source="study.practice_trials")
     break_every = serializers.IntegerField(source="study.break_every")

@@ -73,7 +73,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("reference_is_candidate", bool,
                 "Pairwise design: the reference is compared like any other image.", fixed=True),
         Setting("votes_per_pair", int, "Target votes per pair.", min=1, max=1000, fixed=True),
-        Setting("title", str, "Shown to researchers.", max_length=200),
+        Setting("title", str, "For researchers only: annotators never see it (it may name "
+                "the methods compared).", max_length=200),
         Setting("instructions", str, "Shown to annotators before the first trial."),
         Setting("status", str, "Whether annotators may join.", choices=tuple(StudyStatus.values)),
         Setting("gold_rate", float, "Share of gold trials in a session.", min=0.0, max=1.0,
@@ -122,7 +123,8 @@ SETTINGS: dict[str, Setting] = {
                 min=0, max=100_000),
         Setting("qc_min_gold", int, "Gold trials the gold-accuracy rule needs.", min=0,
                 max=100_000),
-        Setting("metric_deltas", dict, "Per-metric tie band for agreement, e.g. {'psnr': 0.5}."),
+        Setting("metric_deltas", dict, "Per-metric tie band for agreement: psnr=0.5, one "
+                "metric a line (the API takes a map, {\"psnr\": 0.5})."),
     )
 }  # fmt: skip
 
@@ -145,7 +147,8 @@ _CONSTRAINT_NAMES = {
 
 def study_settings_validate(values: dict, *, partial: bool) -> dict:
     """The given settings checked and cleaned (numbers as numbers, OFF as None, zero metric
-    deltas dropped); raises ``InvalidSetting`` naming the first setting at fault.
+    deltas dropped); raises ``InvalidSetting`` naming the first setting at fault, with
+    every setting at fault and its message in ``fields`` (a form shows them all at once).
 
     ``partial=False``: a new study's settings (the required ones must be there; the others
     take the model's defaults). ``partial=True``: a change to an existing study, which may
@@ -164,7 +167,17 @@ def study_settings_validate(values: dict, *, partial: bool) -> dict:
         for name, setting in SETTINGS.items():
             if setting.required and name not in values:
                 raise InvalidSetting(f"{name} is required", field=name)
-    cleaned = {name: _clean(SETTINGS[name], values[name]) for name in SETTINGS if name in values}
+    cleaned, refused = {}, {}
+    for name in SETTINGS:
+        if name in values:
+            try:
+                cleaned[name] = _clean(SETTINGS[name], values[name])
+            except InvalidSetting as exc:
+                refused[name] = [str(exc)]
+    if refused:
+        first = next(iter(refused))
+        message = "; ".join(messages[0] for messages in refused.values())
+        raise InvalidSetting(message, field=first, fields=refused)
     if not partial and "require_participant_id" not in cleaned:
         # A completion URL means paid crowd workers from a recruiter: their sessions carry
         # the recruiter's id, and a session without one is a stranger's script.

@@ -39,7 +39,10 @@ def error_body(code: str, message: str, field: str | None = None, fields=None) -
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DomainError):
-        response = Response(error_body(exc.code, str(exc), exc.field), status=exc.status_code)
+        response = Response(
+            error_body(exc.code, str(exc), exc.field, getattr(exc, "fields", None)),
+            status=exc.status_code,
+        )
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             response["Retry-After"] = str(retry_after)

@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from config.health import healthz
@@ -8,6 +10,8 @@ from config.health import healthz
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    # Browsers ask for it on every page: the platform's icon, not a 404.
+    path("favicon.ico", RedirectView.as_view(url=static("workspace/favicon.svg"), permanent=True)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/", include("annotation.urls")),
     path("api/v1/", include("workspace.api_urls")),

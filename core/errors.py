@@ -9,15 +9,19 @@ errors beside it, subclassing these.
 class DomainError(Exception):
     """A request the domain refuses. ``str(error)`` is the one-line message for people.
 
-    ``field`` names the request field at fault, when there is one.
+    ``field`` names the request field at fault, when there is one; ``fields`` maps every
+    field at fault to its messages, when there are several.
     """
 
     status_code = 400
     code = "invalid"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, fields: dict | None = None
+    ) -> None:
         super().__init__(message)
         self.field = field
+        self.fields = fields
 
 
 class NotFound(DomainError):

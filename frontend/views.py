@@ -31,6 +31,9 @@ which are published under a pseudonym). We record nothing else about you.
 Taking part is voluntary: you can stop at any time by closing this page."""
 
 
+ANNOTATOR_HEADING = "Image comparison study"
+
+
 def mturk_submit_url(request: HttpRequest) -> str | None:
     """MTurk's externalSubmit address from the query's ``turkSubmitTo`` when it names one
     of ``MTURK_ORIGINS``; anything else is ignored (and logged): the page posts nowhere."""
@@ -66,7 +69,9 @@ def annotate(request: HttpRequest, slug: str) -> HttpResponse:
     config = {
         "slug": study.slug,
         "api": reverse("annotation:ping").removesuffix("ping"),
-        "title": study.title or study.slug,
+        # The study's title is the researchers' (it may name the methods compared):
+        # annotators see this heading only.
+        "title": ANNOTATOR_HEADING,
         "design": study.design,
         "show_reference": study.show_reference,
         "instructions": study.instructions,

@@ -43,17 +43,27 @@ for _ in range(120):
     except Exception:
         time.sleep(0.25)
 PYEOF
+# The admin's password: generated once and kept in the data folder, unless the operator
+# set DJANGO_ADMIN_PASSWORD (then it is theirs, and not printed).
+PASSWORD_FILE="${IQA_DATA_DIR:-var}/admin_password"
+if [[ -n ${DJANGO_ADMIN_PASSWORD:-} ]]; then
+  PASSWORD="(DJANGO_ADMIN_PASSWORD)"
+else
+  PASSWORD=$(cat "$PASSWORD_FILE" 2>/dev/null || echo "(see $PASSWORD_FILE)")
+fi
 cat <<MSG
 
   The platform is running (Ctrl-C stops the web server, the workers and beat):
-    Researchers: http://$HOST:$PORT/login/   (user admin; password above)
+    Researchers: http://$HOST:$PORT/login/
     Studies:     http://$HOST:$PORT/studies/
-    Admin:       http://$HOST:$PORT/admin/   (user admin; password above)
+    Admin:       http://$HOST:$PORT/admin/
     Health:      http://$HOST:$PORT/healthz
     API spec:    http://$HOST:$PORT/api/schema/
     Annotate:    http://$HOST:$PORT/annotate/demo/
                  http://$HOST:$PORT/annotate/demo-pairwise/
     Annotator API: POST http://$HOST:$PORT/api/v1/studies/demo/sessions
+
+  Log in as:     user admin, password $PASSWORD
 
 MSG
 # Until Ctrl-C, which stops them all; if one of them dies, the others are stopped too.

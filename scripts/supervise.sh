@@ -61,6 +61,10 @@ supervise_stop() {
 supervise_wait() {
   local status=0
   wait -n "${supervised_pids[@]}" || status=$?
-  echo "A process exited (status $status); stopping the others." >&2
+  # Status 0: it stopped cleanly, as on Ctrl-C (which reaches every process of the
+  # group, often before this shell's trap runs): nothing to report.
+  if ((status != 0)); then
+    echo "A process exited (status $status); stopping the others." >&2
+  fi
   exit "$status"
 }

@@ -69,7 +69,11 @@ def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(t
             assert time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.5)
         output = log_path.read_text()
-        assert f"Researchers: {base}/login/   (user admin; password above)" in output
+        assert f"Researchers: {base}/login/" in output
+        # The login in the banner's last lines, the password as ensure_admin saved it.
+        saved = (tmp_path / "data" / "admin_password").read_text().strip()
+        login = output.index(f"  Log in as:     user admin, password {saved}\n")
+        assert output.index("Annotator API: POST") < login  # after the URLs, not above them
         assert f"Studies:     {base}/studies/" in output
         assert f"Annotate:    {base}/annotate/demo/" in output
         assert f"Annotator API: POST {base}/api/v1/studies/demo/sessions" in output
@@ -175,6 +179,7 @@ def test_run_script_serves_the_demo_studies_and_the_admin_then_stops_on_ctrl_c(t
     assert process_group(process.pid) == [], "processes survived Ctrl-C"
     log = log_path.read_text()
     assert "Stopping worker, import worker, beat, web server..." in log
+    assert "A process exited (status 0)" not in log  # a normal stop says nothing alarming
     # A process that had to be killed is Celery's or gunicorn's slow shutdown, not a lost
     # vote; the run still ended, but the summary says which one it was.
     for line in log.splitlines():

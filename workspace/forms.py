@@ -14,6 +14,15 @@ from annotation.study_settings import (
 TEXTAREAS = {"instructions": 4, "consent": 4, "metric_deltas": 3}
 
 
+def readable(message: str, name: str, label: str | None) -> str:
+    """A setting's message for a page: its label where the message names the setting
+    ("votes_per_pair must be at most 1000" -> "Votes per pair must be at most 1000")."""
+    label = label or name.replace("_", " ").capitalize()
+    if message.startswith(name):
+        return label + message[len(name) :]
+    return message.replace(name, label.lower())
+
+
 def _field(setting: Setting) -> forms.Field:
     """A setting as a form field: a checkbox for a flag, else text as typed."""
     if setting.kind is bool:
@@ -36,8 +45,9 @@ class StudySettingsForm(forms.Form):
     fault."""
 
     GROUPS = (
+        ("The study (researchers only)", ("title",)),
         ("Shown to annotators",
-         ("title", "instructions", "consent", "completion_url", "require_participant_id")),
+         ("instructions", "consent", "completion_url", "require_participant_id")),
         ("Sessions",
          ("trials_per_session", "practice_trials", "gold_rate", "lease_seconds", "break_every")),
         ("The public link",

@@ -12,6 +12,7 @@ from django.conf import settings
 from annotation.errors import InvalidSetting
 from annotation.study_settings import Design, study_settings_validate
 from core.errors import DomainError
+from workspace.forms import readable
 from workspace.import_jobs import import_options_check
 
 # One line each on the form: what the design compares.
@@ -36,7 +37,11 @@ class StudyNewForm(forms.Form):
         max_length=200,
         help_text="The study's name in URLs: lower-case letters, digits, '-' and '_'.",
     )
-    title = forms.CharField(required=False, max_length=1000, help_text="Shown to researchers.")
+    title = forms.CharField(
+        required=False,
+        max_length=1000,
+        help_text="For researchers only: annotators never see it (it may name the methods).",
+    )
     design = forms.ChoiceField(choices=Design.choices, widget=forms.RadioSelect)
     votes_per_pair = forms.IntegerField(initial=3, help_text="Target votes per pair.")
     show_reference = forms.BooleanField(
@@ -83,7 +88,7 @@ class StudyNewForm(forms.Form):
                 try:
                     study_settings_validate({**_STAND_INS, name: values[name]}, partial=False)
                 except InvalidSetting as exc:
-                    self.add_error(name, str(exc))
+                    self.add_error(name, readable(str(exc), name, self[name].label))
         if not self.errors:
             try:
                 import_options_check(slug=values["slug"], options=self.options())
@@ -92,8 +97,11 @@ class StudyNewForm(forms.Form):
         has_file = bool(data.get("file"))
         has_folder = bool(data.get("server_folder"))
         if has_file == has_folder:
-            where = "a .zip file" + (" or a server folder" if self.server_folders else "")
-            self.add_error("file" if not has_folder else None, f"choose {where} (one of them)")
+            if self.server_folders:
+                why = "Choose the study's .zip file, or a folder on the server (not both)."
+            else:
+                why = "Choose the study's .zip file."
+            self.add_error("file" if not has_folder else None, why)
         return data
 
     def options(self) -> dict:

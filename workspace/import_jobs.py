@@ -231,6 +231,7 @@ def import_job_run(*, job_id) -> ImportJob | None:
     summary = {
         "scenes": len(result.scenes),
         "images": result.images,
+        "images_made": result.made,
         "pairs": result.pairs,
         "gold_pairs": result.gold_pairs,
         "files_stored": result.files_stored,

@@ -18,9 +18,10 @@ from annotation.selectors import study_progress
 from core.errors import DomainError, NotFound
 from workspace import dashboard, selectors, services
 from workspace.access import login_required, study_for
-from workspace.forms import StudySettingsForm
+from workspace.forms import StudySettingsForm, readable
 from workspace.import_forms import StudyNewForm
 from workspace.import_jobs import import_job_start
+from workspace.templatetags.dashboard import setting_label
 from workspace.uploads import ZipUploadHandler, handler_install
 
 # The session key under which a new API token waits to be shown once on the account page.
@@ -182,7 +183,14 @@ def study_settings(request: HttpRequest, slug: str) -> HttpResponse:
             services.study_settings_change(study=study, changes=form.changes())
         except InvalidSetting as exc:
             study.refresh_from_db()
-            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+            # Every setting at fault at once, each next to its field.
+            for name, errors in (exc.fields or {exc.field: [str(exc)]}).items():
+                field = form.fields.get(name)
+                for error in errors:
+                    if field is None:
+                        form.add_error(None, error)
+                    else:
+                        form.add_error(name, readable(error, name, setting_label(name)))
         else:
             messages.success(request, "Settings saved.")
             return redirect(reverse("workspace:study-dashboard", args=[slug]) + "#settings")

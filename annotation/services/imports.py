@@ -27,10 +27,11 @@ BATCH = 1000
 @dataclass
 class SceneSummary:
     name: str
-    images: int
+    images: int  # the source's and those the import made (``made``)
     pairs: int
     files_stored: int
     gold_pairs: int = 0
+    made: int = 0  # gold decoys and the worked example's, made from the source's images
 
 
 @dataclass
@@ -45,6 +46,10 @@ class ImportResult:
     @property
     def images(self) -> int:
         return sum(scene.images for scene in self.scenes)
+
+    @property
+    def made(self) -> int:
+        return sum(scene.made for scene in self.scenes)
 
     @property
     def pairs(self) -> int:
@@ -145,6 +150,7 @@ def study_import(
             staged[0].images.append(
                 _stage_decoy(staged[0].name, staged[0], created_paths, example=True)
             )
+            staged[0].made += 1
         with transaction.atomic():
             study = Study.objects.create(**values, owner=owner)
             result = ImportResult(study=study)
@@ -186,6 +192,7 @@ class _StagedScene:
     name: str
     images: list[_StagedImage]  # their files are in the store already
     files_stored: int
+    made: int = 0  # of the images, those the import made (gold decoys, the example)
 
 
 def _stage_scene(
@@ -223,6 +230,7 @@ def _stage_scene(
             on_image()
     if make_decoy:
         staged.images.append(_stage_decoy(scene_name, staged, created_paths))
+        staged.made += 1
     return staged
 
 
@@ -327,6 +335,7 @@ def _create_scene(*, study: Study, staged: _StagedScene) -> SceneSummary:
         pairs=pairs,
         files_stored=staged.files_stored,
         gold_pairs=len(gold_planned),
+        made=staged.made,
     )
 
 

@@ -196,3 +196,19 @@ def test_the_agreement_intervals_do_not_depend_on_the_image_intervals():
     assert with_images.image_scores["ci_low"].notna().all()
     pd.testing.assert_frame_equal(with_images.agreement, without.agreement)
     pd.testing.assert_frame_equal(with_images.comparisons, without.comparisons)
+
+
+def test_ref_vs_test_subsets_name_the_test_images_conditions_only():
+    """Issue 25: every ref-vs-test pair shows the reference, whose condition ("reference")
+    made a subset equal to "all" in the report's table, heat map and subset list. The
+    conditions are the test images'; in pairwise designs the reference's stays (pairs with
+    the original are a subset of their own there)."""
+    from analysis.report import pair_subsets
+
+    images = IMAGES.assign(condition=IMAGES["condition"].replace("", "reference"))
+    pairs = PAIRS.assign(majority=["a", "none", "similar", "b"])
+    subsets = pair_subsets(pairs, images, "ref-vs-test")
+    assert "condition:reference" not in subsets.columns
+    assert subsets["condition:blur"].tolist() == [True, False, False, False]
+    pairwise = pair_subsets(pairs, images, "pairwise")
+    assert pairwise["condition:reference"].all()

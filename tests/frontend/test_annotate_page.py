@@ -4,6 +4,8 @@ Screenshots of every screen are kept in test-artifacts/screens. Over 400 lines: 
 and server per module serve every screen's test.
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -415,3 +417,47 @@ def test_a_tiff_study_is_shown_pixel_exact_through_its_display_pngs(site, open_p
         shown = shot_pixels(page, box)
         assert shown.shape == (64, 96, 3)
         assert np.array_equal(shown, by_url[src_url])
+
+
+# The word that names each answer, per design, in the buttons' order (keys 1, 2, 3).
+ANSWER_WORDS = {
+    Design.REF_VS_TEST: ("better", "similar", "worse"),
+    Design.PAIRWISE: ("A", "similar", "B"),
+    Design.NR_PAIRWISE: ("A", "similar", "B"),
+}
+
+
+@pytest.mark.parametrize("design", list(ANSWER_WORDS))
+def test_the_question_names_the_answers_in_the_order_of_the_buttons(site, open_page, design):
+    """Issue 25: the ref-vs-test question read "worse, similar or better" over buttons
+    ordered better, similar, worse, so an annotator following the question answered the
+    other way round. For every design the question names the answers in the order the
+    buttons stand on the screen (left to right, keys 1 to 3), and so does the instructions'
+    table of keys."""
+    study = site.study(slug=f"order-{design}", design=design)
+    page = open_page(f"{site.url}/annotate/{study.slug}/")
+    page.wait_for_selector("[data-screen=consent]:not([hidden])")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("[data-screen=instructions]:not([hidden])")
+    keys = page.locator(".keys .answer-label").all_inner_texts()
+    page.keyboard.press("Enter")
+    page.wait_for_selector(READY)
+    question = page.inner_text("[data-screen=trial] .question-text")
+    buttons = sorted(page.locator("button[data-choice]").all(), key=lambda b: b.bounding_box()["x"])
+    labels = [b.inner_text().split(maxsplit=1)[1] for b in buttons]  # after the key
+    assert [b.get_attribute("data-choice") for b in buttons] == ["left", "similar", "right"]
+    assert keys == labels
+    words = ANSWER_WORDS[design]
+
+    def where(word: str, text: str) -> int:
+        # A and B as capital letters alone; the others as words, in any case.
+        flags = 0 if len(word) == 1 else re.IGNORECASE
+        found = re.search(rf"\b{word}\b", text, flags)
+        return found.start() if found else -1
+
+    for word, label in zip(words, labels, strict=True):
+        assert where(word, label) >= 0, (word, label)
+    positions = [where(word, question) for word in words]
+    assert all(p >= 0 for p in positions), question
+    assert positions == sorted(positions), question
+    screenshot(page, f"question-{design}")

@@ -103,6 +103,21 @@ def test_the_annotator_page_shows_a_studys_own_consent_and_says_when_it_is_not_o
     assert config["example"] is None
 
 
+def test_the_studys_title_is_never_shown_to_annotators(client):
+    """Issue 25: the title (a researcher's "JPEG vs our method") was the heading of the
+    annotator's consent page. It is the researchers' only: neither the annotator page nor
+    the annotator API carries it."""
+    study = LiveStudyFactory(title="JPEG vs our method")
+    page = client.get(f"/annotate/{study.slug}/").content.decode()
+    assert "JPEG vs our method" not in page
+    assert page_config(client.get(f"/annotate/{study.slug}/"))["title"] == "Image comparison study"
+    session = client.post(
+        f"/api/v1/studies/{study.slug}/sessions", {}, content_type="application/json"
+    ).json()
+    assert "JPEG vs our method" not in json.dumps(session)
+    assert "title" not in session
+
+
 def test_a_draft_is_an_unknown_slug_to_all_but_its_researchers(client, django_user_model):
     """Drafts are private: anyone who is not its owner, a member or staff gets exactly the
     page an unknown slug gets (its title, instructions and consent stay unseen); the owner

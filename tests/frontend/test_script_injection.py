@@ -145,9 +145,10 @@ def test_the_completion_page_posts_to_mturk_only(server, browser, tmp_path, give
 
 
 def test_a_studys_html_and_script_are_shown_as_text(server, browser, tmp_path):
-    """Imported texts holding HTML and script appear literally on the annotator page (title,
-    consent, instructions) and the dashboard (title, settings form); no element is made
-    from them and nothing runs (no dialog, no policy violation)."""
+    """Imported texts holding HTML and script appear literally on the annotator page
+    (consent, instructions; the title is the researchers' and never shown there) and the
+    dashboard (title, settings form); no element is made from them and nothing runs (no
+    dialog, no policy violation)."""
     owner = get_user_model().objects.create_user("ada", password="a long password 1")
     study = make_study(
         tmp_path, slug="evil", title=f"T {EVIL}"[:200], instructions=f"I {EVIL}",
@@ -157,8 +158,8 @@ def test_a_studys_html_and_script_are_shown_as_text(server, browser, tmp_path):
     page = browser.new_page()
     page.goto(f"{server.url}/annotate/{study.slug}/?PROLIFIC_PID=p1")
     page.wait_for_selector("[data-screen=consent]:not([hidden])")
-    assert page.title() == f"T {EVIL}"
-    assert page.inner_text("[data-screen=consent] .study-title") == f"T {EVIL}"
+    assert page.title() == "Image comparison study"
+    assert page.inner_text("[data-screen=consent] .study-title") == "Image comparison study"
     assert page.inner_text("#consent-text") == f"C {EVIL}"
     page.click("#consent-agree")
     page.wait_for_selector("[data-screen=instructions]:not([hidden])")

@@ -291,3 +291,17 @@ def test_a_poll_within_the_debounce_interval_reads_the_snapshots_head_only(
     stale = api.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
     assert (stale.status_code, stale.json()["stale"]) == (200, True)
     assert queued == [(study.pk, "counted")]
+
+
+def test_a_correlation_that_rounds_to_zero_has_no_sign_in_the_latex_table():
+    """Issue 25: a KRCC of -0.0004 printed as -0.000 in the paper's table."""
+    import copy
+
+    report = copy.deepcopy(REPORT)
+    for row in report["agreement"]:
+        if row["subset"] == "all" and row["metric"] == "psnr":
+            row["krcc"] = -0.0004
+    tex = headline_latex(report)
+    assert "-0.000" not in tex
+    psnr = next(line for line in tex.splitlines() if line.startswith("psnr"))
+    assert " & 0.000 & " in psnr

@@ -212,13 +212,13 @@ def test_the_settings_form_saves_through_the_one_validator(people, study):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("gold_rate", "1.5", "gold_rate must be in [0, 1)"),
-        ("trials_per_session", "many", "trials_per_session must be a whole number"),
-        ("qc_side_bias_alpha", "2", "qc_side_bias_alpha must be between 0 and 1"),
+        ("gold_rate", "1.5", "Gold rate must be in [0, 1)"),
+        ("trials_per_session", "many", "Trials per session must be a whole number"),
+        ("qc_side_bias_alpha", "2", "Side bias alpha must be between 0 and 1"),
         ("completion_url", "ftp://x", "is not an http(s) URL"),
         ("completion_url", "data:text/html,<script>alert(1)</script>", "is not an http(s) URL"),
         ("completion_url", "http://example.org/done", "must use https (plain http only"),
-        ("metric_deltas", "psnr=-1", "metric_deltas must map metric names to numbers >= 0"),
+        ("metric_deltas", "psnr=-1", "Metric deltas must map metric names to numbers >= 0"),
         ("metric_deltas", "psnr", "expected METRIC=NUMBER"),
     ],
 )
@@ -537,3 +537,49 @@ def test_votes_past_their_target_and_sessions_that_found_the_study_full_are_show
     assert detail["progress"]["sessions"]["full"] == 1
     assert detail["progress"]["totals"]["past_target_votes"] == 1
     assert votes_frame(study, set())["past_target"].sum() == 1
+
+
+def test_the_study_list_and_the_dashboard_count_sessions_in_one_order(people):
+    """Issue 25: the list read "Sessions 3 / 4" (completed / started, unlabelled) where
+    the dashboard read "4 / 3 started / completed". Both say started, then completed."""
+    from annotation import services
+
+    study = LiveStudyFactory(owner=people["owner"], trials_per_session=1)
+    make_pairs(study, 3)
+    for participant in ("a", "b", "c"):
+        services.session_open(study_slug=study.slug, participant_id=participant)
+    token = services.session_open(study_slug=study.slug, participant_id="d").session.token
+    trial = services.trial_next(token=token)
+    services.vote_submit(token=token, trial_id=trial.trial_id, choice="left")
+    client = client_for(people["owner"])
+    listing = html_unescape(client.get("/studies/").content.decode())
+    assert 'Sessions <span class="muted">started / completed</span>' in listing
+    assert re.search(r'<td class="num">4 / 1</td>', listing)
+    dashboard = client.get(f"/studies/{study.slug}/").content.decode()
+    assert 'data-field="sessions_started">4<' in dashboard
+    assert 'data-field="sessions_completed">1<' in dashboard
+    assert "sessions started / completed" in dashboard
+
+
+def test_every_refused_setting_is_named_at_once_on_the_page_and_by_the_api(people, study):
+    """Issue 25: with gold_rate 2, trials 0, lease 'abc' and qc test 'maybe', only
+    gold_rate was named, one error per submit, and the page came back at its top. Each is
+    now named next to its field in one answer (the form posts to #settings, where the page
+    opens), and PATCH names them all in `fields`; nothing is saved."""
+    bad = {"gold_rate": "2", "trials_per_session": "0", "lease_seconds": "abc", "qc_test": "maybe"}
+    client = client_for(people["owner"])
+    response = client.post(url(study, "settings/"), settings_post(study, **bad))
+    assert response.status_code == 400
+    html = response.content.decode()
+    for field in bad:
+        assert re.search(rf'<p class="field-error" id="id_{field}_error"', html), field
+    assert f'action="/studies/{study.slug}/settings/#settings"' in html
+    api = APIClient()
+    api.force_authenticate(people["owner"])
+    refused = api.patch(f"/api/v1/studies/{study.slug}", bad, format="json")
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert set(error["fields"]) == set(bad)
+    assert error["field"] in bad
+    study.refresh_from_db()
+    assert (study.gold_rate, study.trials_per_session) != (2, 0)

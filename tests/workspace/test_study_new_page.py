@@ -100,9 +100,9 @@ def test_several_bad_settings_are_shown_at_once_next_to_their_fields(browser, tm
     assert response.status_code == 400
     html = response.content.decode()
     for field, message in (
-        ("votes_per_pair", "votes_per_pair must be at least 1, not 0"),
-        ("gold_rate", "gold_rate must be in [0, 1), not 1.5"),
-        ("practice_trials", "practice_trials must be at most 50, not 99"),
+        ("votes_per_pair", "Votes per pair must be at least 1, not 0"),
+        ("gold_rate", "Gold rate must be in [0, 1), not 1.5"),
+        ("practice_trials", "Practice trials must be at most 50, not 99"),
     ):
         assert re.search(rf'id="id_{field}_error"><li>{re.escape(message)}</li>', html), field
     assert "choose it again" in html
@@ -126,7 +126,7 @@ def test_a_slug_that_exists_is_shown_on_the_slug_field(browser, tmp_path, upload
 def test_no_file_is_an_error_on_the_file_field(browser):
     response = form_post(browser, None)
     assert response.status_code == 400
-    assert "choose a .zip file" in response.content.decode()
+    assert "Choose the study&#x27;s .zip file." in response.content.decode()
 
 
 def test_an_upload_over_the_limit_gets_a_413_page(browser, tmp_path, uploads, settings):  # noqa: F811

@@ -123,6 +123,7 @@ def test_a_zip_posted_to_the_api_becomes_a_study_with_its_summary(
     assert done["summary"] == {
         "scenes": 2,
         "images": 6,
+        "images_made": 0,
         "pairs": 4,
         "gold_pairs": 0,
         "files_stored": 6,
@@ -439,6 +440,21 @@ def test_a_zip_unpacks_to_at_most_twenty_times_its_size(api, tmp_path, uploads, 
     assert "IQA_UPLOAD_MAX_RATIO" in job.error
     assert left_in(settings.IQA_SCRATCH_DIR) == []
     assert left_in(uploads) == []
+
+
+def test_the_summary_says_which_images_the_import_made(api, tmp_path, client, researcher):
+    """Issue 25: 12 images uploaded with gold checks read "16 images" without a word on the
+    4 more. The summary counts the images the import made (a degraded copy per scene and
+    the worked example's), and the import's page says what they are."""
+    job_id = post_study(api, 202, zip_bytes=study_zip(tmp_path, scenes=3), gold_rate=0.1)["import"][
+        "id"
+    ]
+    assert run_job(job_id).status == "done"
+    summary = get_import(api, job_id)["summary"]
+    assert (summary["images"], summary["images_made"]) == (3 * 3 + 4, 4)
+    client.force_login(researcher)
+    page = client.get(f"/studies/imports/{job_id}/").content.decode()
+    assert "4 were made by the import for the gold" in " ".join(page.split())
 
 
 def test_a_job_is_run_once(api, tmp_path):

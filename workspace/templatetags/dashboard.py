@@ -20,6 +20,10 @@ LABELS = {
     "qc_min_gold": "Min. gold trials to judge",
     "completion_url": "Completion URL",
     "metric_deltas": "Metric deltas",
+    "hold_seconds": "Held without an answer (s)",
+    "min_response_ms": "Answers count from (ms)",
+    "min_counted_trials": "Counted trials for the code",
+    "lease_seconds": "Lease (s)",
 }
 
 

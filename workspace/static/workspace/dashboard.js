@@ -30,7 +30,11 @@ function votesPerHourSpec(rows) {
       x: { field: "hour", type: "temporal", title: null, scale: { type: "utc", domain: hourDomain(rows) },
            axis: { format: "%d %b %H:00", labelAngle: 0, labelOverlap: true } },
       x2: { field: "end" },
-      y: { field: "counted_votes", type: "quantitative", title: "counted votes / hour" },
+      // Whole votes on the axis, and at least 0..1 so that an empty chart reads 0 and 1,
+      // not "0.000000".
+      y: { field: "counted_votes", type: "quantitative", title: "counted votes / hour",
+           scale: { domainMin: 0, domainMax: Math.max(1, ...rows.map((r) => r.counted_votes)) },
+           axis: { format: "d", tickMinStep: 1 } },
       y2: { datum: 0 },
       tooltip: [
         { field: "label", type: "nominal", title: "hour (UTC)" },

@@ -14,15 +14,16 @@ const params = new URLSearchParams(window.location.search);
 // belong to the previous trial (the second click of a double click, a bounced key).
 const MIN_RESPONSE_MS = 200;
 
+// The question names the answers in the order of the buttons (keys 1, 2, 3).
 const WORDING = {
   "ref-vs-test": {
     labels: { left: "Left", right: "Right", reference: "Reference" },
-    question: "Is the LEFT image worse, similar or better than the RIGHT image?",
+    question: "Does the LEFT image look better than, similar to, or worse than the RIGHT image?",
     answers: { left: "Left is better", similar: "Similar", right: "Left is worse" },
   },
   pairwise: {
     labels: { left: "A", right: "B", reference: "Reference" },
-    question: "Which of A and B looks better?",
+    question: "Which looks better: A, neither (they look similar), or B?",
     answers: { left: "A is better", similar: "Similar", right: "B is better" },
   },
 };
