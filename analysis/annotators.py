@@ -56,7 +56,7 @@ class AnnotatorTable:
 
 
 def _votes_mark(study: Study) -> str:
-    sessions = AnnotatorSession.objects.filter(study=study).aggregate(
+    sessions = AnnotatorSession.objects.filter(study=study, pilot=False).aggregate(
         n=Count("id"), done=Sum("n_done"), practice=Sum("n_practice_done")
     )
     rules = study_rules(study).as_dict()
@@ -99,7 +99,7 @@ def _rules_table(study: Study, votes_mark: str) -> tuple[datetime, pd.DataFrame,
     table = annotator_quality(study_votes(study), study_rules(study))
     sessions = pd.DataFrame(
         list(
-            AnnotatorSession.objects.filter(study=study).values_list(
+            AnnotatorSession.objects.filter(study=study, pilot=False).values_list(
                 "pseudonym", "source", "completed_at"
             )
         ),

@@ -55,7 +55,7 @@ def study_rules(study: Study) -> Rules:
 def exclusion_decisions(study: Study) -> pd.DataFrame:
     """The decision in force per annotator: each session's latest (by time, then id)."""
     rows = list(
-        ExclusionDecision.objects.filter(session__study=study)
+        ExclusionDecision.objects.filter(session__study=study, session__pilot=False)
         .order_by("session_id", "decided_at", "id")
         .values_list(
             "session__pseudonym", "excluded", "reason", "decided_by__username", "decided_at"
@@ -68,11 +68,12 @@ def exclusion_decisions(study: Study) -> pd.DataFrame:
 def study_votes(study: Study) -> pd.DataFrame:
     """Every vote of the study that counts, one query: vote_id, annotator (the pseudonym),
     pair_id, kind, choice, preferred, late, response_ms, gold_answer. Answers too fast to
-    count (assignment rule 14) are left out; ``response_ms`` is the server's measure where
+    count (assignment rule 14) and pilot answers (a researcher's preview) are left out;
+    ``response_ms`` is the server's measure where
     there is one (the client's for imported votes): what quality control judges."""
     return pd.DataFrame(
         list(
-            Vote.objects.filter(pair__study=study, too_fast=False).values(
+            Vote.objects.filter(pair__study=study, too_fast=False, pilot=False).values(
                 "pair_id",
                 "kind",
                 "choice",
@@ -98,7 +99,7 @@ _COMPACT_VOTES = """
         FROM {vote} v
         JOIN {pair} p ON p.id = v.pair_id
         JOIN {session} s ON s.id = v.session_id
-        WHERE p.study_id = {study} AND NOT v.too_fast
+        WHERE p.study_id = {study} AND NOT v.too_fast AND NOT v.pilot
         ORDER BY v.id
     ) TO STDOUT WITH (FORMAT csv, HEADER false)
 """

@@ -27,7 +27,7 @@ def agreement_mark(*, study: Study) -> Mark:
     the decisions, the study's scoring batches and the newest score id of all (a score
     written anywhere marks every snapshot stale once: rare, and never missed), plus the
     study's rules and per-metric deltas."""
-    sessions = AnnotatorSession.objects.filter(study=study).aggregate(
+    sessions = AnnotatorSession.objects.filter(study=study, pilot=False).aggregate(
         n=Count("id"), done=Sum("n_done"), practice=Sum("n_practice_done")
     )
     decisions = ExclusionDecision.objects.filter(session__study=study).aggregate(
@@ -100,7 +100,7 @@ def session_counters(*, study: Study) -> pd.DataFrame:
     """Every session of the study with an answer: id, pseudonym and answers counted
     (``n_done + n_practice_done``, incremented with each vote's insert). One query."""
     rows = (
-        AnnotatorSession.objects.filter(study=study)
+        AnnotatorSession.objects.filter(study=study, pilot=False)
         .annotate(answered=F("n_done") + F("n_practice_done"))
         .filter(answered__gt=0)
         .values_list("id", "pseudonym", "answered")
@@ -115,10 +115,11 @@ def session_counters(*, study: Study) -> pd.DataFrame:
 
 def session_votes(*, study: Study, session_ids) -> pd.DataFrame:
     """Every vote of these sessions of the study that counts (``live.VOTE_COLUMNS``; as
-    ``selectors.study_votes``: no answer too fast to count, the server's response time).
+    ``selectors.study_votes``: no answer too fast to count, no pilot answer, the server's
+    response time).
     One query."""
     rows = Vote.objects.filter(
-        session__study=study, session_id__in=list(session_ids), too_fast=False
+        session__study=study, session_id__in=list(session_ids), too_fast=False, pilot=False
     ).values_list(
         "session_id", "pair_id", "kind", "choice", "preferred", Coalesce("server_ms", "response_ms")
     )

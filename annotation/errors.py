@@ -11,6 +11,21 @@ class StudyNotOpen(DomainError):
     code = "study_not_open"
 
 
+class RoleRequired(DomainError):
+    """A researcher who sees the study but whose role on it does not allow the request
+    (a viewer changing settings, an editor deleting it)."""
+
+    status_code = 403
+    code = "role_required"
+
+
+class StudyArchived(DomainError):
+    """The study is archived: read-only until an owner restores it."""
+
+    status_code = 409
+    code = "study_archived"
+
+
 class StudyImportError(DomainError):
     """An import refused; the message names the file (and manifest line) at fault."""
 

@@ -154,7 +154,8 @@ class Study(models.Model):
     # Per-metric tie band for agreement, e.g. {"psnr": 0.5}; 0 when absent.
     metric_deltas = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    # Researchers: the owner and the members can see and run the study; staff see all.
+    # Researchers: the owner (who made it) and the members, each with a role
+    # (``StudyMember``: viewer, editor or owner), see the study; staff see all.
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
@@ -163,8 +164,14 @@ class Study(models.Model):
         related_name="owned_studies",
     )
     members = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, blank=True, related_name="member_studies"
+        settings.AUTH_USER_MODEL,
+        through="StudyMember",
+        blank=True,
+        related_name="member_studies",
     )
+    # Archived: hidden from the study list, read-only (no annotator, no change) until an
+    # owner restores it.
+    archived_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "studies"
@@ -174,6 +181,42 @@ class Study(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+
+class Role(models.TextChoices):
+    """What a member may do with a study; each role may do what the roles before it may."""
+
+    VIEWER = "viewer", "Viewer: read and download"
+    EDITOR = "editor", "Editor: settings, scoring, exports, exclusions, pilot data"
+    OWNER = "owner", "Owner: members, archive, delete"
+
+
+ROLE_RANK = {Role.VIEWER: 1, Role.EDITOR: 2, Role.OWNER: 3}
+
+
+class StudyMember(models.Model):
+    """A researcher's role on a study they do not own (the study's ``owner`` is its owner
+    without a row here)."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="study_memberships"
+    )
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.VIEWER)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "user__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "user"], name="member_once_per_study"),
+            models.CheckConstraint(
+                condition=models.Q(role__in=["viewer", "editor", "owner"]),
+                name="member_role_known",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study.slug}: {self.user} ({self.role})"
 
 
 class Scene(models.Model):
@@ -354,6 +397,17 @@ class AnnotatorSession(models.Model):
     # leases may then keep their pairs before it has proved itself); its last sign of a
     # person (the first trial, or an answer at least min_response_ms after its issue).
     address_key = models.CharField(max_length=32, blank=True)
+    # A researcher trying the study from its dashboard (preview): the session's answers
+    # are pilot data, left out of counts, labels, quality control, reports and exports,
+    # and never take a pair's target.
+    pilot = models.BooleanField(default=False, db_default=False)
+    piloted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     shielded = models.BooleanField(default=False)
     active_at = models.DateTimeField(null=True, blank=True)
@@ -472,6 +526,9 @@ class Vote(models.Model):
     server_ms = models.PositiveIntegerField(null=True, blank=True)
     # A database default too: imports write votes with COPY, naming their own columns.
     too_fast = models.BooleanField(default=False, db_default=False)
+    # Copied from the session: a researcher's preview answer, left out of every count,
+    # label, report and export (unless asked for).
+    pilot = models.BooleanField(default=False, db_default=False)
     client_info = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField()
 

@@ -8,7 +8,19 @@ from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subq
 from django.db.models.functions import Coalesce, Trunc
 
 from annotation import designs
-from annotation.models import AnnotatorSession, Image, Pair, Scene, Study, Trial, Vote
+from annotation.errors import RoleRequired
+from annotation.models import (
+    ROLE_RANK,
+    AnnotatorSession,
+    Image,
+    Pair,
+    Role,
+    Scene,
+    Study,
+    StudyMember,
+    Trial,
+    Vote,
+)
 from core.errors import NotFound
 
 
@@ -37,23 +49,56 @@ def study_get(*, slug: str) -> Study:
     return study
 
 
-def studies_visible(*, user) -> QuerySet[Study]:
-    """The studies ``user`` may see and run: those they own or are a member of; every
+def studies_visible(*, user, archived: bool | None = None) -> QuerySet[Study]:
+    """The studies ``user`` may see: those they own or are a member of (any role); every
     study for staff; none for anyone not logged in (an annotator's session token is not a
-    user, so it reaches none). The one access rule of the researcher side."""
+    user, so it reaches none). The one access rule of the researcher side; what each role
+    may do with a study is ``study_role``'s. ``archived`` True or False keeps only the
+    archived or the other studies."""
     if user is None or not user.is_authenticated or not user.is_active:
         return Study.objects.none()
+    studies = Study.objects.all()
+    if archived is not None:
+        studies = studies.filter(archived_at__isnull=not archived)
     if user.is_staff:
-        return Study.objects.all()
-    return Study.objects.filter(Q(owner=user) | Q(members=user)).distinct()
+        return studies
+    return studies.filter(Q(owner=user) | Q(memberships__user=user)).distinct()
 
 
-def study_get_visible(*, user, slug: str) -> Study:
+def study_role(*, user, study: Study) -> str | None:
+    """What ``user`` is on ``study``: ``Role.OWNER`` for its owner, an owner member and
+    staff; the member's role; ``None`` for anyone else."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return None
+    if user.is_staff or study.owner_id == user.pk:
+        return Role.OWNER
+    return StudyMember.objects.filter(study=study, user=user).values_list("role", flat=True).first()
+
+
+# What each role is for, in the message a refused request gets.
+ROLE_NEEDED_FOR = {
+    Role.VIEWER: "seeing the study",
+    Role.EDITOR: "changing the study (settings, status, scoring, exports, exclusions, "
+    "scenes, pilot data)",
+    Role.OWNER: "managing members, archiving and deleting",
+}
+
+
+def study_get_visible(*, user, slug: str, role: str = Role.VIEWER) -> Study:
     """The study ``slug`` if ``user`` may see it; ``NotFound`` otherwise, the same answer
-    as for a study that does not exist (another researcher's study is not revealed)."""
-    study = studies_visible(user=user).filter(slug=slug).first()
+    as for a study that does not exist (another researcher's study is not revealed).
+    ``RoleRequired`` (403) when they see it but their role is below ``role``; the study
+    carries the caller's role as ``study.role``."""
+    study = studies_visible(user=user).filter(slug=slug).select_related("owner").first()
     if study is None:
         raise NotFound(f"no study with slug {slug!r}")
+    study.role = study_role(user=user, study=study)
+    if ROLE_RANK[study.role] < ROLE_RANK[role]:
+        allowed = " or ".join(r for r in ROLE_RANK if ROLE_RANK[r] >= ROLE_RANK[role])
+        raise RoleRequired(
+            f"your role on study {slug!r} is {study.role}: {ROLE_NEEDED_FOR[role]} needs "
+            f"the role {allowed}"
+        )
     return study
 
 
@@ -102,10 +147,16 @@ def media_file_access(*, user, path: str) -> str | None:
     return None
 
 
-def study_list_with_counts(*, user=None) -> QuerySet[Study]:
+def study_list_with_counts(*, user=None, archived: bool | None = None) -> QuerySet[Study]:
     """Studies with their scene, image and pair counts (gold pairs apart), in one query;
-    with ``user``, only the studies that user may see."""
-    studies = Study.objects.all() if user is None else studies_visible(user=user)
+    with ``user``, only the studies that user may see; ``archived`` True or False only
+    the archived or the other ones."""
+    if user is None:
+        studies = Study.objects.all()
+        if archived is not None:
+            studies = studies.filter(archived_at__isnull=not archived)
+    else:
+        studies = studies_visible(user=user, archived=archived)
     return studies.annotate(
         n_scenes=_count_per_study(Scene.objects.all(), "study"),
         n_images=_count_per_study(Image.objects.all(), "scene__study"),
@@ -126,13 +177,15 @@ def study_integrity_counts(*, study: Study) -> dict[str, int]:
 
 
 # The votes that count toward a pair's target: counted trials' answers, except those too
-# fast to count (assignment rule 14).
-COUNTED_VOTE = Q(kind=Trial.Kind.LABEL, too_fast=False)
+# fast to count (assignment rule 14) and a researcher's preview answers.
+COUNTED_VOTE = Q(kind=Trial.Kind.LABEL, too_fast=False, pilot=False)
+# The sessions and votes of annotators (a researcher's preview is pilot data: apart).
+ANNOTATORS = Q(pilot=False)
 
 
-def study_progress(*, user=None) -> QuerySet[Study]:
+def study_progress(*, user=None, archived: bool | None = None) -> QuerySet[Study]:
     """Studies with what researchers watch while a study runs, in one query; with
-    ``user``, only those that user may see."""
+    ``user``, only those that user may see (``archived``: as ``study_list_with_counts``)."""
     counted = (
         Vote.objects.filter(COUNTED_VOTE, pair=OuterRef("pk"))
         .order_by()
@@ -145,14 +198,14 @@ def study_progress(*, user=None) -> QuerySet[Study]:
         .annotate(n_counted=Coalesce(Subquery(counted, output_field=IntegerField()), Value(0)))
         .filter(n_counted__gte=F("target_votes"))
     )
-    return study_list_with_counts(user=user).annotate(
+    return study_list_with_counts(user=user, archived=archived).annotate(
         n_gold_pairs=_count_per_study(Pair.objects.exclude(gold_answer=""), "study"),
         n_pairs_complete=_count_per_study(complete, "study"),
-        n_votes=_count_per_study(Vote.objects.all(), "pair__study"),
+        n_votes=_count_per_study(Vote.objects.filter(ANNOTATORS), "pair__study"),
         n_counted_votes=_count_per_study(Vote.objects.filter(COUNTED_VOTE), "pair__study"),
-        n_sessions=_count_per_study(AnnotatorSession.objects.all(), "study"),
+        n_sessions=_count_per_study(AnnotatorSession.objects.filter(ANNOTATORS), "study"),
         n_sessions_completed=_count_per_study(
-            AnnotatorSession.objects.filter(completed_at__isnull=False), "study"
+            AnnotatorSession.objects.filter(ANNOTATORS, completed_at__isnull=False), "study"
         ),
     )
 
@@ -198,7 +251,7 @@ def study_session_counts(*, study: Study) -> dict[str, int]:
     in one query on the sessions table (small: one row per annotator). The answered total
     moves with every stored vote, so it also tells whether vote counts read earlier still
     hold."""
-    row = AnnotatorSession.objects.filter(study=study).aggregate(
+    row = AnnotatorSession.objects.filter(ANNOTATORS, study=study).aggregate(
         started=Count("pk"),
         completed=Count("pk", filter=Q(completed_at__isnull=False)),
         full=Count("pk", filter=Q(outcome=AnnotatorSession.Outcome.FULL)),
@@ -225,7 +278,7 @@ def study_scene_progress(*, study: Study) -> list[dict]:
         LEFT JOIN (
             SELECT vote.pair_id, COUNT(*) AS n
             FROM annotation_vote vote JOIN annotation_pair vp ON vp.id = vote.pair_id
-            WHERE vp.study_id = %s AND vote.kind = %s AND NOT vote.too_fast
+            WHERE vp.study_id = %s AND vote.kind = %s AND NOT vote.too_fast AND NOT vote.pilot
             GROUP BY vote.pair_id
         ) v ON v.pair_id = p.id
         WHERE p.study_id = %s AND p.gold_answer = ''
@@ -248,7 +301,7 @@ def study_votes_per_hour(*, study: Study) -> list[dict]:
     """Votes per clock hour (UTC), oldest first: every vote (practice and gold included)
     and the counted ones. Hours without votes are left out."""
     rows = (
-        Vote.objects.filter(pair__study=study)
+        Vote.objects.filter(ANNOTATORS, pair__study=study)
         .annotate(hour=Trunc("created_at", "hour", tzinfo=UTC))
         .order_by()
         .values("hour")
@@ -269,7 +322,7 @@ def study_counted_votes_since(*, study: Study, since: datetime) -> int:
 def study_median_response_ms(*, study: Study) -> float | None:
     """The median response time of the study's answered trials, practice apart (the
     export's ``votes`` with ``is_practice`` false); None before the first answer."""
-    votes = Vote.objects.filter(pair__study=study, response_ms__isnull=False).exclude(
+    votes = Vote.objects.filter(ANNOTATORS, pair__study=study, response_ms__isnull=False).exclude(
         kind=Trial.Kind.PRACTICE
     )
     if connection.vendor == "postgresql":
@@ -288,3 +341,27 @@ def study_median_response_ms(*, study: Study) -> float | None:
         return None
     middle = len(values) // 2
     return float(values[middle]) if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def pilot_summary(*, study: Study) -> dict:
+    """The study's pilot data (researchers' previews), apart from the annotators': its
+    sessions (newest first, at most 20: who, when, trials answered, whether finished)
+    and totals."""
+    pilots = AnnotatorSession.objects.filter(study=study, pilot=True)
+    totals = pilots.aggregate(
+        sessions=Count("pk"), answered=Coalesce(Sum(F("n_done") + F("n_practice_done")), Value(0))
+    )
+    rows = list(
+        pilots.order_by("-created_at").values(
+            "created_at",
+            "completed_at",
+            "n_done",
+            "n_practice_done",
+            by=F("piloted_by__username"),
+        )[:20]
+    )
+    return {
+        "sessions": int(totals["sessions"]),
+        "votes": Vote.objects.filter(pair__study=study, pilot=True).count(),
+        "rows": rows,
+    }

@@ -288,7 +288,16 @@ class StudySummarySerializer(OutputSerializer):
     gold_rate = serializers.FloatField()
     trials_per_session = serializers.IntegerField()
     practice_trials = serializers.IntegerField()
+    archived = serializers.SerializerMethodField(
+        help_text="Archived: hidden from the study list, read-only until an owner restores it."
+    )
     counts = StudyCountsSerializer(source="*")
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_archived(self, study) -> bool:
+        # A Study, or the dict of its keys (the researcher API's study detail).
+        archived_at = study["archived_at"] if isinstance(study, dict) else study.archived_at
+        return archived_at is not None
 
 
 def valid(serializer_class: type[serializers.Serializer], data) -> dict:

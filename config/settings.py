@@ -175,6 +175,25 @@ LOGIN_URL = "workspace:login"
 LOGIN_REDIRECT_URL = "workspace:study-list"
 LOGOUT_REDIRECT_URL = "workspace:login"
 
+# Password links (reset by e-mail, ``create_researcher --invite``) work once, this long.
+PASSWORD_RESET_TIMEOUT = int(float(os.environ.get("IQA_PASSWORD_LINK_DAYS", "3")) * 86400)
+
+# E-mail (password reset links). Without EMAIL_HOST the messages are printed on the web
+# process's console (``make run``); with it, sent over SMTP with the EMAIL_* variables.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "587"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False) and not EMAIL_USE_TLS
+EMAIL_TIMEOUT = 20
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "iqa-platform@localhost")
+
 # Django's four validators, at least 12 characters (the password change form, reset,
 # createsuperuser).
 AUTH_PASSWORD_VALIDATORS = [

@@ -15,8 +15,9 @@ import os
 import tempfile
 import tomllib
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +26,7 @@ from django.conf import settings
 from annotation.models import Image, Study
 from annotation.storage import media_root
 from core.spreadsheet import restore_frame
-from dataset.export import ExportError, study_export
+from dataset.export import EXPORT_STEPS, ExportError, study_export
 
 CHUNK = 1 << 20
 # Zip's earliest time: members carry it, not the time they were written.
@@ -199,17 +200,29 @@ def _files_section(members: list[Member], with_images: bool) -> str:
 
 
 def study_bundle(
-    *, study: Study, path: Path, with_images: bool = False, samples: int = 1000, seed: int = 0
+    *,
+    study: Study,
+    path: Path,
+    with_images: bool = False,
+    samples: int = 1000,
+    seed: int = 0,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Bundle:
     """Write the study's bundle to ``path`` (a zip); returns its members (the datasheet
-    last). Refuses a missing image file (with ``with_images``), naming it."""
+    last). Refuses a missing image file (with ``with_images``), naming it.
+    ``on_progress(done, total)`` follows the export's steps (``EXPORT_STEPS``), then, with
+    ``with_images``, each image file added."""
     path = Path(path)
     if path.exists() and path.is_dir():
         raise ExportError(f"{path}: is a folder, not a zip file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
+    report = on_progress or (lambda done, total: None)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".bundle-") as scratch:
         folder = Path(scratch) / "export"
-        study_export(study=study, out=folder, fmt="csv", samples=samples, seed=seed, formats=True)
+        study_export(
+            study=study, out=folder, fmt="csv", samples=samples, seed=seed, formats=True,
+            on_progress=report,
+        )  # fmt: skip
         sources = sorted(_exported_files(folder))
         shown: set[str] = set()
         card = ""
@@ -224,10 +237,15 @@ def study_bundle(
             for name, source in sources:
                 members.append(_add_file(archive, name, source))
             if with_images:
-                for name, source in _image_files(study, IMAGES):
+                total = EXPORT_STEPS + Image.objects.filter(scene__study=study).count()
+                total += len(shown)
+                done = EXPORT_STEPS
+                for name, source in chain(
+                    _image_files(study, IMAGES), _image_files(study, HF_PAIRS, only=shown)
+                ):
                     members.append(_add_file(archive, name, source))
-                for name, source in _image_files(study, HF_PAIRS, only=shown):
-                    members.append(_add_file(archive, name, source))
+                    done += 1
+                    report(done, total)
             sheet = card + (folder / DATASHEET).read_text(encoding="utf-8")
             if with_images:
                 sheet += HF_SECTION

@@ -53,7 +53,7 @@ VOTE_COLUMNS = [
     "left_image", "right_image", "choice", "preferred", "annotator", "is_gold",
     "is_practice", "is_late", "excluded", "response_ms", "server_ms", "too_fast",
     "past_target", "device_pixel_ratio", "viewport_width", "viewport_height", "created_at",
-    "imported",
+    "imported", "is_pilot",
 ]  # fmt: skip
 PAIR_COLUMNS = [
     "pair_id", "scene", "image_a", "image_b", "reference", "condition_a", "condition_b",
@@ -63,6 +63,7 @@ PAIR_COLUMNS = [
 SESSION_COLUMNS = [
     "annotator", "source", "created_at", "completed_at", "outcome", "code_earned", "n_done",
     "n_practice_done", "device_pixel_ratio", "viewport_width", "viewport_height", "user_agent",
+    "pilot",
 ]  # fmt: skip
 
 
@@ -135,7 +136,7 @@ VOTES_CHUNK = 50_000
 _VOTE_SOURCE_COLUMNS = [
     "pair_id", "choice", "preferred", "response_ms", "created_at", "kind", "client_info",
     "trial_id", "vote_id", "scene_id", "scene_name", "image_a_name", "image_b_name",
-    "a_on_left", "annotator", "is_late", "import_source", "server_ms", "too_fast",
+    "a_on_left", "annotator", "is_late", "import_source", "server_ms", "too_fast", "is_pilot",
 ]  # fmt: skip
 
 
@@ -151,18 +152,21 @@ class VoteCounts:
     imported: int = 0
     too_fast: int = 0
     past_target: int = 0
+    pilot: int = 0
 
     def plus(self, votes: pd.DataFrame) -> "VoteCounts":
         gold, practice, fast = votes["is_gold"], votes["is_practice"], votes["too_fast"]
+        pilot = votes["is_pilot"]
         return VoteCounts(
             votes=self.votes + len(votes),
-            counted=self.counted + int((~gold & ~practice & ~fast).sum()),
+            counted=self.counted + int((~gold & ~practice & ~fast & ~pilot).sum()),
             gold=self.gold + int(gold.sum()),
             practice=self.practice + int(practice.sum()),
             late=self.late + int(votes["is_late"].sum()),
             imported=self.imported + int(votes["imported"].sum()),
             too_fast=self.too_fast + int(fast.sum()),
             past_target=self.past_target + int(votes["past_target"].sum()),
+            pilot=self.pilot + int(pilot.sum()),
         )
 
 
@@ -178,7 +182,7 @@ class _PastTarget:
         self.seen: dict[int, int] = {}
 
     def mark(self, votes: pd.DataFrame) -> pd.Series:
-        counted = (votes["kind"] == Trial.Kind.LABEL) & ~votes["too_fast"]
+        counted = (votes["kind"] == Trial.Kind.LABEL) & ~votes["too_fast"] & ~votes["is_pilot"]
         past = np.zeros(len(votes), dtype=bool)
         for row, pair_id in zip(
             np.flatnonzero(counted), votes.loc[counted, "pair_id"], strict=True
@@ -204,6 +208,7 @@ def _votes_chunk(
     votes["is_gold"] = votes["kind"] == Trial.Kind.GOLD
     votes["is_practice"] = votes["kind"] == Trial.Kind.PRACTICE
     votes["too_fast"] = votes["too_fast"].astype(bool)
+    votes["is_pilot"] = votes["is_pilot"].astype(bool)
     votes["past_target"] = past.mark(votes)
     votes["excluded"] = votes["annotator"].isin(excluded)
     # Brought in by ``import_votes`` (the session's source names where from).
@@ -221,20 +226,23 @@ def _votes_chunk(
 
 
 def votes_frames(
-    study: Study, excluded: set[str], *, chunk: int | None = None
+    study: Study, excluded: set[str], *, chunk: int | None = None, include_pilot: bool = False
 ) -> Iterator[pd.DataFrame]:
     """The votes table in frames of at most ``chunk`` rows (``VOTES_CHUNK``), oldest first
     (then by id), read from a server-side cursor; at least one frame (empty for a study
-    without votes)."""
+    without votes). Pilot answers (a researcher's preview) only with ``include_pilot``."""
     chunk = chunk or VOTES_CHUNK
+    votes = Vote.objects.filter(pair__study=study)
+    if not include_pilot:
+        votes = votes.filter(pilot=False)
     rows = (
-        Vote.objects.filter(pair__study=study)
-        .order_by("created_at", "id")
+        votes.order_by("created_at", "id")
         .values_list(
             "pair_id", "choice", "preferred", "response_ms", "created_at", "kind", "client_info",
             "trial_id", "id", "pair__scene_id", "pair__scene__name", "pair__image_a__name",
             "pair__image_b__name", "trial__a_on_left", "session__pseudonym", "late",
             KeyTextTransform("import_source", "session__external_ids"), "server_ms", "too_fast",
+            "pilot",
         )
         .iterator(chunk_size=min(chunk, 20_000))
     )  # fmt: skip
@@ -246,17 +254,20 @@ def votes_frames(
         yield _votes_chunk(batch, references, excluded, past)
 
 
-def votes_frame(study: Study, excluded: set[str]) -> pd.DataFrame:
+def votes_frame(study: Study, excluded: set[str], *, include_pilot: bool = False) -> pd.DataFrame:
     """The whole votes table as one frame (small studies, tests); the export streams it."""
-    return pd.concat(list(votes_frames(study, excluded)), ignore_index=True)
+    frames = votes_frames(study, excluded, include_pilot=include_pilot)
+    return pd.concat(list(frames), ignore_index=True)
 
 
-def _write_votes(study: Study, excluded: set[str], path: Path, fmt: str) -> VoteCounts:
+def _write_votes(
+    study: Study, excluded: set[str], path: Path, fmt: str, *, include_pilot: bool = False
+) -> VoteCounts:
     """Write the votes table to ``path`` chunk by chunk; returns its counts. CSV and JSON
     Lines append each chunk (the bytes of the whole frame written at once); Parquet
     writes one row group per chunk, every chunk in the first one's schema."""
     counts = VoteCounts()
-    frames = votes_frames(study, excluded)
+    frames = votes_frames(study, excluded, include_pilot=include_pilot)
     if fmt == "parquet":
         writer = None
         try:
@@ -284,12 +295,14 @@ def _write_votes(study: Study, excluded: set[str], path: Path, fmt: str) -> Vote
     return counts
 
 
-def sessions_frame(study: Study) -> pd.DataFrame:
+def sessions_frame(study: Study, *, include_pilot: bool = False) -> pd.DataFrame:
+    sessions = AnnotatorSession.objects.filter(study=study)
+    if not include_pilot:
+        sessions = sessions.filter(pilot=False)
     rows = list(
-        AnnotatorSession.objects.filter(study=study)
-        .order_by("created_at")
-        .values(
+        sessions.order_by("created_at").values(
             "source",
+            "pilot",
             "created_at",
             "completed_at",
             "outcome",
@@ -302,8 +315,8 @@ def sessions_frame(study: Study) -> pd.DataFrame:
     sessions = pd.DataFrame(
         rows,
         columns=[
-            "source", "created_at", "completed_at", "outcome", "n_done", "n_practice_done",
-            "client_info", "annotator",
+            "source", "pilot", "created_at", "completed_at", "outcome", "n_done",
+            "n_practice_done", "client_info", "annotator",
         ],
     )  # fmt: skip
     required = counted_trials_required(study)
@@ -436,6 +449,23 @@ def _model_lines(report) -> list[str]:
     ]
 
 
+def _pilot_line(
+    study: Study, votes: VoteCounts, sessions: pd.DataFrame, include_pilot: bool
+) -> str:
+    """What the datasheet says of pilot data (researchers' preview answers)."""
+    if include_pilot:
+        return (
+            f"- pilot data (researchers' preview, counted nowhere): {votes.pilot} votes "
+            f"(`is_pilot`) of {int(sessions['pilot'].sum())} sessions (`pilot`) in these tables"
+        )
+    left = Vote.objects.filter(pair__study=study, pilot=True).count()
+    sessions_left = AnnotatorSession.objects.filter(study=study, pilot=True).count()
+    return (
+        f"- pilot data (researchers' preview) left out: {left} votes of {sessions_left} "
+        "sessions (an export with pilot data included adds them, marked)"
+    )
+
+
 def _datasheet(
     study: Study,
     tables: dict[str, pd.DataFrame],
@@ -443,6 +473,7 @@ def _datasheet(
     report,
     *,
     formats: bool = False,
+    include_pilot: bool = False,
 ) -> str:
     pairs = tables["pairs"]
     study_pairs = pairs[~pairs["is_gold"]]
@@ -482,6 +513,7 @@ def _datasheet(
         "lease set aside or released, answered after all)",
         f"- annotators: {len(tables['sessions'])} "
         f"({int(tables['sessions']['completed_at'].notna().sum())} completed)",
+        _pilot_line(study, votes, tables["sessions"], include_pilot),
         "",
         "## Exclusions",
         "",
@@ -540,8 +572,12 @@ def study_export(
     seed: int = 0,
     formats: bool = False,
     model: str = "thurstone",
+    include_pilot: bool = False,
 ) -> list[WrittenTable]:
     """Write the study's tables into ``out`` (created if needed); returns what was written.
+
+    Pilot data (researchers' preview answers) counts nowhere; ``include_pilot`` adds its
+    votes and sessions to those tables, marked (``is_pilot``, ``pilot``).
 
     ``samples`` and ``seed`` drive the bootstrap intervals of ``image_scores`` and
     ``agreement``, so the same data export the same numbers. ``on_progress(done, total)``
@@ -559,7 +595,7 @@ def study_export(
     out.mkdir(parents=True, exist_ok=True)
     with read_snapshot():
         return _export(study, out, fmt, on_table, _stepper(on_progress), samples, seed, formats,
-                       model)  # fmt: skip
+                       model, include_pilot)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -578,7 +614,9 @@ def read_snapshot() -> Iterator[None]:
         yield
 
 
-def _export(study, out, fmt, on_table, step, samples, seed, formats, model) -> list[WrittenTable]:
+def _export(
+    study, out, fmt, on_table, step, samples, seed, formats, model, include_pilot
+) -> list[WrittenTable]:
     step(0)
     # Neither the report nor the votes table holds the votes as a frame: the report's
     # tally is read session by session into the live state's compact arrays
@@ -593,7 +631,7 @@ def _export(study, out, fmt, on_table, step, samples, seed, formats, model) -> l
     excluded = set(report.excluded["annotator"])
     tables = {
         "pairs": pairs_frame(study, report.pairs),
-        "sessions": sessions_frame(study),
+        "sessions": sessions_frame(study, include_pilot=include_pilot),
         "annotators": report.annotators,
         "image_scores": report.image_scores.drop(columns="image_id"),
         "metric_scores": scores_frame(study),
@@ -603,7 +641,7 @@ def _export(study, out, fmt, on_table, step, samples, seed, formats, model) -> l
     written = []
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp:
         path = Path(tmp) / f"votes.{fmt}"
-        votes = _write_votes(study, excluded, path, fmt)
+        votes = _write_votes(study, excluded, path, fmt, include_pilot=include_pilot)
         staged = [("votes", path, votes.votes)]
         step(1 + len(staged))
         for name, frame in tables.items():
@@ -614,7 +652,9 @@ def _export(study, out, fmt, on_table, step, samples, seed, formats, model) -> l
         if formats:
             staged += write_formats(study, tables, Path(tmp))
         sheet = Path(tmp) / "README.md"
-        sheet.write_text(_datasheet(study, tables, votes, report, formats=formats))
+        sheet.write_text(
+            _datasheet(study, tables, votes, report, formats=formats, include_pilot=include_pilot)
+        )
         staged.append(("README", sheet, 0))
         for name, path, rows in staged:
             final = out / path.name

@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.views.decorators.clickjacking import xframe_options_exempt
 
 from annotation.models import Study
-from annotation.selectors import study_for_annotators
+from annotation.selectors import studies_visible, study_for_annotators
 from core.csp import csp_replace
 from frontend.presenters import study_example
 
@@ -64,7 +64,16 @@ def annotate(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_for_annotators(slug=slug, user=request.user)
     if study is None:
         return render(request, "frontend/annotate_missing.html", {"slug": slug}, status=404)
-    open_ = study.status == Study.Status.LIVE
+    # Preview (the dashboard's "Preview as annotator"): a researcher who sees the study
+    # answers as a pilot session, on a draft too; its token comes in the address's
+    # fragment. The API, not this flag, keeps pilot answers apart.
+    preview = (
+        request.GET.get("preview") == "1"
+        and studies_visible(user=request.user).filter(pk=study.pk).exists()
+    )
+    open_ = study.status == Study.Status.LIVE or (
+        preview and study.status == Study.Status.DRAFT and study.archived_at is None
+    )
     minutes = max(1, round((study.practice_trials + study.trials_per_session) * 6 / 60))
     config = {
         "slug": study.slug,
@@ -86,5 +95,9 @@ def annotate(request: HttpRequest, slug: str) -> HttpResponse:
         ),
         "redirect_seconds": 5,
         "mturk_submit_url": mturk_submit_url(request),
+        "preview": preview,
+        "dashboard_url": (
+            reverse("workspace:study-dashboard", args=[study.slug]) if preview else None
+        ),
     }  # fmt: skip
     return render(request, "frontend/annotate.html", {"study": study, "config": config})

@@ -26,7 +26,7 @@ from annotation.services import annotator_exclusion_decide
 from core.errors import Conflict, DomainError
 from workspace import dashboard, services
 from workspace import selectors as workspace_selectors
-from workspace.access import IsResearcher, study_for
+from workspace.access import IsResearcher, Role, study_for
 from workspace.errors import UploadTooLarge
 from workspace.export_jobs import export_filename, export_job_start, export_path
 from workspace.import_jobs import import_job_start
@@ -50,6 +50,12 @@ from workspace.uploads import ZipUploadHandler, handler_install
 
 NOT_SIGNED_IN = "Not signed in (session or token authentication)."
 NO_STUDY = "No study has this slug that the caller may see."
+# A request that changes a study: an editor's or an owner's.
+EDITORS_ONLY = (
+    NOT_SIGNED_IN + " Or the caller is a viewer of the study: this needs the role editor "
+    "or owner (`role_required`)."
+)
+ARCHIVED = "The study is archived: read-only until an owner restores it (`study_archived`)."
 
 
 class ResearcherApi(APIView):
@@ -65,7 +71,8 @@ class StudiesApi(ResearcherApi):
         },
     )
     def get(self, request: Request) -> Response:
-        """The caller's studies (owned or member; every study for staff)."""
+        """The caller's studies (owned or member, archived ones included and marked;
+        every study for staff)."""
         studies = selectors.study_progress(user=request.user)
         return Response([StudySummarySerializer.render(study) for study in studies])
 
@@ -154,8 +161,9 @@ class StudyDetailApi(ResearcherApi):
                 {
                     400: "A setting refused (``field`` names it): out of bounds, unknown, or "
                     "fixed at import.",
-                    403: NOT_SIGNED_IN,
+                    403: EDITORS_ONLY,
                     404: NO_STUDY,
+                    409: ARCHIVED,
                 }
             ),
         },
@@ -164,7 +172,7 @@ class StudyDetailApi(ResearcherApi):
         """Change the status and the settings ``configure_study`` changes, with the same
         validation; quality-control thresholds take ``"off"``; ``metric_deltas`` is the
         whole new map."""
-        study = study_for(request, slug)
+        study = study_for(request, slug, role=Role.EDITOR)
         if not isinstance(request.data, dict):
             raise DomainError("the body must be a JSON object of settings")
         study = services.study_settings_change(study=study, changes=dict(request.data))
@@ -288,7 +296,12 @@ class AnnotatorExclusionApi(ResearcherApi):
         responses={
             200: AnnotatorRowSerializer,
             **error_responses(
-                {400: "No reason, or a reason too long.", 403: NOT_SIGNED_IN, 404: NO_ANNOTATOR}
+                {
+                    400: "No reason, or a reason too long.",
+                    403: EDITORS_ONLY,
+                    404: NO_ANNOTATOR,
+                    409: ARCHIVED,
+                }
             ),
         },
     )
@@ -297,7 +310,7 @@ class AnnotatorExclusionApi(ResearcherApi):
         reason. Every decision is kept; the latest is in force and overrides the automatic
         rules for that annotator in labels, scores, agreement and the export. Answers the
         annotator's new row."""
-        study = study_for(request, slug)
+        study = study_for(request, slug, role=Role.EDITOR)
         data = valid(ExclusionInput, request.data)
         annotator_exclusion_decide(
             study=study,
@@ -336,8 +349,8 @@ class StudyExportsApi(ResearcherApi):
             202: ExportStartedSerializer,
             **error_responses(
                 {
-                    400: "Unknown format.",
-                    403: NOT_SIGNED_IN,
+                    400: "Unknown format, or pilot data with a bundle.",
+                    403: EDITORS_ONLY,
                     404: NO_STUDY,
                     429: "The researcher has IQA_JOBS_PER_RESEARCHER imports and exports "
                     "queued or running (`too_many_jobs`); nothing was queued.",
@@ -349,9 +362,14 @@ class StudyExportsApi(ResearcherApi):
     def post(self, request: Request, slug: str) -> Response:
         """Build the export (every table in ``format`` and the datasheet, one zip) on a
         worker. Follow it at the returned ``url`` (``GET exports/{id}``)."""
-        study = study_for(request, slug)
+        study = study_for(request, slug, role=Role.EDITOR)
         data = valid(ExportInput, request.data)
-        job = export_job_start(study=study, owner=request.user, format=data["format"])
+        job = export_job_start(
+            study=study,
+            owner=request.user,
+            format=data["format"],
+            include_pilot=data["include_pilot"],
+        )
         return Response(ExportStartedSerializer.render(job), status=202)
 
 

@@ -231,6 +231,7 @@ def study_detail(*, study: Study, annotator_url: str) -> dict:
                 "gold_rate",
                 "trials_per_session",
                 "practice_trials",
+                "archived_at",
             )
         },
         **study_counts(progress),

@@ -3,7 +3,9 @@
 ``export_job_start`` records the job and queues it after commit. ``export_job_run`` (the
 task's one service) calls ``dataset.export.study_export``, the export the command runs,
 into a scratch folder, zips every table and the datasheet into one file and moves it into
-place as ``IQA_EXPORT_DIR/<job id>.zip``: a zip is there whole or not at all.
+place as ``IQA_EXPORT_DIR/<job id>.zip``: a zip is there whole or not at all. The format
+``bundle`` is ``export_study --bundle --with-images`` instead (``dataset.bundle``): the
+dataset bundle with every image and the Hugging Face layout.
 """
 
 import logging
@@ -22,6 +24,7 @@ from kombu.exceptions import OperationalError
 from annotation.errors import BrokerUnavailable
 from annotation.models import Study
 from core.errors import DomainError
+from dataset.bundle import study_bundle
 from dataset.export import EXPORT_STEPS, FORMATS, study_export
 from workspace.jobs import job_finish, job_heartbeat, jobs_room_check
 from workspace.models import ExportJob
@@ -39,19 +42,58 @@ def export_filename(job: ExportJob) -> str:
     return f"{job.study.slug}-{job.format}-{job.created_at:%Y%m%d-%H%M%S}.zip"
 
 
-def export_job_start(*, study: Study, owner: AbstractBaseUser, format: str) -> ExportJob:
-    """A queued export of ``study`` in ``format`` (csv, parquet or jsonl); the task is sent
-    after commit (``BrokerUnavailable`` if the broker does not answer: the job is then
-    failed, nothing runs inline)."""
-    if format not in FORMATS:
+# What an export job can build: every table in one format, or the dataset bundle.
+BUNDLE = "bundle"
+JOB_FORMATS = (*FORMATS, BUNDLE)
+
+
+def export_job_start(
+    *, study: Study, owner: AbstractBaseUser, format: str, include_pilot: bool = False
+) -> ExportJob:
+    """A queued export of ``study`` in ``format`` (csv, parquet or jsonl: every table; or
+    bundle: the dataset bundle with its images), with the researchers' pilot data when
+    ``include_pilot`` (tables only: a bundle is the dataset); the task is sent after
+    commit (``BrokerUnavailable`` if the broker does not answer: the job is then failed,
+    nothing runs inline)."""
+    if format not in JOB_FORMATS:
         raise DomainError(
-            f"unknown format {format!r} (expected one of {', '.join(FORMATS)})", field="format"
+            f"unknown format {format!r} (expected one of {', '.join(JOB_FORMATS)})",
+            field="format",
+        )
+    if include_pilot and format == BUNDLE:
+        raise DomainError(
+            "a bundle is the dataset: pilot data goes only into an export of the tables",
+            field="include_pilot",
         )
     with transaction.atomic():
         jobs_room_check(owner=owner)
-        job = ExportJob.objects.create(study=study, owner=owner, format=format, total=EXPORT_STEPS)
+        job = ExportJob.objects.create(
+            study=study,
+            owner=owner,
+            format=format,
+            include_pilot=include_pilot,
+            total=EXPORT_STEPS,
+        )
         transaction.on_commit(partial(_publish, job.pk))
     return job
+
+
+def _tables_zip(job: ExportJob, tables: Path, staged: Path, progress) -> None:
+    written = study_export(
+        study=job.study,
+        out=tables,
+        fmt=job.format,
+        on_progress=progress,
+        formats=True,
+        include_pilot=job.include_pilot,
+    )
+    with zipfile.ZipFile(staged, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for table in written:
+            # The field's formats include a folder (mos/<scene>.txt): its files.
+            files = sorted(table.path.rglob("*")) if table.path.is_dir() else [table.path]
+            for file in files:
+                if file.is_file():
+                    archive.write(file, arcname=str(file.relative_to(tables)))
 
 
 def _publish(job_id) -> None:
@@ -101,18 +143,11 @@ def export_job_run(*, job_id) -> ExportJob | None:
             job_heartbeat(ExportJob, job.pk) as progress,
             tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{job.pk}-") as scratch,
         ):
-            tables = Path(scratch) / "tables"
-            written = study_export(
-                study=job.study, out=tables, fmt=job.format, on_progress=progress, formats=True
-            )
             staged = Path(scratch) / "export.zip"
-            with zipfile.ZipFile(staged, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                for table in written:
-                    # The field's formats include a folder (mos/<scene>.txt): its files.
-                    files = sorted(table.path.rglob("*")) if table.path.is_dir() else [table.path]
-                    for file in files:
-                        if file.is_file():
-                            archive.write(file, arcname=str(file.relative_to(tables)))
+            if job.format == BUNDLE:
+                study_bundle(study=job.study, path=staged, with_images=True, on_progress=progress)
+            else:
+                _tables_zip(job, Path(scratch) / "tables", staged, progress)
             os.replace(staged, final)
     except DomainError as exc:
         return job_finish(job, status=ExportJob.Status.FAILED, error=str(exc).splitlines()[0])

@@ -112,3 +112,22 @@ class StudyNewForm(forms.Form):
             for name in SETTING_FIELDS
             if name != "slug" and data.get(name) not in (None, "")
         }
+
+
+class ScenesAddForm(forms.Form):
+    """Scenes added to an existing study: a zip in the new study's layout, nothing else
+    (the study's design and settings apply)."""
+
+    file = forms.FileField(required=False)
+    reference_name = forms.CharField(
+        required=False,
+        max_length=100,
+        help_text="The file name (without extension) of each scene's reference; "
+        "reference unless your zip names it otherwise.",
+    )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if not data.get("file"):
+            self.add_error("file", "Choose the .zip file of the new scenes.")
+        return data

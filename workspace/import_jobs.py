@@ -1,10 +1,12 @@
 """Study imports started from the workspace: the job, and its run on a Celery worker.
 
 ``import_job_start`` checks what can be checked at once (the settings, through the one
-validator; the slug; the server folder), records the job and queues it after commit.
+validator; the slug; the server folder), records the job and queues it after commit;
+``scenes_job_start`` does the same for scenes added to an existing study.
 ``import_job_run`` (the task's one service) unpacks the zip safely, finds the source in
-it and calls ``annotation.services.study_import``, the import the command runs: all or
-nothing. The upload and the unpacked files are removed whatever happens.
+it and calls ``annotation.services.study_import``, the import the command runs (or
+``study_scenes_add``): all or nothing. The upload and the unpacked files are removed
+whatever happens.
 """
 
 import contextlib
@@ -23,7 +25,7 @@ from kombu.exceptions import OperationalError
 
 from annotation.errors import BrokerUnavailable, InvalidSetting, StudyImportError
 from annotation.models import Study
-from annotation.services import study_import
+from annotation.services import study_import, study_scenes_add, study_writable
 from annotation.study_settings import SETTINGS, study_settings_validate
 from core.errors import DomainError
 from workspace.errors import NotAllowed, SlugTaken, UploadRefused
@@ -38,16 +40,21 @@ EXTRA_OPTIONS = ("reference_name",)
 PROGRESS_EVERY_S = 0.5
 
 
-def import_options_check(*, slug: str, options: dict) -> dict:
+def import_options_check(*, slug: str, options: dict, new_study: bool = True) -> dict:
     """The options checked and cleaned: the study settings by ``study_settings_validate``
     (``InvalidSetting`` naming the first at fault), ``reference_name``, and the slug free
-    (``SlugTaken``: a study has it, or an import of it is queued or running)."""
-    unknown = sorted(set(options) - set(SETTINGS) - set(EXTRA_OPTIONS) - {"slug"})
+    (``SlugTaken``: a study has it, or an import of it is queued or running). Scenes added
+    to a study (not ``new_study``) take ``reference_name`` only, and the study's slug must
+    have no import under way."""
+    allowed = {"slug", *EXTRA_OPTIONS, *(SETTINGS if new_study else ())}
+    unknown = sorted(set(options) - allowed)
     if unknown:
         raise InvalidSetting(f"{unknown[0]} is not an import option", field=unknown[0])
-    settings_values = {k: v for k, v in options.items() if k in SETTINGS}
-    cleaned = study_settings_validate({**settings_values, "slug": slug}, partial=False)
-    cleaned.pop("slug")
+    cleaned = {}
+    if new_study:
+        settings_values = {k: v for k, v in options.items() if k in SETTINGS}
+        cleaned = study_settings_validate({**settings_values, "slug": slug}, partial=False)
+        cleaned.pop("slug")
     reference_name = options.get("reference_name", "reference") or "reference"
     if "/" in reference_name or "\\" in reference_name or len(reference_name) > 100:
         raise InvalidSetting(
@@ -56,11 +63,12 @@ def import_options_check(*, slug: str, options: dict) -> dict:
         )
     if reference_name != "reference":
         cleaned["reference_name"] = reference_name
-    if Study.objects.filter(slug=slug).exists():
+    if new_study and Study.objects.filter(slug=slug).exists():
         raise SlugTaken(f"a study with slug {slug!r} already exists", field="slug")
     active = (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING)
     if ImportJob.objects.filter(slug=slug, status__in=active).exists():
-        raise SlugTaken(f"an import of a study {slug!r} is already under way", field="slug")
+        what = "a study" if new_study else "scenes into study"
+        raise SlugTaken(f"an import of {what} {slug!r} is already under way", field="slug")
     return cleaned
 
 
@@ -129,6 +137,37 @@ def import_job_start(
     except BaseException:
         if upload is not None:
             upload.unlink(missing_ok=True)
+        raise
+    return job
+
+
+def scenes_job_start(
+    *, study: Study, owner: AbstractBaseUser, upload: Path, reference_name: str = "reference"
+) -> ImportJob:
+    """A queued import of the scenes in ``upload`` (a zip, which the job now owns) into
+    ``study``: ``annotation.services.study_scenes_add`` on a worker, all or nothing. An
+    archived study, or another import into it under way, is refused at once (and the
+    upload removed)."""
+    try:
+        study_writable(study)
+        options = import_options_check(
+            slug=study.slug,
+            options={"reference_name": reference_name},
+            new_study=False,
+        )
+        with transaction.atomic():
+            jobs_room_check(owner=owner)
+            job = ImportJob.objects.create(
+                owner=owner,
+                slug=study.slug,
+                study=study,
+                adds_scenes=True,
+                options=options,
+                upload=str(upload),
+            )
+            transaction.on_commit(partial(_publish, job.pk))
+    except BaseException:
+        upload.unlink(missing_ok=True)
         raise
     return job
 
@@ -203,14 +242,23 @@ def import_job_run(*, job_id) -> ImportJob | None:
                 source = source_find(work)
             else:
                 source = server_folder_resolve(name=job.server_folder)
-            result = study_import(
-                source=source,
-                slug=job.slug,
-                owner=job.owner,
-                on_total=progress.on_total,
-                on_image=progress.on_image,
-                **job.options,
-            )
+            if job.adds_scenes:
+                result = study_scenes_add(
+                    study=job.study,
+                    source=source,
+                    on_total=progress.on_total,
+                    on_image=progress.on_image,
+                    **job.options,
+                )
+            else:
+                result = study_import(
+                    source=source,
+                    slug=job.slug,
+                    owner=job.owner,
+                    on_total=progress.on_total,
+                    on_image=progress.on_image,
+                    **job.options,
+                )
     except (DomainError, StudyImportError) as exc:
         error = _without(str(exc), work)
     except Exception as exc:

@@ -49,6 +49,9 @@ class ImportJob(Job):
     study = models.ForeignKey(
         "annotation.Study", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # Scenes added to the existing study ``study`` (set when the job starts), rather than
+    # a new study.
+    adds_scenes = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return f"import {self.slug} ({self.status})"
@@ -58,7 +61,11 @@ class ExportJob(Job):
     """A study's export (every table in one format) built into one zip to download."""
 
     study = models.ForeignKey("annotation.Study", on_delete=models.CASCADE, related_name="+")
+    # csv, parquet or jsonl (every table in that format), or bundle (the dataset bundle with
+    # the images, as ``export_study --bundle --with-images``).
     format = models.CharField(max_length=8)
+    # The researchers' preview answers too, marked (tables formats only).
+    include_pilot = models.BooleanField(default=False)
     # The finished zip, relative to the exports folder, and its size.
     file = models.CharField(max_length=500, blank=True)
     size_bytes = models.PositiveBigIntegerField(default=0)

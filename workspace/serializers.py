@@ -9,7 +9,7 @@ from annotation.models import Design, Study
 from annotation.serializers import IsoDateTimeField, OutputSerializer, StudySummarySerializer
 from annotation.services.exclusions import REASON_MAX_CHARS
 from annotation.study_settings import CHANGEABLE_SETTINGS, SETTINGS, Setting
-from dataset.export import FORMATS
+from workspace.export_jobs import JOB_FORMATS
 from workspace.models import ExportJob, ImportJob
 
 # --- accounts -------------------------------------------------------------------------
@@ -362,7 +362,18 @@ class ExclusionInput(serializers.Serializer):
 
 
 class ExportInput(serializers.Serializer):
-    format = serializers.ChoiceField(choices=FORMATS)
+    format = serializers.ChoiceField(
+        choices=JOB_FORMATS,
+        help_text="csv, parquet or jsonl: every table in that format; bundle: the dataset "
+        "bundle with every image and the Hugging Face layout (export_study --bundle "
+        "--with-images).",
+    )
+    include_pilot = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Add the researchers' preview answers (pilot data, counted nowhere) to "
+        "the votes and sessions tables, marked; not with bundle.",
+    )
 
 
 class ExportStartedDetailSerializer(serializers.Serializer):
@@ -387,7 +398,8 @@ class ExportJobSerializer(OutputSerializer):
 
     id = serializers.UUIDField()
     study = serializers.SlugField(source="study.slug")
-    format = serializers.ChoiceField(choices=FORMATS)
+    format = serializers.ChoiceField(choices=JOB_FORMATS)
+    include_pilot = serializers.BooleanField(help_text="With the pilot data, marked.")
     owner = serializers.CharField(source="owner.get_username", help_text="Who started it.")
     status = serializers.ChoiceField(choices=ExportJob.Status.choices)
     done = serializers.IntegerField()

@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 from django.views.generic import RedirectView
 
-from workspace import views
+from workspace import browse_views, manage_views, views
 
 app_name = "workspace"
 
@@ -29,6 +29,27 @@ urlpatterns = [
         ),
         name="password-change-done",
     ),
+    # Password reset by e-mail (and the invitation links of create_researcher --invite).
+    path("password/reset/", views.PasswordResetView.as_view(), name="password-reset"),
+    path(
+        "password/reset/sent/",
+        auth_views.PasswordResetDoneView.as_view(
+            template_name="workspace/password_reset_done.html"
+        ),
+        name="password-reset-done",
+    ),
+    path(
+        "password/reset/<uidb64>/<token>/",
+        views.PasswordResetConfirmView.as_view(),
+        name="password-reset-confirm",
+    ),
+    path(
+        "password/reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(
+            template_name="workspace/password_reset_complete.html"
+        ),
+        name="password-reset-complete",
+    ),
     path("account/token/", views.token_create, name="token-create"),
     path("account/token/revoke/", views.token_revoke, name="token-revoke"),
     path("studies/", views.study_list, name="study-list"),
@@ -40,4 +61,27 @@ urlpatterns = [
     path("studies/<slug:slug>/settings/", views.study_settings, name="study-settings"),
     path("studies/<slug:slug>/score/", views.study_score, name="study-score"),
     path("studies/<slug:slug>/agreement/", views.study_agreement, name="study-agreement"),
+    path("studies/<slug:slug>/members/", manage_views.study_members, name="study-members"),
+    path("studies/<slug:slug>/archive/", manage_views.study_archive, name="study-archive"),
+    path("studies/<slug:slug>/restore/", manage_views.study_restore, name="study-restore"),
+    path("studies/<slug:slug>/delete/", manage_views.study_delete, name="study-delete"),
+    path("studies/<slug:slug>/preview/", manage_views.study_preview, name="study-preview"),
+    path(
+        "studies/<slug:slug>/pilot/delete/",
+        manage_views.study_pilot_delete,
+        name="study-pilot-delete",
+    ),
+    path("studies/<slug:slug>/scenes/add/", manage_views.study_scenes_add, name="study-scenes-add"),
+    # Browsing the data: scenes, a scene's images and pairs, a pair.
+    path("studies/<slug:slug>/data/", browse_views.study_data, name="study-data"),
+    path(
+        "studies/<slug:slug>/data/scenes/<int:scene_id>/",
+        browse_views.scene_detail,
+        name="scene-detail",
+    ),
+    path(
+        "studies/<slug:slug>/data/pairs/<int:pair_id>/",
+        browse_views.pair_detail,
+        name="pair-detail",
+    ),
 ]

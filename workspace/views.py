@@ -9,15 +9,16 @@ from django.contrib.auth import views as auth_views
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
-from django.urls import Resolver404, resolve, reverse
+from django.urls import Resolver404, resolve, reverse, reverse_lazy
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
-from annotation.errors import InvalidSetting
-from annotation.selectors import study_progress
+from annotation.errors import InvalidSetting, StudyArchived
+from annotation.models import ROLE_RANK, Role
+from annotation.selectors import pilot_summary, studies_visible, study_progress
 from core.errors import DomainError, NotFound
 from workspace import dashboard, selectors, services
-from workspace.access import login_required, study_for
+from workspace.access import login_required, study_for_page
 from workspace.forms import StudySettingsForm, readable
 from workspace.import_forms import StudyNewForm
 from workspace.import_jobs import import_job_start
@@ -45,11 +46,47 @@ class LoginView(auth_views.LoginView):
         return url
 
 
+def _link_days() -> int:
+    return max(1, round(settings.PASSWORD_RESET_TIMEOUT / 86400))
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset by e-mail, on the platform's pages: the same answer whether or not
+    an account has the address (nothing to learn by trying)."""
+
+    template_name = "workspace/password_reset.html"
+    email_template_name = "workspace/password_reset_email.txt"
+    subject_template_name = "workspace/password_reset_subject.txt"
+    success_url = reverse_lazy("workspace:password-reset-done")
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "timeout_days": _link_days()}
+
+    def form_valid(self, form):
+        self.extra_email_context = {"timeout_days": _link_days()}
+        return super().form_valid(form)
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Sets the password from an e-mailed or invitation link; the link then stops working
+    (its token hashes the old password and the last login)."""
+
+    template_name = "workspace/password_reset_confirm.html"
+    success_url = reverse_lazy("workspace:password-reset-complete")
+
+
 @login_required
 def study_list(request: HttpRequest) -> HttpResponse:
-    """The caller's studies with their progress."""
-    studies = study_progress(user=request.user)
-    return render(request, "workspace/study_list.html", {"studies": studies, "nav": "studies"})
+    """The caller's studies with their progress; ``?archived=1`` the archived ones."""
+    archived = request.GET.get("archived") == "1"
+    studies = study_progress(user=request.user, archived=archived)
+    context = {
+        "studies": studies,
+        "nav": "studies",
+        "archived": archived,
+        "n_archived": studies_visible(user=request.user, archived=True).count(),
+    }
+    return render(request, "workspace/study_list.html", context)
 
 
 @login_required
@@ -105,14 +142,6 @@ STATUS_ACTIONS = {
 }
 
 
-def _study(request: HttpRequest, slug: str):
-    """``access.study_for`` for a page: a study the caller may not see is a 404 page."""
-    try:
-        return study_for(request, slug)
-    except NotFound as exc:
-        raise Http404(str(exc)) from exc
-
-
 def _dashboard(request: HttpRequest, study, *, form=None, status: int = 200) -> HttpResponse:
     annotator_url = request.build_absolute_uri(reverse("frontend:annotate", args=[study.slug]))
     progress = dashboard.study_dashboard_progress(study=study)
@@ -125,7 +154,11 @@ def _dashboard(request: HttpRequest, study, *, form=None, status: int = 200) -> 
     context = {
         "nav": "studies",
         "study": study,
-        "members": list(study.members.order_by("username")),
+        "memberships": list(study.memberships.select_related("user").order_by("user__username")),
+        "roles": Role.choices,
+        "can_edit": ROLE_RANK[study.role] >= ROLE_RANK[Role.EDITOR],
+        "can_own": study.role == Role.OWNER,
+        "pilot": pilot_summary(study=study),
         "progress": progress,
         "counts": dashboard.study_counts(progress),
         "scoring": scoring,
@@ -154,17 +187,17 @@ def _dashboard(request: HttpRequest, study, *, form=None, status: int = 200) -> 
 def study_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     """Run the study and watch it fill: lifecycle, settings, links, progress, scoring,
     annotators, downloads."""
-    return _dashboard(request, _study(request, slug))
+    return _dashboard(request, study_for_page(request, slug))
 
 
 @login_required
 @require_POST
 def study_status(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study(request, slug)
+    study = study_for_page(request, slug, Role.EDITOR)
     status = request.POST.get("status", "")
     try:
         services.study_status_change(study=study, status=status)
-    except InvalidSetting as exc:
+    except DomainError as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"The study is {study.get_status_display().lower()}.")
@@ -176,11 +209,14 @@ def study_status(request: HttpRequest, slug: str) -> HttpResponse:
 def study_settings(request: HttpRequest, slug: str) -> HttpResponse:
     """Save the settings through ``study_configure``; a refused value is shown next to the
     field it names, and nothing is saved."""
-    study = _study(request, slug)
+    study = study_for_page(request, slug, Role.EDITOR)
     form = StudySettingsForm(request.POST)
     if form.is_valid():
         try:
             services.study_settings_change(study=study, changes=form.changes())
+        except StudyArchived as exc:
+            messages.error(request, str(exc))
+            return redirect(reverse("workspace:study-dashboard", args=[slug]) + "#settings")
         except InvalidSetting as exc:
             study.refresh_from_db()
             # Every setting at fault at once, each next to its field.
@@ -201,7 +237,7 @@ def study_settings(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def study_score(request: HttpRequest, slug: str) -> HttpResponse:
     """Score now: what ``score_study SLUG`` does, planned on a worker."""
-    study = _study(request, slug)
+    study = study_for_page(request, slug, Role.EDITOR)
     try:
         services.study_score_request(study=study)
     except DomainError as exc:
@@ -245,15 +281,18 @@ def _content_length(request: HttpRequest) -> int:
         return 0
 
 
-def _upload_too_large(request: HttpRequest) -> HttpResponse:
+def _upload_too_large_error() -> str:
     limit = settings.IQA_UPLOAD_MAX_BYTES
-    form = StudyNewForm(user=request.user, initial=_new_study_initial(request))
-    error = (
+    return (
         f"The upload is larger than the limit of {filesizeformat(limit)} "
         f"({limit:,} bytes, IQA_UPLOAD_MAX_BYTES); nothing was kept. Split the study "
         "or ask the operator to raise the limit."
     )
-    return _study_new_page(request, form, error=error, status=413)
+
+
+def _upload_too_large(request: HttpRequest) -> HttpResponse:
+    form = StudyNewForm(user=request.user, initial=_new_study_initial(request))
+    return _study_new_page(request, form, error=_upload_too_large_error(), status=413)
 
 
 @csrf_protect
@@ -321,7 +360,7 @@ def import_detail(request: HttpRequest, job_id) -> HttpResponse:
 def study_agreement(request: HttpRequest, slug: str) -> HttpResponse:
     """The live agreement report: the headline table and charts of the study's latest
     agreement snapshot, which the page's script reads from the API and follows."""
-    study = _study(request, slug)
+    study = study_for_page(request, slug)
     context = {
         "nav": "studies",
         "study": study,

@@ -138,12 +138,24 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Count, Exists, F, IntegerField, Min, OuterRef, Q, Subquery, Value
+from django.db.models import (
+    BooleanField,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    Min,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+)
 from django.db.models.functions import Coalesce, Least
 
 from annotation import clock
 from annotation.errors import TrialsHeld, TryAgain
-from annotation.models import AnnotatorSession, Pair, Study, Trial
+from annotation.models import AnnotatorSession, Pair, Trial
 from annotation.services import statements
 from annotation.services.sessions import Progress, session_complete
 from annotation.services.trials import (
@@ -271,7 +283,7 @@ def _trial_current(token: str) -> IssuedTrial | None:
                 pk=state.session_id, queued_trial_id=state.queued.trial_id
             ).update(open_trial_id=promoted, queued_trial_id=None)
             continue
-        if state.study_status != Study.Status.LIVE:
+        if not state.takes_trials:
             session_complete(session_id=state.session_id, outcome=Outcome.CLOSED)
             return None
         if state.n_done >= state.quota:
@@ -303,7 +315,7 @@ def _trial_ahead(token: str, current: IssuedTrial) -> IssuedTrial | None:
     if (
         state is None
         or state.completed_at is not None
-        or state.study_status != Study.Status.LIVE
+        or not state.takes_trials
         or state.open is None
         or state.open.trial_id != current.trial_id
     ):
@@ -333,6 +345,7 @@ def _session_snapshot(token: str) -> SessionSnapshot | None:
             "study_id",
             "open_trial_id",
             "queued_trial_id",
+            "pilot",
             session_id=F("id"),
             practice_trials=F("study__practice_trials"),
             quota=F("study__trials_per_session"),
@@ -340,6 +353,9 @@ def _session_snapshot(token: str) -> SessionSnapshot | None:
             lease_seconds=F("study__lease_seconds"),
             hold_seconds=F("study__hold_seconds"),
             study_status=F("study__status"),
+            study_archived=ExpressionWrapper(
+                Q(study__archived_at__isnull=False), output_field=BooleanField()
+            ),
             open_kind=F("open_trial__kind"),
             open_expires=F("open_trial__lease_expires_at"),
             open_released=F("open_trial__released"),

@@ -9,6 +9,7 @@ from django.db import transaction
 
 from annotation import clock
 from annotation.models import AnnotatorSession, ExclusionDecision, Study
+from annotation.services.studies import study_writable
 from core.errors import DomainError, NotFound
 
 REASON_MAX_CHARS = 500
@@ -23,6 +24,7 @@ def annotator_exclusion_decide(
     The reason is required and kept on one line (whitespace runs become one space), at
     most ``REASON_MAX_CHARS`` characters. An annotator not in the study is ``NotFound``.
     """
+    study_writable(study)
     reason = " ".join(str(reason or "").split())
     if not reason:
         raise DomainError("a reason is required", field="reason")
@@ -34,7 +36,7 @@ def annotator_exclusion_decide(
     with transaction.atomic():
         session = (
             AnnotatorSession.objects.select_for_update()
-            .filter(study=study, pseudonym=annotator)
+            .filter(study=study, pseudonym=annotator, pilot=False)
             .first()
         )
         if session is None:

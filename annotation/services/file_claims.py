@@ -130,12 +130,19 @@ def discard(relative_paths: list[str]) -> None:
     paths = [*relative_paths, *(path for path in found if path not in relative_paths)]
     files = [path for path in paths if (storage.media_root() / path).is_file()]
     folders = [path for path in paths if path not in files]
-    left = _remove_unheld(files)
+    remove_unreferenced(files)
+    storage.remove_paths(folders)  # only the empty ones go
+
+
+def remove_unreferenced(files: list[str]) -> None:
+    """Remove each of these stored files that no image row references and no import
+    holds (a deleted study's, a refused import's); those an import holds wait in
+    ``StoreLeftover`` for :func:`leftovers_sweep`. Never another study's file."""
+    left = _remove_unheld([path for path in files if (storage.media_root() / path).is_file()])
     if left:
         StoreLeftover.objects.bulk_create(
             [StoreLeftover(path=path) for path in left], ignore_conflicts=True
         )
-    storage.remove_paths(folders)  # only the empty ones go
 
 
 def leftovers_sweep() -> int:

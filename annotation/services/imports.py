@@ -13,7 +13,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from annotation import designs, gold, storage
-from annotation.errors import BrokerUnavailable, StudyImportError
+from annotation.errors import BrokerUnavailable, StudyImportError, StudyNotOpen
 from annotation.images import ImageInfo, inspect_image, needs_display_copy, write_display_png
 from annotation.models import Image, Pair, Scene, Study
 from annotation.services import file_claims
@@ -112,9 +112,115 @@ def study_import(
     if Study.objects.filter(slug=slug).exists():
         raise StudyImportError(f"a study with slug {slug!r} already exists")
     scenes = read_source(Path(source), reference_name=reference_name)
+
+    def create(staged: list["_StagedScene"]) -> ImportResult:
+        study = Study.objects.create(**values, owner=owner)
+        result = ImportResult(study=study)
+        for scene in staged:
+            result.scenes.append(_create_scene(study=study, staged=scene))
+        return result
+
+    try:
+        return _stage_and_create(
+            scenes,
+            design=design,
+            gold_rate=values["gold_rate"],
+            show_reference=show_reference,
+            reference_is_candidate=reference_is_candidate,
+            with_example=True,
+            create=create,
+            on_total=on_total,
+            on_image=on_image,
+        )
+    except IntegrityError as exc:
+        if Study.objects.filter(slug=slug).exists():
+            raise StudyImportError(f"a study with slug {slug!r} already exists") from exc
+        raise
+
+
+def study_scenes_add(
+    *,
+    study: Study,
+    source: Path,
+    reference_name: str = "reference",
+    on_total: Callable[[int], None] | None = None,
+    on_image: Callable[[], None] | None = None,
+) -> ImportResult:
+    """Add the scenes of ``source`` (a folder of scene sub-folders or a manifest CSV, as
+    for a new study) to ``study``, a draft or live one, all or nothing, with the study's
+    design and settings: the same checks as ``study_import`` and gold decoys when the
+    study shows gold trials. The new pairs join assignment at once (they have the fewest
+    votes, so they are offered first); existing scenes, pairs and votes are untouched.
+
+    Refused (``StudyImportError``, nothing written, the files it stored removed): a scene
+    the study has already (new scenes only), or a study that is closed
+    (``StudyNotOpen``) or archived (``StudyArchived``)."""
+    from annotation.services.studies import study_writable
+
+    study_writable(study)
+    if study.status == Study.Status.CLOSED:
+        raise StudyNotOpen(
+            f"study {study.slug!r} is closed: set it back to draft or live to add scenes"
+        )
+    scenes = read_source(Path(source), reference_name=reference_name)
+    _refuse_existing_scenes(study, scenes)
+    has_example = Image.objects.filter(scene__study=study, gold=Image.Gold.EXAMPLE).exists()
+
+    def create(staged: list["_StagedScene"]) -> ImportResult:
+        locked = Study.objects.select_for_update().get(pk=study.pk)
+        study_writable(locked)
+        if locked.status == Study.Status.CLOSED:  # closed meanwhile
+            raise StudyNotOpen(f"study {study.slug!r} was closed while its scenes were checked")
+        _refuse_existing_scenes(locked, scenes)  # an add that committed meanwhile
+        result = ImportResult(study=locked)
+        for scene in staged:
+            result.scenes.append(_create_scene(study=locked, staged=scene))
+        return result
+
+    return _stage_and_create(
+        scenes,
+        design=study.design,
+        gold_rate=study.gold_rate,
+        show_reference=study.show_reference,
+        reference_is_candidate=study.reference_is_candidate,
+        with_example=not has_example,
+        create=create,
+        on_total=on_total,
+        on_image=on_image,
+    )
+
+
+def _refuse_existing_scenes(study: Study, scenes: dict[str, list[Entry]]) -> None:
+    taken = sorted(
+        Scene.objects.filter(study=study, name__in=list(scenes)).values_list("name", flat=True)
+    )
+    if taken:
+        more = f" and {len(taken) - 3} more" if len(taken) > 3 else ""
+        raise StudyImportError(
+            f"the study has scene {', '.join(map(repr, taken[:3]))}{more} already: a zip "
+            "of new scenes only (rename the folder to add it as a new scene)"
+        )
+
+
+def _stage_and_create(
+    scenes: dict[str, list[Entry]],
+    *,
+    design: str,
+    gold_rate: float,
+    show_reference: bool,
+    reference_is_candidate: bool,
+    with_example: bool,
+    create: Callable[[list["_StagedScene"]], ImportResult],
+    on_total: Callable[[int], None] | None,
+    on_image: Callable[[], None] | None,
+) -> ImportResult:
+    """The import's work once the source is read: each scene's roles checked, every image
+    checked and stored, gold decoys (and the worked example, ``with_example``) made, then
+    ``create`` writing the rows in one transaction. Whatever fails, the files this import
+    added are removed again."""
     # Gold pairs come from the source's gold rows or, when it has none and the study
     # shows gold trials, from one generated decoy per scene.
-    make_decoys = values["gold_rate"] > 0 and not any(e.gold for es in scenes.values() for e in es)
+    make_decoys = gold_rate > 0 and not any(e.gold for es in scenes.values() for e in es)
     for scene_name, entries in scenes.items():
         designs.check_scene_roles(
             design,
@@ -145,28 +251,20 @@ def study_import(
             )
             for scene_name, entries in scenes.items()
         ]
-        if staged and (make_decoys or any(e.gold for es in scenes.values() for e in es)):
+        gold_trials = make_decoys or any(e.gold for es in scenes.values() for e in es)
+        if staged and gold_trials and with_example:
             # A study with gold trials gets a worked example of its own (annotation.gold).
             staged[0].images.append(
                 _stage_decoy(staged[0].name, staged[0], created_paths, example=True)
             )
             staged[0].made += 1
         with transaction.atomic():
-            study = Study.objects.create(**values, owner=owner)
-            result = ImportResult(study=study)
-            for scene in staged:
-                result.scenes.append(_create_scene(study=study, staged=scene))
-    except IntegrityError as exc:
-        _discard_files(created_paths)
-        if Study.objects.filter(slug=slug).exists():
-            raise StudyImportError(f"a study with slug {slug!r} already exists") from exc
-        raise
+            return create(staged)
     except BaseException:
         _discard_files(created_paths)
         raise
     finally:
         file_claims.release()
-    return result
 
 
 @dataclass(slots=True, frozen=True)

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.db.models import Count, F
 from django.utils.crypto import salted_hmac
 
 from annotation import clock
@@ -16,7 +17,8 @@ from annotation.errors import (
     ParticipantIdRequired,
     StudyNotOpen,
 )
-from annotation.models import AnnotatorSession, Study
+from annotation.models import AnnotatorSession, Pair, Study, Trial, Vote
+from annotation.services.studies import study_writable
 from core.errors import NotFound
 
 # The recruiters' participant ids, as the annotator page sends them (``source``):
@@ -199,5 +201,64 @@ def counted_trials_required(study: Study) -> int:
 def session_code_earned(session: AnnotatorSession, study: Study) -> bool:
     """Whether the session has earned the completion code: completed, with the counted
     trials the study asks for. A session that found the study full (or closed) with fewer
-    is told so and gets no code: the recruiter would pay for work not done."""
+    is told so and gets no code: the recruiter would pay for work not done. A pilot
+    session (a researcher's preview) never earns one."""
+    if session.pilot:
+        return False
     return session.completed_at is not None and session.n_done >= counted_trials_required(study)
+
+
+# --- pilot sessions: a researcher previews the study as an annotator sees it -----------
+
+
+def pilot_session_open(*, study: Study, user) -> AnnotatorSession:
+    """A pilot session of ``study`` for ``user`` (who may see it): the annotator page in
+    preview mode, on a draft or a live study. Its answers are stored as pilot data
+    (``pilot``: left out of every count, label, quality control, report and export by
+    default) and never take a pair's target. A closed study is refused
+    (``StudyNotOpen``), an archived one too (``StudyArchived``)."""
+    study_writable(study)
+    if study.status == Study.Status.CLOSED:
+        raise StudyNotOpen(
+            f"study {study.slug!r} is closed: set it back to draft or live to preview it"
+        )
+    return AnnotatorSession.objects.create(
+        study=study,
+        pilot=True,
+        piloted_by=user,
+        source="pilot",
+        created_at=clock.now(),
+    )
+
+
+@dataclass(frozen=True)
+class PilotDeleted:
+    sessions: int
+    votes: int
+
+
+def pilot_data_delete(*, study: Study) -> PilotDeleted:
+    """Delete the study's pilot sessions with their trials and votes, giving back the
+    pairs their unanswered pilot trials still hold; annotators' data is untouched."""
+    study_writable(study)
+    with transaction.atomic():
+        pilots = AnnotatorSession.objects.select_for_update().filter(study=study, pilot=True)
+        ids = list(pilots.values_list("pk", flat=True))
+        held = (
+            Trial.objects.filter(
+                session_id__in=ids,
+                kind=Trial.Kind.LABEL,
+                answered_at__isnull=True,
+                released=False,
+            )
+            .values("pair_id")
+            .annotate(n=Count("pk"))
+            .order_by("pair_id")
+        )
+        for row in held:
+            Pair.objects.filter(pk=row["pair_id"]).update(n_assigned=F("n_assigned") - row["n"])
+        votes, _ = Vote.objects.filter(session_id__in=ids).delete()
+        AnnotatorSession.objects.filter(pk__in=ids).update(open_trial=None, queued_trial=None)
+        Trial.objects.filter(session_id__in=ids).delete()
+        AnnotatorSession.objects.filter(pk__in=ids).delete()
+    return PilotDeleted(sessions=len(ids), votes=votes)

@@ -11,7 +11,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from annotation.models import Trial
+from annotation.models import Study, Trial
 from annotation.services.sessions import Progress
 
 
@@ -119,6 +119,18 @@ class SessionSnapshot:
     hold_seconds: int
     open: HeldTrial | None
     queued: HeldTrial | None
+    pilot: bool = False
+    study_archived: bool = False
+
+    @property
+    def takes_trials(self) -> bool:
+        """Whether the study gives this session trials: a live study; a draft too for a
+        researcher's pilot session (preview); never an archived study."""
+        if self.study_archived:
+            return False
+        return self.study_status == Study.Status.LIVE or (
+            self.pilot and self.study_status == Study.Status.DRAFT
+        )
 
     def progress(self) -> Progress:
         return Progress.of(

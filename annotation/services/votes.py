@@ -173,13 +173,15 @@ def _vote_orm(params: VoteParams) -> VoteRow | None:
             response_ms=params.response_ms,
             server_ms=min(max(int(elapsed.total_seconds() * 1000), 0), 2**31 - 1),
             too_fast=too_fast,
+            pilot=session.pilot,
             client_info=json.loads(params.client_info),
             created_at=now,
         )
         Trial.objects.filter(pk=trial.pk).update(answered_at=now)
-        if trial.kind == Trial.Kind.LABEL and trial.released != too_fast:
+        if trial.kind == Trial.Kind.LABEL and trial.released != (too_fast or session.pilot):
             # A late answer on a released lease counts again; a too-fast one on a live
-            # lease gives it back (rule 14).
+            # lease gives it back (rule 14), as any pilot answer does (a preview never
+            # takes a pair's target).
             delta = 1 if trial.released else -1
             Pair.objects.filter(pk=trial.pair_id).update(n_assigned=F("n_assigned") + delta)
         practice = trial.kind == Trial.Kind.PRACTICE

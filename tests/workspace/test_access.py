@@ -2,9 +2,11 @@
 """The access matrix: every researcher URL against every kind of caller.
 
 Principals: researcher A (owns study ``a``, a draft with images), A again with their API
-token instead of the session, researcher M (member of ``a``), a staff user, researcher B
-(owns study ``b``, member of nothing), an annotator's session token of a live study sent
-as ``Authorization: Token <token>`` and as ``Bearer <token>``, and no credentials.
+token instead of the session, the members of ``a`` by role (O an owner member, E an
+editor, V a viewer), a staff user, researcher B (owns study ``b``, member of nothing), an
+annotator's session token of a live study sent as ``Authorization: Token <token>`` and as
+``Bearer <token>``, and no credentials. A viewer reads and downloads; an editor also
+changes; an owner also manages members, archives and deletes (403 below the role).
 
 Every URL pattern of the ``workspace`` and ``workspace-api`` namespaces (and the image
 store, ``media``) must have a row in TABLE: ``test_every_researcher_url_has_a_row`` walks
@@ -14,7 +16,7 @@ others) and the expected status per principal, in the order of PRINCIPALS:
 
     LOGIN  a redirect to the login page (``/login/?next=...``)
     302    any other redirect
-    200, 400, 403, 404, 405  that status
+    200, 202, 400, 403, 404, 405, 409  that status
 
 Another researcher's study answers 404, never 403, and its title (or its slug, in a 200
 page) never appears in the body.
@@ -34,7 +36,7 @@ from django.utils import timezone
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from annotation.models import AnnotatorSession, ExclusionDecision, Study
+from annotation.models import AnnotatorSession, ExclusionDecision, Role, Study, StudyMember
 from tests.factories import ImageFactory, PairFactory, SceneFactory, StudyFactory
 from workspace.forms import StudySettingsForm
 from workspace.models import ExportJob, ImportJob
@@ -46,21 +48,32 @@ User = get_user_model()
 LOGIN = "login"
 
 # The order of the expected statuses in every row.
-PRINCIPALS = ("A", "A-token", "M", "staff", "B", "annotator-Token", "annotator-Bearer", "anonymous")
+PRINCIPALS = (
+    "A", "A-token", "O", "E", "V", "staff", "B", "annotator-Token", "annotator-Bearer", "anonymous"
+)  # fmt: skip
 
 # Common rows of statuses, in the order of PRINCIPALS:
-#                A      A-tok  M      staff  B      ann-T  ann-B  anon
-STUDY_PAGE = (200, LOGIN, 200, 200, 404, LOGIN, LOGIN, LOGIN)  # GET a page of study a
-STUDY_ACTION = (302, LOGIN, 302, 302, 404, LOGIN, LOGIN, LOGIN)  # POST that redirects
-SIGNED_IN_PAGE = (200, LOGIN, 200, 200, 200, LOGIN, LOGIN, LOGIN)  # any researcher
-SIGNED_IN_ACTION = (302, LOGIN, 302, 302, 302, LOGIN, LOGIN, LOGIN)
-OWN_JOB_PAGE = (200, LOGIN, 404, 200, 404, LOGIN, LOGIN, LOGIN)  # a job: its starter, staff
-STUDY_API = (200, 200, 200, 200, 404, 403, 403, 403)
-STUDY_API_STARTED = (202, 202, 202, 202, 404, 403, 403, 403)  # a job queued
-SIGNED_IN_API = (200, 200, 200, 200, 200, 403, 403, 403)
-OWN_JOB_API = (200, 200, 404, 200, 404, 403, 403, 403)
-DRAFT_MEDIA = (200, 404, 200, 200, 404, 404, 404, 404)  # the token is no session
-PUBLIC = (200,) * 8
+#                     A      A-tok  O      E      V      staff  B      ann-T  ann-B  anon
+STUDY_PAGE =         (200,   LOGIN, 200,   200,   200,   200,   404,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+STUDY_ACTION =       (302,   LOGIN, 302,   302,   302,   302,   404,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+EDITOR_PAGE =        (200,   LOGIN, 200,   200,   403,   200,   404,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+EDITOR_ACTION =      (302,   LOGIN, 302,   302,   403,   302,   404,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+EDITOR_REFUSED =     (400,   LOGIN, 400,   400,   403,   400,   404,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+OWNER_PAGE =         (200,   LOGIN, 200,   403,   403,   200,   404,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+OWNER_ACTION =       (302,   LOGIN, 302,   403,   403,   302,   404,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+OWNER_REFUSED =      (400,   LOGIN, 400,   403,   403,   400,   404,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+SIGNED_IN_PAGE =     (200,   LOGIN, 200,   200,   200,   200,   200,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+SIGNED_IN_ACTION =   (302,   LOGIN, 302,   302,   302,   302,   302,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+OWN_JOB_PAGE =       (200,   LOGIN, 404,   404,   404,   200,   404,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+STUDY_API =          (200,   200,   200,   200,   200,   200,   404,   403,   403,   403)  # fmt: skip
+EDITOR_API =         (200,   200,   200,   200,   403,   200,   404,   403,   403,   403)  # fmt: skip
+STUDY_API_STARTED =  (202,   202,   202,   202,   202,   202,   404,   403,   403,   403)  # fmt: skip
+EDITOR_API_STARTED = (202,   202,   202,   202,   403,   202,   404,   403,   403,   403)  # fmt: skip
+NO_REPORT_YET =      (409,   409,   409,   409,   409,   409,   404,   403,   403,   403)  # fmt: skip
+SIGNED_IN_API =      (200,   200,   200,   200,   200,   200,   200,   403,   403,   403)  # fmt: skip
+OWN_JOB_API =        (200,   200,   404,   404,   404,   200,   404,   403,   403,   403)  # fmt: skip
+DRAFT_MEDIA =        (200,   404,   200,   200,   200,   200,   404,   404,   404,   404)  # fmt: skip
+PUBLIC = (200,) * len(PRINCIPALS)
 
 
 @dataclass(frozen=True)
@@ -97,18 +110,22 @@ def settings_form(world: "World") -> dict:
 
 
 # Rows with statuses of their own, in the order of PRINCIPALS.
-#                     A      A-tok  M      staff  B      ann-T  ann-B  anon
-LOGIN_PAGE =         (302,   200,   302,   302,   302,   200,   200,   200)  # fmt: skip
-B_STUDY_PAGE =       (404,   LOGIN, 404,   200,   200,   LOGIN, LOGIN, LOGIN)  # fmt: skip
-FORM_REFUSED =       (400,   LOGIN, 400,   400,   400,   LOGIN, LOGIN, LOGIN)  # fmt: skip
-NOT_ALLOWED =        (405,   LOGIN, 405,   405,   405,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+#                     A      A-tok  O      E      V      staff  B      ann-T  ann-B  anon
+LOGIN_PAGE =         (302,   200,   302,   302,   302,   302,   302,   200,   200,   200)  # fmt: skip
+B_STUDY_PAGE =       (404,   LOGIN, 404,   404,   404,   200,   200,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+# A page of study a naming a pair or scene of study b: not in a, for everyone.
+B_IN_A =             (404,   LOGIN, 404,   404,   404,   404,   404,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+FORM_REFUSED =       (400,   LOGIN, 400,   400,   400,   400,   400,   LOGIN, LOGIN, LOGIN)  # fmt: skip
+NOT_ALLOWED =        (405,   LOGIN, 405,   405,   405,   405,   405,   LOGIN, LOGIN, LOGIN)  # fmt: skip
 # A request any researcher may make but whose body is refused (API: annotators 403).
-SIGNED_IN_API_REFUSED = (400,   400,   400,   400,   400,   403,   403,   403)  # fmt: skip
-# Study a's URL naming an annotator of another study: no such annotator in a.
-OTHER_STUDYS_ANNOTATOR = (404,  404,   404,   404,   404,   403,   403,   403)  # fmt: skip
-REDIRECT = (302,) * 8
-REFUSED = (400,) * 8
-GET_REFUSED = (405,) * 8
+SIGNED_IN_API_REFUSED = (400, 400,  400,   400,   400,   400,   400,   403,   403,   403)  # fmt: skip
+# Study a's URL naming an annotator of another study: no such annotator in a (a viewer
+# is refused first: deciding is an editor's).
+OTHER_STUDYS_ANNOTATOR = (404, 404, 404,   404,   403,   404,   404,   403,   403,   403)  # fmt: skip
+REDIRECT = (302,) * len(PRINCIPALS)
+REFUSED = (400,) * len(PRINCIPALS)
+GET_REFUSED = (405,) * len(PRINCIPALS)
+
 
 # One row per URL name; add a row (or a case) for every URL you add.
 TABLE: dict[str, list[Case]] = {
@@ -119,31 +136,47 @@ TABLE: dict[str, list[Case]] = {
     "workspace:account": [get("/account/", SIGNED_IN_PAGE)],
     "workspace:password-change": [get("/account/password/", SIGNED_IN_PAGE)],
     "workspace:password-change-done": [get("/account/password/done/", SIGNED_IN_PAGE)],
+    # Password reset by e-mail: anyone (it says the same whether an account has the address).
+    "workspace:password-reset": [get("/password/reset/", PUBLIC), post("/password/reset/", REDIRECT, {"email": "nobody@example.org"})],
+    "workspace:password-reset-done": [get("/password/reset/sent/", PUBLIC)],
+    # A link that is not one: the page says so (200), and sets nothing.
+    "workspace:password-reset-confirm": [get("/password/reset/MQ/not-a-token/", PUBLIC)],
+    "workspace:password-reset-complete": [get("/password/reset/done/", PUBLIC)],
     "workspace:token-create": [post("/account/token/", SIGNED_IN_ACTION)],
     "workspace:token-revoke": [post("/account/token/revoke/", SIGNED_IN_ACTION)],
-    "workspace:study-list": [get("/studies/", SIGNED_IN_PAGE)],
+    "workspace:study-list": [get("/studies/", SIGNED_IN_PAGE), get("/studies/?archived=1", SIGNED_IN_PAGE)],
     "workspace:study-new": [get("/studies/new/", SIGNED_IN_PAGE), post("/studies/new/", FORM_REFUSED)],
     "workspace:import-detail": [get("/studies/imports/{import}/", OWN_JOB_PAGE)],
     "workspace:study-dashboard": [get("/studies/{a}/", STUDY_PAGE), get("/studies/{b}/", B_STUDY_PAGE)],
-    "workspace:study-status": [post("/studies/{a}/status/", STUDY_ACTION, GO_LIVE), get("/studies/{a}/status/", NOT_ALLOWED)],
-    "workspace:study-settings": [post("/studies/{a}/settings/", STUDY_ACTION, settings_form)],
-    "workspace:study-score": [post("/studies/{a}/score/", STUDY_ACTION)],
+    "workspace:study-status": [post("/studies/{a}/status/", EDITOR_ACTION, GO_LIVE), get("/studies/{a}/status/", NOT_ALLOWED)],
+    "workspace:study-settings": [post("/studies/{a}/settings/", EDITOR_ACTION, settings_form)],
+    "workspace:study-score": [post("/studies/{a}/score/", EDITOR_ACTION)],
     "workspace:study-agreement": [get("/studies/{a}/agreement/", STUDY_PAGE)],
+    "workspace:study-members": [post("/studies/{a}/members/", OWNER_ACTION, {"username": "bob", "role": "viewer"}), get("/studies/{a}/members/", NOT_ALLOWED)],
+    "workspace:study-archive": [post("/studies/{a}/archive/", OWNER_ACTION)],
+    "workspace:study-restore": [post("/studies/{a}/restore/", OWNER_ACTION)],
+    "workspace:study-delete": [get("/studies/{a}/delete/", OWNER_PAGE), post("/studies/{a}/delete/", OWNER_REFUSED, {"confirm": "wrong"}), post("/studies/{a}/delete/", OWNER_ACTION, {"confirm": "alpha-secret"}), get("/studies/{b}/delete/", (404, LOGIN, 404, 404, 404, 200, 200, LOGIN, LOGIN, LOGIN))],
+    "workspace:study-preview": [post("/studies/{a}/preview/", STUDY_ACTION), post("/studies/{b}/preview/", (404, LOGIN, 404, 404, 404, 302, 302, LOGIN, LOGIN, LOGIN))],
+    "workspace:study-pilot-delete": [post("/studies/{a}/pilot/delete/", EDITOR_ACTION)],
+    "workspace:study-scenes-add": [get("/studies/{a}/scenes/add/", EDITOR_PAGE), post("/studies/{a}/scenes/add/", EDITOR_REFUSED)],
+    "workspace:study-data": [get("/studies/{a}/data/", STUDY_PAGE), get("/studies/{a}/data/?sort=disagreement&page=2", STUDY_PAGE), get("/studies/{b}/data/", B_STUDY_PAGE)],
+    "workspace:scene-detail": [get("/studies/{a}/data/scenes/{scene}/", STUDY_PAGE), get("/studies/{a}/data/scenes/{b_scene}/", B_IN_A)],
+    "workspace:pair-detail": [get("/studies/{a}/data/pairs/{pair}/", STUDY_PAGE), get("/studies/{a}/data/pairs/{b_pair}/", B_IN_A)],
     # --- researcher API --------------------------------------------------------------------
     "workspace-api:auth-token": [post("/api/v1/auth/token", REFUSED, WRONG_LOGIN)],
     # A study's settings without a zip or a server folder: refused, nothing queued.
     "workspace-api:study-list": [get("/api/v1/studies", SIGNED_IN_API), Case("post", "/api/v1/studies", SIGNED_IN_API_REFUSED, {"slug": "new-one", "design": "pairwise"})],
-    "workspace-api:study-detail": [get("/api/v1/studies/{a}", STUDY_API), patch("/api/v1/studies/{a}", STUDY_API, {"title": "Renamed"})],
+    "workspace-api:study-detail": [get("/api/v1/studies/{a}", STUDY_API), patch("/api/v1/studies/{a}", EDITOR_API, {"title": "Renamed"})],
     "workspace-api:study-progress": [get("/api/v1/studies/{a}/progress", STUDY_API)],
     "workspace-api:import-detail": [get("/api/v1/imports/{import}", OWN_JOB_API)],
     "workspace-api:study-annotators": [get("/api/v1/studies/{a}/annotators", STUDY_API)],
     # No snapshot of study a yet: the JSON answers 202 (a refresh queued), the tables 409.
     "workspace-api:study-agreement": [get("/api/v1/studies/{a}/agreement", STUDY_API_STARTED)],
-    "workspace-api:study-agreement-csv": [get("/api/v1/studies/{a}/agreement.csv", (409, 409, 409, 409, 404, 403, 403, 403))],
-    "workspace-api:study-agreement-tex": [get("/api/v1/studies/{a}/agreement.tex", (409, 409, 409, 409, 404, 403, 403, 403))],
-    "workspace-api:study-agreement-images": [get("/api/v1/studies/{a}/agreement/images?scene=s", (409, 409, 409, 409, 404, 403, 403, 403))],
-    "workspace-api:annotator-exclusion": [post("/api/v1/studies/{a}/annotators/{annotator}/exclusion", STUDY_API, EXCLUDE), post("/api/v1/studies/{a}/annotators/{live_annotator}/exclusion", OTHER_STUDYS_ANNOTATOR, EXCLUDE)],
-    "workspace-api:study-exports": [get("/api/v1/studies/{a}/exports", STUDY_API), post("/api/v1/studies/{a}/exports", STUDY_API_STARTED, {"format": "csv"})],
+    "workspace-api:study-agreement-csv": [get("/api/v1/studies/{a}/agreement.csv", NO_REPORT_YET)],
+    "workspace-api:study-agreement-tex": [get("/api/v1/studies/{a}/agreement.tex", NO_REPORT_YET)],
+    "workspace-api:study-agreement-images": [get("/api/v1/studies/{a}/agreement/images?scene=s", NO_REPORT_YET)],
+    "workspace-api:annotator-exclusion": [post("/api/v1/studies/{a}/annotators/{annotator}/exclusion", EDITOR_API, EXCLUDE), post("/api/v1/studies/{a}/annotators/{live_annotator}/exclusion", OTHER_STUDYS_ANNOTATOR, EXCLUDE)],
+    "workspace-api:study-exports": [get("/api/v1/studies/{a}/exports", STUDY_API), post("/api/v1/studies/{a}/exports", EDITOR_API_STARTED, {"format": "csv"})],
     "workspace-api:export-detail": [get("/api/v1/exports/{export}", STUDY_API)],
     "workspace-api:export-download": [get("/api/v1/exports/{export}/download", STUDY_API)],
     # --- the image store -------------------------------------------------------------------
@@ -177,10 +210,12 @@ class World:
         """What ``principal`` must never be shown: (always, in a 200 page too)."""
         a = [self.a.title, self.placeholders["image_sha"]]
         b = [self.b.title]
-        hidden = {"A": b, "A-token": b, "M": b, "staff": [], "B": a}.get(principal, a + b)
-        slugs = {"A": [self.b.slug], "A-token": [self.b.slug], "M": [self.b.slug]}
-        shown_slugs = slugs.get(principal, [] if principal == "staff" else [self.a.slug])
-        return hidden, shown_slugs
+        members = ("A", "A-token", "O", "E", "V")
+        if principal in members:
+            return b, [self.b.slug]
+        if principal == "staff":
+            return [], []
+        return (a, [self.a.slug]) if principal == "B" else (a + b, [self.a.slug])
 
 
 def stored_file(media_root: Path, content: bytes) -> tuple[str, str]:
@@ -196,24 +231,27 @@ def world(media_root: Path, tmp_path: Path, settings) -> World:
     users = {
         "A": User.objects.create_user("ada"),
         "B": User.objects.create_user("bob"),
-        "M": User.objects.create_user("mia"),
+        "O": User.objects.create_user("olga"),
+        "E": User.objects.create_user("eve"),
+        "V": User.objects.create_user("vic"),
         "staff": User.objects.create_user("sam", is_staff=True),
     }
     a = StudyFactory(slug="alpha-secret", title="Alpha confidential study", owner=users["A"])
-    a.members.add(users["M"])
+    for principal, role in (("O", Role.OWNER), ("E", Role.EDITOR), ("V", Role.VIEWER)):
+        StudyMember.objects.create(study=a, user=users[principal], role=role)
     b = StudyFactory(slug="bravo", title="Bravo private study", owner=users["B"])
     live = StudyFactory(
         slug="charlie-live", title="Charlie", status=Study.Status.LIVE, owner=users["staff"]
     )
-    files = {}
-    for study, key in ((a, "image"), (live, "live_image")):
-        scene = SceneFactory(study=study)
+    files, scenes, pairs = {}, {}, {}
+    for study, key in ((a, "image"), (live, "live_image"), (b, "b_image")):
+        scene = scenes[key] = SceneFactory(study=study)
         images = []
         for n in range(2):
             relative, sha = stored_file(media_root, f"{study.slug}-{n}".encode())
             images.append(ImageFactory(scene=scene, sha256=sha, file=relative))
             files.setdefault(key, (relative, sha))
-        PairFactory(scene=scene, image_a=images[0], image_b=images[1])
+        pairs[key] = PairFactory(scene=scene, image_a=images[0], image_b=images[1])
     now = timezone.now()
     annotator = AnnotatorSession.objects.create(study=live, created_at=now)
     excluded = AnnotatorSession.objects.create(study=a, created_at=now)
@@ -249,6 +287,10 @@ def world(media_root: Path, tmp_path: Path, settings) -> World:
         "image": files["image"][0],
         "image_sha": files["image"][1],
         "live_image": files["live_image"][0],
+        "scene": str(scenes["image"].pk),
+        "pair": str(pairs["image"].pk),
+        "b_scene": str(scenes["b_image"].pk),
+        "b_pair": str(pairs["b_image"].pk),
         "import": str(import_job.pk),
         "export": str(export_job.pk),
         "annotator": excluded.pseudonym,

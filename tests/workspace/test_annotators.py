@@ -328,7 +328,7 @@ def test_a_member_decides_and_staff_reach_the_table(voted, people, schema):
     """Members run the study: they may decide; staff see every study."""
     study, names = voted
     carol = User.objects.create_user("carol", password="x")
-    study.members.add(carol)
+    study.members.add(carol, through_defaults={"role": "editor"})
     row = decide(client_of(carol, schema), study, names["h2"], True, "spoke to them")
     assert row["decided_by"] == "carol"
     staff = User.objects.create_user("root", password="x", is_staff=True)

@@ -49,7 +49,7 @@ def people():
 @pytest.fixture
 def study(people) -> Study:
     study = LiveStudyFactory(owner=people["owner"], title="Sharpness", completion_code="C0DE42")
-    study.members.add(people["member"])
+    study.members.add(people["member"], through_defaults={"role": "editor"})
     make_pairs(study, 6, votes=2, scenes=2)
     return study
 
@@ -97,7 +97,7 @@ def test_the_dashboard_shows_every_section_to_those_who_reach_the_study(who, peo
         assert f">{title}</h2>" in html, title
     assert "Sharpness" in html
     assert "owner owner" in html
-    assert "members member" in html
+    assert '<tr data-member="member">' in html  # the People card
     annotator = f"http://testserver/annotate/{study.slug}/"
     assert f'value="{annotator}"' in html
     prolific = f"{annotator}?PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}&amp;STUDY_ID={{{{%STUDY_ID%}}}}"

@@ -240,7 +240,7 @@ def test_only_those_who_reach_the_study_reach_its_exports(voted, people, exports
     ada.call("get", EXPORT_DOWNLOAD, 409, params=params)
     export_jobs.export_job_run(job_id=job.pk)
     carol = User.objects.create_user("carol", password="x")
-    voted.members.add(carol)
+    voted.members.add(carol, through_defaults={"role": "editor"})
     staff = User.objects.create_user("root", password="x", is_staff=True)
     for user in (people["ada"], carol, staff):
         api = Api(client_of(user), schema)

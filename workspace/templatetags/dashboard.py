@@ -54,6 +54,13 @@ def utc_time(moment: datetime) -> str:
 
 
 @register.filter
+def utc_datetime(moment: datetime) -> str:
+    """The moment's date and time in UTC: what a page shows before ``localtime.js``
+    rewrites it in the viewer's own time zone."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@register.filter
 def credited_percent(row: dict) -> str:
     target = row.get("target_votes") or 0
     share = min(100.0, 100.0 * row.get("credited", 0) / target) if target else 0.0

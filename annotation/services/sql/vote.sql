@@ -3,7 +3,9 @@
 -- the sides undone and the server's issued-to-answered time, give a released lease's pair
 -- its count back (or, for an answer sooner than the study's min_response_ms, the live
 -- lease's count: it counts for nothing), and move the session on (the queued trial becomes
--- the open one; a counted answer in time is a sign of a person). No row comes back for a
+-- the open one; a counted answer in time is a sign of a person). A pilot session's
+-- answer (a researcher's preview) gives its live lease back too: it never takes a pair's
+-- target, though it moves the session on like any answer. No row comes back for a
 -- retry, a conflict or a foreign trial. One statement: atomic on its own, so no BEGIN /
 -- COMMIT round trips, and row locks are held for this statement only.
 -- Params: VoteParams. Row: VoteRow.
@@ -12,7 +14,7 @@ WITH answered AS (
     FROM annotation_annotatorsession s, annotation_study st
     WHERE t.id = %(trial_id)s::uuid AND t.session_id = s.id AND s.token = %(token)s::text
       AND st.id = s.study_id AND t.answered_at IS NULL
-    RETURNING t.id, t.session_id, t.pair_id, t.kind, t.a_on_left, t.released,
+    RETURNING t.id, t.session_id, t.pair_id, t.kind, t.a_on_left, t.released, s.pilot,
               t.lease_expires_at < %(now)s::timestamptz AS late,
               LEAST(GREATEST(floor(extract(epoch FROM %(now)s::timestamptz - t.issued_at)
                                    * 1000), 0), 2147483647)::integer AS server_ms,
@@ -21,13 +23,13 @@ WITH answered AS (
 ), vote AS (
     INSERT INTO annotation_vote
         (id, trial_id, session_id, pair_id, kind, choice, preferred, late, response_ms,
-         server_ms, too_fast, client_info, created_at)
+         server_ms, too_fast, pilot, client_info, created_at)
     SELECT %(vote_id)s::uuid, answered.id, answered.session_id, answered.pair_id, answered.kind,
            %(choice)s::text,
            CASE WHEN %(choice)s::text = 'similar' THEN 'similar'
                 WHEN (%(choice)s::text = 'left') = answered.a_on_left THEN 'a' ELSE 'b' END,
            answered.late, %(response_ms)s::integer, answered.server_ms, answered.too_fast,
-           %(client_info)s::jsonb, %(now)s::timestamptz
+           answered.pilot, %(client_info)s::jsonb, %(now)s::timestamptz
     FROM answered
     RETURNING id, late, too_fast
 ), recounted AS (
@@ -35,7 +37,7 @@ WITH answered AS (
     SET n_assigned = p.n_assigned + CASE WHEN answered.released THEN 1 ELSE -1 END
     FROM answered
     WHERE p.id = answered.pair_id AND answered.kind = 'label'
-      AND answered.released <> answered.too_fast
+      AND answered.released <> (answered.too_fast OR answered.pilot)
 ), moved AS (
     UPDATE annotation_annotatorsession s
     SET n_practice_done = s.n_practice_done + (answered.kind = 'practice' AND NOT answered.too_fast)::int,

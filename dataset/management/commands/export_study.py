@@ -1,5 +1,6 @@
-"""``python manage.py export_study SLUG (--out DIR [--format csv|parquet|jsonl] |
---bundle FILE.zip [--with-images]) [--samples N] [--seed N] [--model M]``."""
+"""``python manage.py export_study SLUG (--out DIR [--format csv|parquet|jsonl]
+[--include-pilot] | --bundle FILE.zip [--with-images]) [--samples N] [--seed N]
+[--model M]``."""
 
 from pathlib import Path
 
@@ -35,6 +36,12 @@ class Command(BaseCommand):
             help="with --bundle: add every image under its stable name (images/<scene>/<file>)",
         )
         parser.add_argument(
+            "--include-pilot",
+            action="store_true",
+            help="with --out: add the pilot data (researchers' preview answers, counted "
+            "nowhere) to the votes and sessions tables, marked is_pilot and pilot",
+        )
+        parser.add_argument(
             "--samples", type=int, default=1000, help="bootstrap resamples (default 1000)"
         )
         parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
@@ -52,6 +59,8 @@ class Command(BaseCommand):
             raise CommandError("--samples must be at least 1")
         if options["with_images"] and not options["bundle"]:
             raise CommandError("--with-images goes with --bundle")
+        if options["bundle"] and options["include_pilot"]:
+            raise CommandError("--include-pilot goes with --out: a bundle is the dataset")
         if options["bundle"] and options["model"] != "thurstone":
             raise CommandError("--model goes with --out")
         if options["bundle"] and options["fmt"] != "csv":
@@ -75,6 +84,7 @@ class Command(BaseCommand):
                     seed=options["seed"],
                     formats=True,
                     model=options["model"],
+                    include_pilot=options["include_pilot"],
                 )
         except DomainError as exc:
             raise CommandError(str(exc)) from exc

@@ -6,6 +6,7 @@
 // snapshot never resets them, and nothing here scrolls the page.
 
 import { chart, replace } from "./charts.js";
+import { localText } from "./localtime.js";
 import { TieBands, deltaColumns, deltaSpec, formatDelta } from "./tie_bands.js";
 
 const root = document.querySelector("[data-api-url]");
@@ -25,7 +26,7 @@ function number(value, digits = 3) {
 }
 
 function hhmmss(iso) {
-  return new Date(iso).toISOString().slice(11, 19);
+  return localText(iso, "time");
 }
 
 function apiUrl(base) {
@@ -399,7 +400,7 @@ function pick(row) {
 function showFreshness(flags) {
   const asOf = field("as-of");
   if (flags.as_of) {
-    asOf.textContent = `as of ${hhmmss(flags.as_of)} UTC, ${integer.format(flags.votes)} votes`;
+    asOf.textContent = `as of ${hhmmss(flags.as_of)}, ${integer.format(flags.votes)} votes`;
     asOf.dataset.votes = String(flags.votes);
   } else {
     asOf.textContent = "The first report is being computed…";
@@ -407,7 +408,7 @@ function showFreshness(flags) {
   const live = flags.live, drawn = live?.intervals;
   field("live").textContent = !live ? "" : live.exact
     ? "Exact: computed as agreement_report computes it."
-    : `Live: point estimates of every vote counted; intervals drawn ${drawn ? `at ${hhmmss(drawn.as_of)} UTC from ${integer.format(drawn.votes)} votes` : "not yet"}.`;
+    : `Live: point estimates of every vote counted; intervals drawn ${drawn ? `at ${hhmmss(drawn.as_of)} from ${integer.format(drawn.votes)} votes` : "not yet"}.`;
   const line = field("state");
   line.classList.toggle("state-stale", flags.stale);
   line.textContent = flags.computing

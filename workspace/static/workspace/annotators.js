@@ -3,6 +3,7 @@
 // (POST .../annotators/{annotator}/exclusion with a reason) that update the row in place.
 
 import { fetchJson } from "./fetch_json.js";
+import { timeElement } from "./localtime.js";
 
 const panel = document.getElementById("annotators");
 const tableBox = panel.querySelector("[data-annotators-box]");
@@ -85,8 +86,8 @@ function statusCell(row) {
   if (row.manual_decision) {
     const who = document.createElement("div");
     who.className = "muted small";
-    const when = row.decided_at ? new Date(row.decided_at).toISOString().slice(0, 16).replace("T", " ") + " UTC" : "";
-    who.textContent = ["decided", row.decided_by ? `by ${row.decided_by}` : "", when].filter(Boolean).join(" ");
+    who.textContent = ["decided", row.decided_by ? `by ${row.decided_by}` : ""].filter(Boolean).join(" ");
+    if (row.decided_at) who.append(" ", timeElement(row.decided_at));
     td.append(who);
   }
   return td;
@@ -191,7 +192,7 @@ async function load() {
     render();
     tableBox.hidden = rows.length === 0;
     status.textContent = summary();
-    asOfText.textContent = `Votes as of ${new Date(table.as_of).toISOString().slice(11, 19)} UTC`;
+    asOfText.replaceChildren("Votes as of ", timeElement(table.as_of, "time"));
   } catch (error) {
     status.textContent = `The table could not be loaded: ${error.message}`;
   } finally {

@@ -4,6 +4,7 @@
 // half-typed settings stay as they are).
 
 import { chart, replace } from "./charts.js";
+import { localText, localize } from "./localtime.js";
 
 const POLL_MS = 10_000;
 const root = document.querySelector("[data-progress-url]");
@@ -57,7 +58,7 @@ function hours(series) {
 }
 
 function asOf(iso) {
-  return new Date(iso).toISOString().slice(11, 19) + " UTC";
+  return localText(iso, "time");
 }
 
 function hoursText(value) {
@@ -80,9 +81,11 @@ function percent(part, whole) {
 
 function updateProgress(progress, status) {
   const t = progress.totals;
-  setText("as-of", asOf(progress.as_of));
   const asOfTime = document.querySelector("time[data-field='as-of']");
-  if (asOfTime) asOfTime.dateTime = progress.as_of;
+  if (asOfTime) {
+    asOfTime.dateTime = progress.as_of;
+    localize(asOfTime);
+  }
   setText("counted_votes", integer.format(t.counted_votes));
   setText("target_votes", integer.format(t.target_votes));
   setText("pairs_complete", integer.format(t.pairs_complete));

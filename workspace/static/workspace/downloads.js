@@ -3,9 +3,11 @@
 // appears; the study's recent exports are listed below.
 
 import { fetchJson } from "./fetch_json.js";
+import { timeElement } from "./localtime.js";
 
 const POLL_MS = 1000;
 const panel = document.getElementById("downloads");
+// Absent for viewers, who download the exports others built.
 const form = panel.querySelector("[data-export-form]");
 const build = panel.querySelector("[data-export-build]");
 const progressBox = panel.querySelector("[data-export-progress]");
@@ -14,7 +16,12 @@ const status = panel.querySelector("[data-export-status]");
 const table = panel.querySelector("[data-exports-table]");
 const tbody = table.querySelector("tbody");
 const empty = panel.querySelector("[data-exports-empty]");
-const FORMATS = { csv: "CSV", parquet: "Parquet", jsonl: "JSON Lines" };
+const FORMATS = {
+  csv: "CSV",
+  parquet: "Parquet",
+  jsonl: "JSON Lines",
+  bundle: "Bundle with images",
+};
 let following = null;
 
 function size(bytes) {
@@ -30,7 +37,7 @@ function size(bytes) {
 }
 
 function when(iso) {
-  return new Date(iso).toISOString().slice(0, 16).replace("T", " ");
+  return timeElement(iso);
 }
 
 function link(job, text) {
@@ -51,10 +58,11 @@ function renderList(jobs) {
   const fragment = document.createDocumentFragment();
   for (const job of jobs) {
     const tr = document.createElement("tr");
-    const cells = [when(job.created_at), FORMATS[job.format] || job.format, job.owner];
-    for (const text of cells) {
+    const format = (FORMATS[job.format] || job.format) + (job.include_pilot ? ", with pilot data" : "");
+    const cells = [when(job.created_at), format, job.owner];
+    for (const content of cells) {
       const td = document.createElement("td");
-      td.textContent = text;
+      td.append(content ?? "");
       tr.append(td);
     }
     const state = document.createElement("td");
@@ -125,20 +133,23 @@ async function follow(id, url) {
     status.textContent = `The export could not be followed: ${error.message}`;
   } finally {
     following = null;
-    build.disabled = false;
+    if (build) build.disabled = false;
     progressBox.hidden = true;
     loadList();
   }
 }
 
-form.addEventListener("submit", async (event) => {
+form?.addEventListener("submit", async (event) => {
   event.preventDefault();
   build.disabled = true;
   status.textContent = "Queuing the export…";
   try {
     const started = await fetchJson(panel.dataset.exportsUrl, {
       method: "POST",
-      body: { format: form.elements.format.value },
+      body: {
+        format: form.elements.format.value,
+        include_pilot: form.elements.include_pilot.checked,
+      },
       csrfScope: form,
     });
     showProgress({ done: 0, total: 1 });

@@ -1,5 +1,6 @@
-// The "New study" form: "Show the reference" only where it applies (the pairwise design),
-// a zip over the upload limit refused before it is sent, and a note while it uploads.
+// The "New study" and "Add scenes" forms: "Show the reference" only where it applies
+// (the pairwise design), a zip over the upload limit refused before it is sent, and a
+// note while it uploads.
 
 const form = document.getElementById("new-study");
 const showReference = document.getElementById("id_show_reference");
@@ -9,6 +10,7 @@ const sending = document.getElementById("sending");
 const maxBytes = Number(form.dataset.maxBytes);
 
 function designChanged() {
+  if (!showReference) return;
   const chosen = form.querySelector("input[name=design]:checked");
   const pairwise = chosen !== null && chosen.value === "pairwise";
   showReference.disabled = !pairwise;

@@ -53,7 +53,10 @@ function recruiter() {
 }
 
 const who = recruiter();
-const storageKey = `iqa:${config.slug}:${who.participant_id || "anonymous"}`;
+// A preview (pilot) session is kept under its own key, apart from any annotator's.
+const storageKey = config.preview
+  ? `iqa:${config.slug}:pilot`
+  : `iqa:${config.slug}:${who.participant_id || "anonymous"}`;
 
 function loadState() {
   try {
@@ -158,6 +161,10 @@ async function boot() {
     show("closed");
     return;
   }
+  if (config.preview) {
+    bootPreview().catch(showError);
+    return;
+  }
   if (config.require_participant_id && !who.participant_id) {
     show("no-id"); // the recruiter's link was not used: nothing to pay the person with
     return;
@@ -174,6 +181,32 @@ async function boot() {
     }
   }
   show("consent");
+}
+
+// A preview's pilot session comes from the dashboard in the address's fragment
+// (#pilot=TOKEN), which no server sees; it is kept here and taken off the address.
+async function bootPreview() {
+  const fromDashboard = new URLSearchParams(window.location.hash.slice(1)).get("pilot");
+  if (fromDashboard) {
+    if (fromDashboard !== stored.token) {
+      localStorage.removeItem(`${storageKey}:outbox`);
+      for (const key of Object.keys(stored)) delete stored[key];
+      saveState({ token: fromDashboard, baseline_dpr: window.devicePixelRatio || 1, stage: "instructions" });
+    }
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+  }
+  if (!stored.token) {
+    show("preview-missing");
+    return;
+  }
+  try {
+    const { data } = await withRetry(() => api.session(stored.token), networkStatus);
+    resume(data);
+  } catch (error) {
+    if (error.status !== 404) throw error;
+    localStorage.removeItem(storageKey);
+    show("preview-missing"); // its pilot data was deleted, say
+  }
 }
 
 async function agree() {
@@ -414,6 +447,12 @@ function showFull(session) {
 }
 
 function showDone(session) {
+  if (config.preview) {
+    app.viewer?.clear();
+    $("preview-count").textContent = String(session.progress?.done || 0);
+    show("preview-done");
+    return;
+  }
   if (!session.completion_code) {
     // Completed without the counted trials the code needs: the study was full or closed.
     showFull(session);
