@@ -22,6 +22,10 @@ from workspace.uploads import ZipUploadHandler, handler_install
 from workspace.views import _content_length, _upload_too_large_error
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _dashboard_url(slug: str, anchor: str = "") -> str:
     return reverse("workspace:study-dashboard", args=[slug]) + (f"#{anchor}" if anchor else "")
 
@@ -105,8 +109,9 @@ def study_delete(request: HttpRequest, slug: str) -> HttpResponse:
         else:
             messages.success(
                 request,
-                f"Study {deleted.slug} deleted: {deleted.sessions} sessions, {deleted.votes} "
-                f"votes and {deleted.images} images, with the image files no other study uses.",
+                f"Study {deleted.slug} deleted: {_count(deleted.sessions, 'session')}, "
+                f"{_count(deleted.votes, 'vote')} and {_count(deleted.images, 'image')}, with "
+                "the image files no other study uses.",
             )
             return redirect("workspace:study-list")
     context = {"nav": "studies", "study": study, "counts": _deletion_counts(study), "error": error}
@@ -143,8 +148,8 @@ def study_pilot_delete(request: HttpRequest, slug: str) -> HttpResponse:
     else:
         messages.success(
             request,
-            f"Pilot data deleted: {deleted.sessions} preview sessions and {deleted.votes} "
-            "votes; the annotators' data is untouched.",
+            f"Pilot data deleted: {_count(deleted.sessions, 'preview session')} and "
+            f"{_count(deleted.votes, 'vote')}; the annotators' data is untouched.",
         )
     return redirect(_dashboard_url(slug, "pilot"))
 
