@@ -455,7 +455,7 @@ def _issue(
         return None
     if images is None:
         kind = Trial.Kind.LABEL
-        images = _issue_counted(params, wait_for_locks=wait_for_locks)
+        images = _issue_counted(params, wait_for_locks=wait_for_locks, pilot=state.pilot)
         if images is None:
             return None
     return IssuedTrial.shown(
@@ -489,9 +489,15 @@ def _issue_uncounted(kind: str, params: IssueParams) -> PairImages | None:
     return _pair_images(pair_id)
 
 
-def _issue_counted(params: IssueParams, *, wait_for_locks: bool = False) -> PairImages | None:
+def _issue_counted(
+    params: IssueParams, *, wait_for_locks: bool = False, pilot: bool = False
+) -> PairImages | None:
     """Claim the least-assigned unseen pair below its target and open a trial on it
     (rule 1; ``next_trial.sql`` makes the common claim on PostgreSQL).
+
+    A ``pilot`` session (a researcher's preview) takes the least-assigned unseen pair,
+    complete or not: its lease is given back when it answers, and its answer counts for
+    nothing, so a preview shows every pair however far the study has got.
 
     Pairs other claims hold are skipped, or with ``wait_for_locks`` waited for, at most
     ``CLAIM_LOCK_TIMEOUT_MS`` (rule 11); a wait that times out claims nothing. SQLite
@@ -509,19 +515,15 @@ def _issue_counted(params: IssueParams, *, wait_for_locks: bool = False) -> Pair
                         "SELECT set_config('lock_timeout', %s, true)",
                         [f"{CLAIM_LOCK_TIMEOUT_MS}ms"],
                     )
+            below_target = Q() if pilot else Q(n_assigned__lt=F("target_votes"))
             pair_id = (
                 Pair.objects.select_for_update(skip_locked=not wait_for_locks)
-                .filter(
-                    unseen,
-                    study_id=params.study_id,
-                    gold_answer="",
-                    n_assigned__lt=F("target_votes"),
-                )
+                .filter(below_target, unseen, study_id=params.study_id, gold_answer="")
                 .order_by("n_assigned", "rand_key")
                 .values_list("pk", flat=True)
                 .first()
             )
-            if pair_id is None and wait_for_locks and params.slot is Slot.OPEN:
+            if pair_id is None and wait_for_locks and params.slot is Slot.OPEN and not pilot:
                 pair_id = _pair_past_unheld(params, unseen)
             if pair_id is None:
                 return None

@@ -72,6 +72,16 @@ def test_pilot_answers_are_stored_marked_and_count_nowhere(tmp_path):
     assert study_progress_get(slug=study.slug).n_counted_votes == 4
 
 
+def test_a_preview_shows_every_pair_of_a_study_already_complete(tmp_path):
+    study = imported(tmp_path, "complete")
+    run_session(open_session(study, "p1"))
+    run_session(open_session(study, "p2"))
+    targets = set(Pair.objects.filter(study=study).values_list("n_assigned", "target_votes"))
+    assert targets == {(2, 2)}
+    assert answer_all(pilot_token(study)) == 4
+    assert set(Pair.objects.filter(study=study).values_list("n_assigned", flat=True)) == {2}
+
+
 def test_exports_leave_pilot_data_out_unless_asked(tmp_path):
     study = imported(tmp_path, "pilot-export")
     answer_all(pilot_token(study))

@@ -15,7 +15,7 @@
 -- Params: NextParams. Row: NextRow.
 WITH s AS (
     SELECT s.id, s.study_id, s.completed_at, s.n_issued, s.n_done, s.n_practice_done,
-           s.open_trial_id, s.queued_trial_id, st.status, st.practice_trials,
+           s.open_trial_id, s.queued_trial_id, s.pilot, st.status, st.practice_trials,
            st.trials_per_session AS quota, st.gold_rate, st.lease_seconds
     FROM annotation_annotatorsession s JOIN annotation_study st ON st.id = s.study_id
     WHERE s.token = %(token)s::text
@@ -27,7 +27,7 @@ WITH s AS (
 ), eligible AS (
     SELECT s.* FROM s
     WHERE NOT EXISTS (SELECT 1 FROM open) AND s.queued_trial_id IS NULL
-      AND s.completed_at IS NULL AND s.status = 'live'
+      AND s.completed_at IS NULL AND s.status = 'live' AND NOT s.pilot
       AND s.n_issued >= s.practice_trials AND s.n_issued > 0 AND s.n_done < s.quota
       AND NOT (%(gold_draw)s::float8 < s.gold_rate)
 ), 
