@@ -11,10 +11,10 @@ unset), as the agreement report judges it.
 
 - ``disagreement``: how far the annotators split, 1 - (the top answer's votes / all votes):
   0 when they all agree, 2/3 at most; NaN without votes.
-- ``miss_<metric>``: how far the metric's verdict (1 prefers a, 0 prefers b, 0.5 within
-  its tie band) is from the people's mean outcome ``p_a`` (similar counting 0.5): 0 when
-  they agree, 1 when every annotator preferred the side the metric did not; NaN without
-  votes or without both scores.
+- ``miss`` (``metric_columns``, one metric's): how far the metric's verdict (1 prefers
+  a, 0 prefers b, 0.5 within its tie band) is from the people's mean outcome ``p_a``
+  (similar counting 0.5): 0 when they agree, 1 when every annotator preferred the side
+  the metric did not; NaN without votes or without both scores.
 """
 
 from dataclasses import dataclass
