@@ -25,8 +25,8 @@ def agreement_mark(*, study: Study) -> Mark:
     """Small aggregate queries read on every poll, none over the study's votes or scores:
     the sessions' answer counters (every vote increments them under the session's lock),
     the decisions, the study's scoring batches and the newest score id of all (a score
-    written anywhere marks every snapshot stale once: rare, and never missed), plus the
-    study's rules and per-metric deltas."""
+    written anywhere marks every snapshot stale once: rare, and never missed), the study's
+    pairs (scenes added), plus the study's rules and per-metric deltas."""
     sessions = AnnotatorSession.objects.filter(study=study, pilot=False).aggregate(
         n=Count("id"), done=Sum("n_done"), practice=Sum("n_practice_done")
     )
@@ -37,10 +37,13 @@ def agreement_mark(*, study: Study) -> Mark:
         n=Count("id"), finished=Max("finished_at"), done=Count("id", filter=Q(state="done"))
     )
     newest_score = Score.objects.aggregate(last=Max("id"))["last"]
+    # Scenes added to the study (new pairs) change the report and the browser's table.
+    pairs = Pair.objects.filter(study=study).aggregate(n=Count("id"), last=Max("id"))
     digest = hashlib.sha256(
         repr(
             (
                 study.pk,
+                sorted(pairs.items()),
                 sorted(sessions.items()),
                 sorted(decisions.items()),
                 sorted(batches.items()),

@@ -130,6 +130,16 @@ class SessionOpenPerAddressThrottle(WindowThrottle):
         return self.address(request)
 
 
+class PasswordResetPerAddressThrottle(WindowThrottle):
+    """Password reset e-mails asked for per client address (``IQA_PASSWORD_RESET_RATE``)."""
+
+    scope = "password-reset-address"
+    rate_setting = "IQA_PASSWORD_RESET_RATE"
+
+    def ident(self, request, view) -> str:
+        return self.address(request)
+
+
 class NextTrialPerAddressThrottle(WindowThrottle):
     """Next-trial requests per client address (``IQA_TRIAL_RATE``)."""
 

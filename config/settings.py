@@ -175,6 +175,10 @@ LOGIN_URL = "workspace:login"
 LOGIN_REDIRECT_URL = "workspace:study-list"
 LOGOUT_REDIRECT_URL = "workspace:login"
 
+# The platform's address as researchers reach it (``https://iqa.lab.example``): the links
+# of password e-mails and invitations use it rather than the request's Host header.
+IQA_BASE_URL = os.environ.get("IQA_BASE_URL", "").rstrip("/")
+
 # Password links (reset by e-mail, ``create_researcher --invite``) work once, this long.
 PASSWORD_RESET_TIMEOUT = int(float(os.environ.get("IQA_PASSWORD_LINK_DAYS", "3")) * 86400)
 
@@ -189,8 +193,9 @@ EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or (
 EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "587"))
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
-EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False) and not EMAIL_USE_TLS
+# Port 465 is TLS from the start (SSL); any other port STARTTLS unless turned off.
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", EMAIL_PORT == 465)
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True) and not EMAIL_USE_SSL
 EMAIL_TIMEOUT = 20
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "iqa-platform@localhost")
 
@@ -285,6 +290,8 @@ IQA_VOTE_RATE = os.environ.get("IQA_VOTE_RATE", "120/min")
 # study is one that a few addresses could use up for everyone.
 IQA_SESSION_RATE = os.environ.get("IQA_SESSION_RATE", "30/min")
 IQA_TRIAL_RATE = os.environ.get("IQA_TRIAL_RATE", "1800/min")
+# Password reset e-mails asked for per client address (a flood of them to one inbox).
+IQA_PASSWORD_RESET_RATE = os.environ.get("IQA_PASSWORD_RESET_RATE", "5/h")
 # Assignment rules 12 and 13 (annotation/services/assignment.py): the sessions of one
 # address that may hold pairs before answering (per study, per hold_seconds), and the
 # counted answers after which a session holds its pairs whatever its address.

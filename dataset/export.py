@@ -142,7 +142,8 @@ _VOTE_SOURCE_COLUMNS = [
 
 @dataclass(frozen=True)
 class VoteCounts:
-    """What the datasheet says of the votes table, summed as its chunks are written."""
+    """What the datasheet says of the votes table, summed as its chunks are written: the
+    annotators' votes, and apart from them the pilot votes (when the table has them)."""
 
     votes: int = 0
     counted: int = 0
@@ -155,17 +156,18 @@ class VoteCounts:
     pilot: int = 0
 
     def plus(self, votes: pd.DataFrame) -> "VoteCounts":
-        gold, practice, fast = votes["is_gold"], votes["is_practice"], votes["too_fast"]
         pilot = votes["is_pilot"]
+        people = votes[~pilot]
+        gold, practice, fast = people["is_gold"], people["is_practice"], people["too_fast"]
         return VoteCounts(
-            votes=self.votes + len(votes),
-            counted=self.counted + int((~gold & ~practice & ~fast & ~pilot).sum()),
+            votes=self.votes + len(people),
+            counted=self.counted + int((~gold & ~practice & ~fast).sum()),
             gold=self.gold + int(gold.sum()),
             practice=self.practice + int(practice.sum()),
-            late=self.late + int(votes["is_late"].sum()),
-            imported=self.imported + int(votes["imported"].sum()),
+            late=self.late + int(people["is_late"].sum()),
+            imported=self.imported + int(people["imported"].sum()),
             too_fast=self.too_fast + int(fast.sum()),
-            past_target=self.past_target + int(votes["past_target"].sum()),
+            past_target=self.past_target + int(people["past_target"].sum()),
             pilot=self.pilot + int(pilot.sum()),
         )
 
@@ -320,7 +322,11 @@ def sessions_frame(study: Study, *, include_pilot: bool = False) -> pd.DataFrame
         ],
     )  # fmt: skip
     required = counted_trials_required(study)
-    sessions["code_earned"] = sessions["completed_at"].notna() & (sessions["n_done"] >= required)
+    sessions["code_earned"] = (
+        sessions["completed_at"].notna()
+        & (sessions["n_done"] >= required)
+        & ~sessions["pilot"].astype(bool)  # a preview never earns a code
+    )
     _client_columns(
         sessions, ("device_pixel_ratio", "viewport_width", "viewport_height", "user_agent")
     )
@@ -477,6 +483,7 @@ def _datasheet(
 ) -> str:
     pairs = tables["pairs"]
     study_pairs = pairs[~pairs["is_gold"]]
+    annotators = tables["sessions"][~tables["sessions"]["pilot"].astype(bool)]
     at_target = int((study_pairs["n_votes"] >= study_pairs["target_votes"]).sum())
     versions = ", ".join(
         f"{name} {metadata.version(name)}" for name in ("django", "pandas", "numpy", "pyarrow")
@@ -511,8 +518,8 @@ def _datasheet(
         f"{votes.too_fast} too fast to count, `too_fast`)",
         f"- counted votes past their pair's target: {votes.past_target} (`past_target`: a "
         "lease set aside or released, answered after all)",
-        f"- annotators: {len(tables['sessions'])} "
-        f"({int(tables['sessions']['completed_at'].notna().sum())} completed)",
+        f"- annotators: {len(annotators)} ({int(annotators['completed_at'].notna().sum())} "
+        "completed)",
         _pilot_line(study, votes, tables["sessions"], include_pilot),
         "",
         "## Exclusions",

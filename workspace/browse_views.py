@@ -2,6 +2,7 @@
 and both images in the annotators' own viewer. Any role that sees the study may browse
 it (``analysis.browse`` builds the tables)."""
 
+import json
 import math
 
 from django.core.paginator import Paginator
@@ -10,6 +11,8 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from analysis.browse import SORTS, PairTable, metric_columns, pair_table, pairs_sorted
+from analysis.models import AgreementSnapshot
+from analysis.snapshot_selectors import agreement_scene_images, agreement_snapshot_head
 from annotation.models import Image, Pair, Scene, Vote
 from annotation.presenters import image_size, image_url
 from workspace.access import login_required, study_for_page
@@ -29,6 +32,16 @@ def _number(value, digits: int = 3):
         return None
     value = float(value)
     return None if math.isnan(value) else round(value, digits)
+
+
+def _human_scale(study, scene: str) -> dict[str, dict]:
+    """Each compared image's human scale in the scene (Thurstone, with its votes), as the
+    study's latest agreement report computed it; empty before the first report."""
+    snapshot = agreement_snapshot_head(study=study, variant=AgreementSnapshot.Variant.COUNTED)
+    block = agreement_scene_images(snapshot=snapshot, scene=scene) if snapshot else None
+    if block is None:
+        return {}
+    return {row["image"]: row for row in json.loads(block.images_json)}
 
 
 def _controls(request: HttpRequest, table: PairTable) -> dict:
@@ -141,9 +154,11 @@ def scene_detail(request: HttpRequest, slug: str, scene_id: int) -> HttpResponse
     shown = pairs.iloc[page.object_list.start : page.object_list.stop]
     metric = controls["metric"]
     values = table.scores[metric] if metric in table.scores.columns else None
+    scale = _human_scale(study, scene.name)
     images = []
     for image in Image.objects.filter(scene=scene).order_by("role", "name"):
         score = None if values is None else _number(values.get(image.pk, math.nan), 4)
+        human = scale.get(image.name, {})
         images.append(
             {
                 "name": image.name,
@@ -155,6 +170,8 @@ def scene_detail(request: HttpRequest, slug: str, scene_id: int) -> HttpResponse
                 "format": image.format,
                 "gold": image.get_gold_display() if image.gold else "",
                 "score": score,
+                "thurstone": _number(human.get("thurstone"), 2),
+                "scale_votes": human.get("n_votes"),
             }
         )
     context = {

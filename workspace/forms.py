@@ -2,6 +2,8 @@
 ``annotation.study_settings``'s, checked by the service the view calls."""
 
 from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import PasswordResetForm
 
 from annotation.study_settings import (
     CHANGEABLE_SETTINGS,
@@ -36,6 +38,19 @@ def _field(setting: Setting) -> forms.Field:
     return forms.CharField(
         required=False, strip=False, help_text=setting.description, widget=widget
     )
+
+
+class ResearcherPasswordResetForm(PasswordResetForm):
+    """Django's reset form, also for accounts without a usable password yet (a researcher
+    invited by ``create_researcher --invite`` whose link lapsed): every researcher logs in
+    with a password, so an account without one is waiting for it, not barred from it."""
+
+    def get_users(self, email):
+        user_model = get_user_model()
+        field = user_model.get_email_field_name()
+        return user_model._default_manager.filter(
+            **{f"{field}__iexact": email, "is_active": True}
+        ).exclude(**{field: ""})
 
 
 class StudySettingsForm(forms.Form):

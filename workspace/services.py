@@ -158,6 +158,14 @@ def study_remove(*, study, confirm: str):
     from workspace.export_jobs import export_path
     from workspace.models import ExportJob, ImportJob
 
+    busy = ImportJob.objects.filter(
+        study=study, status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]
+    )
+    if busy.exists():
+        raise Conflict(
+            f"scenes are being added to study {study.slug!r}: delete it once that import "
+            "is done or refused"
+        )
     with transaction.atomic():  # all or nothing: a refused deletion keeps the scores too
         zips = [export_path(job) for job in ExportJob.objects.filter(study=study)]
         ImportJob.objects.filter(study=study).delete()

@@ -1,6 +1,7 @@
 """The researchers' pages: server-rendered templates over the same selectors and services
 as the commands and the API. Every study page goes through ``access.study_for``."""
 
+import math
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -16,10 +17,11 @@ from django.views.decorators.http import require_POST
 from annotation.errors import InvalidSetting, StudyArchived
 from annotation.models import ROLE_RANK, Role
 from annotation.selectors import pilot_summary, studies_visible, study_progress
+from annotation.throttles import PasswordResetPerAddressThrottle
 from core.errors import DomainError, NotFound
 from workspace import dashboard, selectors, services
 from workspace.access import login_required, study_for_page
-from workspace.forms import StudySettingsForm, readable
+from workspace.forms import ResearcherPasswordResetForm, StudySettingsForm, readable
 from workspace.import_forms import StudyNewForm
 from workspace.import_jobs import import_job_start
 from workspace.templatetags.dashboard import setting_label
@@ -46,24 +48,42 @@ class LoginView(auth_views.LoginView):
         return url
 
 
-def _link_days() -> int:
-    return max(1, round(settings.PASSWORD_RESET_TIMEOUT / 86400))
+def _link_days() -> float:
+    return round(settings.PASSWORD_RESET_TIMEOUT / 86400, 1)
 
 
 class PasswordResetView(auth_views.PasswordResetView):
     """Django's reset by e-mail, on the platform's pages: the same answer whether or not
-    an account has the address (nothing to learn by trying)."""
+    an account has the address (nothing to learn by trying), at most
+    ``IQA_PASSWORD_RESET_RATE`` e-mails asked for per address; links point at
+    ``IQA_BASE_URL`` when it is set, not at the request's Host header."""
 
     template_name = "workspace/password_reset.html"
     email_template_name = "workspace/password_reset_email.txt"
     subject_template_name = "workspace/password_reset_subject.txt"
     success_url = reverse_lazy("workspace:password-reset-done")
+    form_class = ResearcherPasswordResetForm
 
     def get_context_data(self, **kwargs):
         return {**super().get_context_data(**kwargs), "timeout_days": _link_days()}
 
+    def post(self, request, *args, **kwargs):
+        throttle = PasswordResetPerAddressThrottle()
+        if not throttle.allow_request(request, self):
+            minutes = max(1, math.ceil(throttle.wait() / 60))
+            context = self.get_context_data(form=self.get_form())
+            context["throttled_minutes"] = minutes
+            response = self.render_to_response(context, status=429)
+            response["Retry-After"] = str(math.ceil(throttle.wait()))
+            return response
+        return super().post(request, *args, **kwargs)
+
     def form_valid(self, form):
         self.extra_email_context = {"timeout_days": _link_days()}
+        if settings.IQA_BASE_URL:
+            base = urlsplit(settings.IQA_BASE_URL)
+            self.domain_override = base.netloc + base.path
+            self.use_https = base.scheme == "https"
         return super().form_valid(form)
 
 

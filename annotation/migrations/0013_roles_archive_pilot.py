@@ -20,11 +20,14 @@ def members_become_editors(apps, schema_editor):
 
 
 def editors_become_members(apps, schema_editor):
+    """Back to members without roles, who could change a study: editors and owners only
+    (a viewer would otherwise gain rights on the way back)."""
     Study = apps.get_model("annotation", "Study")
     StudyMember = apps.get_model("annotation", "StudyMember")
     through = Study.members.through
+    changers = StudyMember.objects.filter(role__in=["editor", "owner"])
     through.objects.bulk_create(
-        [through(study_id=m.study_id, user_id=m.user_id) for m in StudyMember.objects.all()]
+        [through(study_id=m.study_id, user_id=m.user_id) for m in changers]
     )
 
 

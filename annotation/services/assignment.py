@@ -273,12 +273,12 @@ def _trial_current(token: str) -> IssuedTrial | None:
         if state.completed_at is not None:
             return None
         now = clock.now()
-        if state.open is not None and state.open.holds(now):
+        if state.open is not None and state.open.holds(now, pilot=state.pilot):
             return _held_trial(state.open, state.progress())
         if state.queued is not None:
             # The open trial lapsed (or was answered out of turn): the queued one moves up
             # if it still holds; otherwise it is dropped (the sweep frees its pair).
-            promoted = state.queued.trial_id if state.queued.holds(now) else None
+            promoted = state.queued.trial_id if state.queued.holds(now, pilot=state.pilot) else None
             AnnotatorSession.objects.filter(
                 pk=state.session_id, queued_trial_id=state.queued.trial_id
             ).update(open_trial_id=promoted, queued_trial_id=None)
@@ -322,7 +322,7 @@ def _trial_ahead(token: str, current: IssuedTrial) -> IssuedTrial | None:
         return None
     after = state.after_open_answered()
     if state.queued is not None:
-        if state.queued.holds(clock.now()):
+        if state.queued.holds(clock.now(), pilot=state.pilot):
             return _held_trial(state.queued, after.progress())
         AnnotatorSession.objects.filter(
             pk=state.session_id, queued_trial_id=state.queued.trial_id
@@ -496,8 +496,10 @@ def _issue_counted(
     (rule 1; ``next_trial.sql`` makes the common claim on PostgreSQL).
 
     A ``pilot`` session (a researcher's preview) takes the least-assigned unseen pair,
-    complete or not: its lease is given back when it answers, and its answer counts for
-    nothing, so a preview shows every pair however far the study has got.
+    complete or not, and claims nothing: its trial is issued released (no lease on the
+    pair's count, which the sweep, the vote and the pilot data's deletion then leave
+    alone), so a preview shows every pair however far the study has got and never keeps
+    one from an annotator.
 
     Pairs other claims hold are skipped, or with ``wait_for_locks`` waited for, at most
     ``CLAIM_LOCK_TIMEOUT_MS`` (rule 11); a wait that times out claims nothing. SQLite
@@ -507,6 +509,18 @@ def _issue_counted(
     not hold (rule 12). A wait that times out raises ``TryAgain`` (rule 11).
     """
     unseen = ~Exists(Trial.objects.filter(session_id=params.session_id, pair=OuterRef("pk")))
+    if pilot:
+        pair_id = (
+            Pair.objects.filter(unseen, study_id=params.study_id, gold_answer="")
+            .order_by("n_assigned", "rand_key")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if pair_id is None:
+            return None
+        with transaction.atomic():
+            _open_trial(params, pair_id, Trial.Kind.LABEL, released=True)
+        return _pair_images(pair_id)
     try:
         with transaction.atomic():
             if wait_for_locks and connection.vendor == "postgresql":
@@ -515,15 +529,19 @@ def _issue_counted(
                         "SELECT set_config('lock_timeout', %s, true)",
                         [f"{CLAIM_LOCK_TIMEOUT_MS}ms"],
                     )
-            below_target = Q() if pilot else Q(n_assigned__lt=F("target_votes"))
             pair_id = (
                 Pair.objects.select_for_update(skip_locked=not wait_for_locks)
-                .filter(below_target, unseen, study_id=params.study_id, gold_answer="")
+                .filter(
+                    unseen,
+                    study_id=params.study_id,
+                    gold_answer="",
+                    n_assigned__lt=F("target_votes"),
+                )
                 .order_by("n_assigned", "rand_key")
                 .values_list("pk", flat=True)
                 .first()
             )
-            if pair_id is None and wait_for_locks and params.slot is Slot.OPEN and not pilot:
+            if pair_id is None and wait_for_locks and params.slot is Slot.OPEN:
                 pair_id = _pair_past_unheld(params, unseen)
             if pair_id is None:
                 return None
@@ -617,9 +635,10 @@ def _wait_or_full(state: SessionSnapshot) -> None:
     )
 
 
-def _open_trial(params: IssueParams, pair_id: int, kind: str) -> None:
+def _open_trial(params: IssueParams, pair_id: int, kind: str, *, released: bool = False) -> None:
     """Insert the trial and put it in the session's ``params.slot``; a session's first
-    trial starts it (rule 13). Call inside a transaction."""
+    trial starts it (rule 13). Call inside a transaction. ``released``: a label trial
+    that holds no lease on its pair's count (a pilot session's)."""
     Trial.objects.create(
         id=params.trial_id,
         session_id=params.session_id,
@@ -629,6 +648,7 @@ def _open_trial(params: IssueParams, pair_id: int, kind: str) -> None:
         a_on_left=params.a_on_left,
         issued_at=params.now,
         lease_expires_at=params.expires,
+        released=released,
     )
     session = AnnotatorSession.objects.filter(pk=params.session_id)
     if params.ordinal == 1:

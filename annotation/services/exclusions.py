@@ -9,7 +9,7 @@ from django.db import transaction
 
 from annotation import clock
 from annotation.models import AnnotatorSession, ExclusionDecision, Study
-from annotation.services.studies import study_writable
+from annotation.services.studies import study_lock_writable, study_writable
 from core.errors import DomainError, NotFound
 
 REASON_MAX_CHARS = 500
@@ -34,6 +34,7 @@ def annotator_exclusion_decide(
             field="reason",
         )
     with transaction.atomic():
+        study_lock_writable(study)
         session = (
             AnnotatorSession.objects.select_for_update()
             .filter(study=study, pseudonym=annotator, pilot=False)

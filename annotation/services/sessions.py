@@ -7,7 +7,6 @@ import re
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F
 from django.utils.crypto import salted_hmac
 
 from annotation import clock
@@ -17,8 +16,8 @@ from annotation.errors import (
     ParticipantIdRequired,
     StudyNotOpen,
 )
-from annotation.models import AnnotatorSession, Pair, Study, Trial, Vote
-from annotation.services.studies import study_writable
+from annotation.models import AnnotatorSession, Study, Trial, Vote
+from annotation.services.studies import study_lock_writable, study_writable
 from core.errors import NotFound
 
 # The recruiters' participant ids, as the annotator page sends them (``source``):
@@ -238,25 +237,13 @@ class PilotDeleted:
 
 
 def pilot_data_delete(*, study: Study) -> PilotDeleted:
-    """Delete the study's pilot sessions with their trials and votes, giving back the
-    pairs their unanswered pilot trials still hold; annotators' data is untouched."""
+    """Delete the study's pilot sessions with their trials and votes; annotators' data is
+    untouched. Pilot trials hold no pair's count (issued released), so no count moves."""
     study_writable(study)
     with transaction.atomic():
+        study_lock_writable(study)
         pilots = AnnotatorSession.objects.select_for_update().filter(study=study, pilot=True)
         ids = list(pilots.values_list("pk", flat=True))
-        held = (
-            Trial.objects.filter(
-                session_id__in=ids,
-                kind=Trial.Kind.LABEL,
-                answered_at__isnull=True,
-                released=False,
-            )
-            .values("pair_id")
-            .annotate(n=Count("pk"))
-            .order_by("pair_id")
-        )
-        for row in held:
-            Pair.objects.filter(pk=row["pair_id"]).update(n_assigned=F("n_assigned") - row["n"])
         votes, _ = Vote.objects.filter(session_id__in=ids).delete()
         AnnotatorSession.objects.filter(pk__in=ids).update(open_trial=None, queued_trial=None)
         Trial.objects.filter(session_id__in=ids).delete()

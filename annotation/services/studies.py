@@ -28,6 +28,15 @@ def study_writable(study: Study) -> None:
         )
 
 
+def study_lock_writable(study: Study) -> Study:
+    """Inside a transaction: the study's row, locked until it ends, refused when archived
+    (``StudyArchived``). Writes that an archive must not overtake take it first, so an
+    archive waits for them, and they for it (then see it)."""
+    locked = Study.objects.select_for_update().get(pk=study.pk)
+    study_writable(locked)
+    return locked
+
+
 def study_configure(*, study: Study, **changes: object) -> Study:
     """Set the given settings (``None`` values are left alone); refuses invalid values.
 
@@ -39,10 +48,14 @@ def study_configure(*, study: Study, **changes: object) -> Study:
     study_writable(study)
     changes = {key: value for key, value in changes.items() if value is not None}
     changes = study_settings_validate(changes, partial=True)
+    if not changes:
+        return study
     with transaction.atomic():
+        locked = study_lock_writable(study)
         for key, value in changes.items():
+            setattr(locked, key, value)
             setattr(study, key, value)
-        study.save(update_fields=list(changes) or None)
+        locked.save(update_fields=list(changes))
     return study
 
 

@@ -95,10 +95,14 @@ class HeldTrial:
     lease_expires_at: datetime
     released: bool
 
-    def holds(self, now: datetime) -> bool:
+    def holds(self, now: datetime, *, pilot: bool = False) -> bool:
         """Whether it may still be shown: practice and gold trials hold no pair and never
-        expire; a counted one holds while its lease is live (rule 5)."""
-        return self.kind != Trial.Kind.LABEL or (self.lease_expires_at > now and not self.released)
+        expire; a counted one holds while its lease is live (rule 5). A pilot session's
+        label trials are issued released (they never hold a pair's count): theirs hold
+        until the lease's time is up."""
+        if self.kind != Trial.Kind.LABEL:
+            return True
+        return self.lease_expires_at > now and (pilot or not self.released)
 
 
 @dataclass(frozen=True)

@@ -180,8 +180,8 @@ def _vote_orm(params: VoteParams) -> VoteRow | None:
         Trial.objects.filter(pk=trial.pk).update(answered_at=now)
         if trial.kind == Trial.Kind.LABEL and trial.released != (too_fast or session.pilot):
             # A late answer on a released lease counts again; a too-fast one on a live
-            # lease gives it back (rule 14), as any pilot answer does (a preview never
-            # takes a pair's target).
+            # lease gives it back (rule 14). A pilot's trials are issued released and
+            # its answers count nowhere: no count moves (released == pilot).
             delta = 1 if trial.released else -1
             Pair.objects.filter(pk=trial.pair_id).update(n_assigned=F("n_assigned") + delta)
         practice = trial.kind == Trial.Kind.PRACTICE

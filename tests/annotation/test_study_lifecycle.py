@@ -5,11 +5,22 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 
+from analysis import tasks as agreement_tasks
+from analysis.annotators import annotator_table_get
+from analysis.browse import pair_table
+from analysis.selectors import study_data
 from annotation import services
 from annotation.errors import StudyArchived, StudyImportError, StudyNotOpen
 from annotation.models import AnnotatorSession, Image, Pair, Study, Trial, Vote
-from annotation.selectors import pilot_summary, study_progress_get
+from annotation.selectors import (
+    pilot_summary,
+    study_median_response_ms,
+    study_progress_get,
+    study_session_counts,
+    study_votes_per_hour,
+)
 from core.errors import Conflict, DomainError, NotFound
 from dataset.export import sessions_frame, votes_frame
 from scoring.models import Score
@@ -72,6 +83,39 @@ def test_pilot_answers_are_stored_marked_and_count_nowhere(tmp_path):
     assert study_progress_get(slug=study.slug).n_counted_votes == 4
 
 
+@pytest.mark.django_db(transaction=True)
+def test_pilot_votes_move_no_number_of_the_report_qc_or_dashboard(tmp_path):
+    """Every reader of votes gives the same with and without pilot votes: the report's
+    votes (exact and compact), the live snapshot, the quality-control table, the
+    dashboard's counts, and the data browser's table."""
+    study = imported(tmp_path, "pilot-readers")
+    run_session(open_session(study, "p1"))
+    run_session(open_session(study, "p2"))
+
+    def readings():
+        cache.clear()  # computed afresh, not read from a cache keyed without pilot votes
+        data = study_data(study)
+        compact = study_data(study, compact_votes=True)
+        table = annotator_table_get(study=study)
+        browse = pair_table(study=study).pairs
+        return {
+            "votes": len(data.votes),
+            "compact": len(compact.votes),
+            "snapshot": agreement_tasks.agreement_snapshot_refresh(study.pk, "counted"),
+            "qc": table.rows,
+            "sessions": study_session_counts(study=study),
+            "per_hour": study_votes_per_hour(study=study),
+            "median": study_median_response_ms(study=study),
+            "browse": browse[["pair_id", "n_a", "n_similar", "n_b"]].values.tolist(),
+        }
+
+    before = readings()
+    assert before["votes"] == before["snapshot"] == 8
+    run_session(pilot_token(study), "right")
+    assert Vote.objects.filter(pair__study=study, pilot=True).count() == 4
+    assert readings() == before
+
+
 def test_a_preview_shows_every_pair_of_a_study_already_complete(tmp_path):
     study = imported(tmp_path, "complete")
     run_session(open_session(study, "p1"))
@@ -93,7 +137,11 @@ def test_exports_leave_pilot_data_out_unless_asked(tmp_path):
     assert len(with_pilot) == 8
     assert with_pilot["is_pilot"].sum() == 4
     assert len(sessions_frame(study)) == 1
-    assert sessions_frame(study, include_pilot=True)["pilot"].tolist().count(True) == 1
+    sessions = sessions_frame(study, include_pilot=True)
+    assert sessions["pilot"].tolist().count(True) == 1
+    # The pilot finished its trials, yet earned no code: a recruiter pays from this column.
+    assert sessions.loc[sessions["pilot"], "completed_at"].notna().all()
+    assert sessions.set_index("pilot")["code_earned"].to_dict() == {False: True, True: False}
 
 
 def test_a_pilot_session_takes_trials_on_a_draft_and_annotators_do_not(tmp_path):
@@ -135,8 +183,10 @@ def test_scenes_join_a_live_study_and_its_votes_stay(tmp_path):
     study = imported(tmp_path, "grow")
     run_session(open_session(study, "p1"))
     votes_before = list(Vote.objects.filter(pair__study=study).values_list("pk", flat=True))
+    assert len(pair_table(study=study).pairs) == 4
     source = write_scene_folder(tmp_path / "more", {"s3": STEMS}, seed=50)
     result = services.study_scenes_add(study=study, source=source)
+    assert len(pair_table(study=study).pairs) == 6  # the browser's table sees them at once
     assert [scene.name for scene in result.scenes] == ["s3"]
     new_pairs = set(
         Pair.objects.filter(scene__name="s3", scene__study=study).values_list("pk", flat=True)
@@ -171,6 +221,18 @@ def test_scenes_are_not_added_to_a_closed_or_archived_study(tmp_path):
 
 
 # --- archive and restore ----------------------------------------------------------------
+
+
+def test_a_change_read_before_an_archive_is_refused_after_it(tmp_path):
+    """The settings page loaded the study, then someone archived it: the save is refused
+    (the row is read again under its lock), and the archive stays."""
+    study = imported(tmp_path, "arch-race", live=False)
+    stale = Study.objects.get(pk=study.pk)
+    services.study_archive(study=Study.objects.get(pk=study.pk))
+    with pytest.raises(StudyArchived):
+        services.study_configure(study=stale, status="live")
+    study.refresh_from_db()
+    assert (study.status, study.archived_at is not None) == ("draft", True)
 
 
 def test_archive_makes_a_study_read_only_until_restored(tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 
+from analysis import tasks as agreement_tasks
 from annotation import services
 from annotation.models import Image, Role, StudyMember, Trial, Vote
 from scoring.models import Score
@@ -69,6 +70,7 @@ def study(tmp_path):
         Score.objects.create(
             image=image, metric="psnr", version="1", value=value, lower_better=False
         )
+    agreement_tasks.agreement_snapshot_refresh(study.pk, "counted")  # the human scale
     return study
 
 
@@ -78,6 +80,10 @@ def log_in(page, server, next_path: str) -> None:
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"**{next_path}")
+
+
+def scale_of(thumb) -> float:
+    return float(thumb.text_content().split("people:")[1].split()[0])
 
 
 def shoot(page, name: str) -> None:
@@ -151,6 +157,11 @@ def test_a_researcher_previews_browses_and_manages_a_study(server, chromium, stu
         page.click("table.browse-scenes a >> text=bridge")
         page.wait_for_selector("ul.thumbs img")
         assert page.locator("ul.thumbs li").count() == 3
+        # Each compared image's place on the human scale; the blurred one lowest.
+        blur = page.locator("ul.thumbs li", has_text="bridge/blur.png")
+        jpeg = page.locator("ul.thumbs li", has_text="bridge/jpeg.png")
+        assert "people:" in blur.text_content()
+        assert scale_of(blur) < scale_of(jpeg)
         page.wait_for_function(
             "[...document.querySelectorAll('ul.thumbs img')]"
             ".every(i => i.complete && i.naturalWidth === 320)"
@@ -173,6 +184,22 @@ def test_a_researcher_previews_browses_and_manages_a_study(server, chromium, stu
         page.goto(f"{server.url}/studies/{study.slug}/delete/")
         assert "4 sessions and 16 votes (pilot data included)" in page.content()
         shoot(page, "delete")
+
+        # Archive from the dashboard: the study moves to the archived list.
+        page.goto(f"{server.url}/studies/{study.slug}/")
+        page.click("text=Archive: hide from the list, read-only")
+        page.wait_for_url("**/studies/")
+        assert "Sharpness study" not in page.locator("main").text_content()
+        page.click("text=Archived (1)")
+        page.wait_for_url("**archived=1")
+        assert page.locator("table tbody tr").count() == 1
+        shoot(page, "archived-list")
+
+        # Accounts: the reset page, reached from the login page.
+        page.click("button:has-text('Log out')")
+        page.click("text=Forgot your password?")
+        page.wait_for_url("**/password/reset/")
+        shoot(page, "password-reset")
     finally:
         context.close()
     assert not errors, errors

@@ -336,6 +336,42 @@ def test_a_forgotten_password_is_reset_by_e_mail_once(settings):
     assert "This link no longer works" in again
 
 
+def test_an_invited_researcher_whose_link_lapsed_can_ask_for_another():
+    call_command("create_researcher", "cy", "--invite", "--email", "cy@lab.example")
+    assert Client().post("/password/reset/", {"email": "CY@lab.example"}).status_code == 302
+    assert [message.to for message in mail.outbox] == [["cy@lab.example"]]
+
+
+def test_reset_links_use_the_base_url_and_e_mails_are_limited_per_address(settings):
+    settings.IQA_BASE_URL = "https://iqa.lab.example"
+    settings.IQA_PASSWORD_RESET_RATE = "2/h"
+    User.objects.create_user("ada", email="ada@lab.example")
+    client = Client()
+    for _ in range(2):
+        assert client.post("/password/reset/", {"email": "ada@lab.example"}).status_code == 302
+    refused = client.post("/password/reset/", {"email": "ada@lab.example"})
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) > 0
+    assert "Too many reset e-mails" in refused.content.decode()
+    assert len(mail.outbox) == 2
+    assert "https://iqa.lab.example/password/reset/" in mail.outbox[0].body
+    # Another address is not limited by this one's requests.
+    other = Client(REMOTE_ADDR="127.0.0.9")
+    assert other.post("/password/reset/", {"email": "ada@lab.example"}).status_code == 302
+
+
+def test_a_study_receiving_scenes_is_not_deleted_meanwhile(study, ada):
+    services.study_configure(study=study, status="closed")
+    services.study_configure(study=study, status="draft")
+    ImportJob.objects.create(
+        owner=ada, slug=study.slug, study=study, adds_scenes=True, status="queued"
+    )
+    refused = browser(ada).post(f"/studies/{study.slug}/delete/", {"confirm": "shared"})
+    assert refused.status_code == 409
+    assert "scenes are being added" in refused.content.decode()
+    assert Study.objects.filter(pk=study.pk).exists()
+
+
 def set_password(client: Client, link: str, password: str) -> None:
     form = client.get(link, follow=True)
     assert "Set your password" in form.content.decode()

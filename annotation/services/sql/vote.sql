@@ -4,8 +4,8 @@
 -- its count back (or, for an answer sooner than the study's min_response_ms, the live
 -- lease's count: it counts for nothing), and move the session on (the queued trial becomes
 -- the open one; a counted answer in time is a sign of a person). A pilot session's
--- answer (a researcher's preview) gives its live lease back too: it never takes a pair's
--- target, though it moves the session on like any answer. No row comes back for a
+-- trials (a researcher's preview) are issued released, holding no lease: its answer
+-- changes no pair's count, though it moves the session on like any answer. No row comes back for a
 -- retry, a conflict or a foreign trial. One statement: atomic on its own, so no BEGIN /
 -- COMMIT round trips, and row locks are held for this statement only.
 -- Params: VoteParams. Row: VoteRow.

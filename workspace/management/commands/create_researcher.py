@@ -1,8 +1,7 @@
 """``python manage.py create_researcher USERNAME [--staff] [--email E] [--invite]``: a
 researcher account, with a printed password or a one-time link that sets one."""
 
-import os
-
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.errors import DomainError
@@ -31,7 +30,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--base-url",
-            default=os.environ.get("IQA_BASE_URL", "http://127.0.0.1:8000"),
+            default=settings.IQA_BASE_URL or "http://127.0.0.1:8000",
             help="the platform's address as researchers reach it, for the link "
             "(default IQA_BASE_URL, else http://127.0.0.1:8000)",
         )
