@@ -194,6 +194,11 @@ class Role(models.TextChoices):
 ROLE_RANK = {Role.VIEWER: 1, Role.EDITOR: 2, Role.OWNER: 3}
 
 
+def role_at_least(role: str | None, needed: str) -> bool:
+    """Whether ``role`` (``None``: no role) allows what ``needed`` may do."""
+    return role is not None and ROLE_RANK[role] >= ROLE_RANK[needed]
+
+
 class StudyMember(models.Model):
     """A researcher's role on a study they do not own (the study's ``owner`` is its owner
     without a row here)."""

@@ -20,6 +20,7 @@ from annotation.models import (
     StudyMember,
     Trial,
     Vote,
+    role_at_least,
 )
 from core.errors import NotFound
 
@@ -93,8 +94,8 @@ def study_get_visible(*, user, slug: str, role: str = Role.VIEWER) -> Study:
     if study is None:
         raise NotFound(f"no study with slug {slug!r}")
     study.role = study_role(user=user, study=study)
-    if ROLE_RANK[study.role] < ROLE_RANK[role]:
-        allowed = " or ".join(r for r in ROLE_RANK if ROLE_RANK[r] >= ROLE_RANK[role])
+    if not role_at_least(study.role, role):
+        allowed = " or ".join(r for r in ROLE_RANK if role_at_least(r, role))
         raise RoleRequired(
             f"your role on study {slug!r} is {study.role}: {ROLE_NEEDED_FOR[role]} needs "
             f"the role {allowed}"
@@ -174,6 +175,17 @@ def study_integrity_counts(*, study: Study) -> dict[str, int]:
     counts = dict.fromkeys(Image.Integrity.values, 0)
     counts.update({row["integrity"]: row["n"] for row in rows})
     return counts
+
+
+def study_contents_counts(*, study: Study) -> dict[str, int]:
+    """What deleting the study removes: its sessions and votes (pilot data included),
+    images and pairs."""
+    return {
+        "sessions": AnnotatorSession.objects.filter(study=study).count(),
+        "votes": Vote.objects.filter(pair__study=study).count(),
+        "images": Image.objects.filter(scene__study=study).count(),
+        "pairs": Pair.objects.filter(study=study).count(),
+    }
 
 
 # The votes that count toward a pair's target: counted trials' answers, except those too

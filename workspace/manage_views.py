@@ -11,15 +11,20 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
 from annotation import services as annotation_services
-from annotation.models import AnnotatorSession, Image, Pair, Role, Vote
+from annotation.models import Role
+from annotation.selectors import study_contents_counts
 from core.errors import DomainError
 from workspace import services
 from workspace.access import login_required, study_for_page
 from workspace.import_forms import ScenesAddForm
 from workspace.import_jobs import scenes_job_start
 from workspace.models import ExportJob
-from workspace.uploads import ZipUploadHandler, handler_install
-from workspace.views import _content_length, _upload_too_large_error
+from workspace.uploads import (
+    ZipUploadHandler,
+    content_length,
+    handler_install,
+    upload_too_large_error,
+)
 
 
 def _count(n: int, noun: str) -> str:
@@ -87,13 +92,8 @@ def study_restore(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _deletion_counts(study) -> dict[str, int]:
-    return {
-        "sessions": AnnotatorSession.objects.filter(study=study).count(),
-        "votes": Vote.objects.filter(pair__study=study).count(),
-        "images": Image.objects.filter(scene__study=study).count(),
-        "pairs": Pair.objects.filter(study=study).count(),
-        "exports": ExportJob.objects.filter(study=study).count(),
-    }
+    exports = ExportJob.objects.filter(study=study).count()
+    return {**study_contents_counts(study=study), "exports": exports}
 
 
 @login_required
@@ -165,8 +165,8 @@ def study_scenes_add(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_for_page(request, slug, Role.EDITOR)
     if request.method != "POST":
         return _scenes_page(request, study, ScenesAddForm())
-    if _content_length(request) > settings.IQA_UPLOAD_MAX_BYTES:
-        return _scenes_page(request, study, ScenesAddForm(), _upload_too_large_error(), 413)
+    if content_length(request) > settings.IQA_UPLOAD_MAX_BYTES:
+        return _scenes_page(request, study, ScenesAddForm(), upload_too_large_error(), 413)
     upload = handler_install(request)
     try:
         return _scenes_add_post(request, study, upload)
@@ -178,7 +178,7 @@ def study_scenes_add(request: HttpRequest, slug: str) -> HttpResponse:
 def _scenes_add_post(request: HttpRequest, study, upload: ZipUploadHandler) -> HttpResponse:
     form = ScenesAddForm(request.POST, request.FILES)
     if upload.too_large:
-        return _scenes_page(request, study, ScenesAddForm(), _upload_too_large_error(), 413)
+        return _scenes_page(request, study, ScenesAddForm(), upload_too_large_error(), 413)
     if not form.is_valid():
         return _scenes_page(request, study, form, status=400)
     try:

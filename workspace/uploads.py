@@ -24,6 +24,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile, StopUpload
 from django.http import QueryDict
+from django.template.defaultfilters import filesizeformat
 from django.utils.datastructures import MultiValueDict
 
 FIELD = "file"
@@ -105,3 +106,21 @@ def handler_install(request) -> ZipUploadHandler:
     handler = ZipUploadHandler(request)
     request.upload_handlers = [handler]
     return handler
+
+
+def content_length(request) -> int:
+    """The request's declared body size (0 when absent or not a number)."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+def upload_too_large_error() -> str:
+    """What a page says of an upload over ``IQA_UPLOAD_MAX_BYTES``."""
+    limit = settings.IQA_UPLOAD_MAX_BYTES
+    return (
+        f"The upload is larger than the limit of {filesizeformat(limit)} "
+        f"({limit:,} bytes, IQA_UPLOAD_MAX_BYTES); nothing was kept. Split the study "
+        "or ask the operator to raise the limit."
+    )

@@ -9,13 +9,12 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.template.defaultfilters import filesizeformat
 from django.urls import Resolver404, resolve, reverse, reverse_lazy
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
 from annotation.errors import InvalidSetting, StudyArchived
-from annotation.models import ROLE_RANK, Role
+from annotation.models import Role, role_at_least
 from annotation.selectors import pilot_summary, studies_visible, study_progress
 from annotation.throttles import PasswordResetPerAddressThrottle
 from core.errors import DomainError, NotFound
@@ -25,7 +24,12 @@ from workspace.forms import ResearcherPasswordResetForm, StudySettingsForm, read
 from workspace.import_forms import StudyNewForm
 from workspace.import_jobs import import_job_start
 from workspace.templatetags.dashboard import setting_label
-from workspace.uploads import ZipUploadHandler, handler_install
+from workspace.uploads import (
+    ZipUploadHandler,
+    content_length,
+    handler_install,
+    upload_too_large_error,
+)
 
 # The session key under which a new API token waits to be shown once on the account page.
 NEW_TOKEN_SESSION_KEY = "workspace:new-api-token"
@@ -176,7 +180,7 @@ def _dashboard(request: HttpRequest, study, *, form=None, status: int = 200) -> 
         "study": study,
         "memberships": list(study.memberships.select_related("user").order_by("user__username")),
         "roles": Role.choices,
-        "can_edit": ROLE_RANK[study.role] >= ROLE_RANK[Role.EDITOR],
+        "can_edit": role_at_least(study.role, Role.EDITOR),
         "can_own": study.role == Role.OWNER,
         "pilot": pilot_summary(study=study),
         "progress": progress,
@@ -283,7 +287,7 @@ def study_new(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         initial = _new_study_initial(request)
         return _study_new_page(request, StudyNewForm(user=request.user, initial=initial))
-    if _content_length(request) > settings.IQA_UPLOAD_MAX_BYTES:
+    if content_length(request) > settings.IQA_UPLOAD_MAX_BYTES:
         # Refused unread, so the form's CSRF token is unread too: this answer changes
         # nothing and shows only the empty form, like a GET.
         return _upload_too_large(request)
@@ -294,25 +298,9 @@ def study_new(request: HttpRequest) -> HttpResponse:
         upload.discard()  # unless the import job took it
 
 
-def _content_length(request: HttpRequest) -> int:
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return 0
-
-
-def _upload_too_large_error() -> str:
-    limit = settings.IQA_UPLOAD_MAX_BYTES
-    return (
-        f"The upload is larger than the limit of {filesizeformat(limit)} "
-        f"({limit:,} bytes, IQA_UPLOAD_MAX_BYTES); nothing was kept. Split the study "
-        "or ask the operator to raise the limit."
-    )
-
-
 def _upload_too_large(request: HttpRequest) -> HttpResponse:
     form = StudyNewForm(user=request.user, initial=_new_study_initial(request))
-    return _study_new_page(request, form, error=_upload_too_large_error(), status=413)
+    return _study_new_page(request, form, error=upload_too_large_error(), status=413)
 
 
 @csrf_protect
