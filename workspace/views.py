@@ -83,12 +83,20 @@ class PasswordResetView(auth_views.PasswordResetView):
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):
-        self.extra_email_context = {"timeout_days": _link_days()}
-        if settings.IQA_BASE_URL:
-            base = urlsplit(settings.IQA_BASE_URL)
-            self.domain_override = base.netloc + base.path
-            self.use_https = base.scheme == "https"
-        return super().form_valid(form)
+        # Django's view, with the link's address from IQA_BASE_URL when it is set.
+        base = urlsplit(settings.IQA_BASE_URL) if settings.IQA_BASE_URL else None
+        form.save(
+            domain_override=base.netloc + base.path if base else None,
+            use_https=base.scheme == "https" if base else self.request.is_secure(),
+            token_generator=self.token_generator,
+            from_email=self.from_email,
+            email_template_name=self.email_template_name,
+            subject_template_name=self.subject_template_name,
+            request=self.request,
+            html_email_template_name=self.html_email_template_name,
+            extra_email_context={"timeout_days": _link_days()},
+        )
+        return redirect(self.get_success_url())
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):

@@ -1,6 +1,7 @@
 """A study's life past its import: pilot data kept apart, scenes added to a running study,
 archive and restore, and deletion that never touches another study's files."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from analysis import tasks as agreement_tasks
 from analysis.annotators import annotator_table_get
 from analysis.browse import pair_table
 from analysis.selectors import study_data
-from annotation import services
+from annotation import clock, services
 from annotation.errors import StudyArchived, StudyImportError, StudyNotOpen
 from annotation.models import AnnotatorSession, Image, Pair, Study, Trial, Vote
 from annotation.selectors import (
@@ -151,17 +152,19 @@ def test_a_pilot_session_takes_trials_on_a_draft_and_annotators_do_not(tmp_path)
         open_session(study, "p1")
 
 
-def test_pilot_deletion_takes_pilot_data_only_and_gives_back_held_pairs(tmp_path):
+def test_a_pilot_trial_holds_no_pair_and_its_deletion_moves_no_count(tmp_path):
     study = imported(tmp_path, "pilot-delete")
     run_session(open_session(study, "p1"))
     token = pilot_token(study)
-    issued = services.trial_next(token=token)  # held, never answered
+    issued = services.trial_next(token=token)  # open, never answered
     pair = Trial.objects.get(pk=issued.trial_id).pair
-    assert pair.n_assigned == 2
+    assert pair.n_assigned == 1  # the annotator's vote only: the preview claims nothing
+    assert services.trial_next(token=token).trial_id == issued.trial_id  # still its trial
     deleted = services.pilot_data_delete(study=study)
     assert (deleted.sessions, deleted.votes) == (1, 0)
     pair.refresh_from_db()
     assert pair.n_assigned == 1
+    assert services.leases_sweep(now=clock.now() + timedelta(days=1)) == 0
     assert not AnnotatorSession.objects.filter(study=study, pilot=True).exists()
     assert Vote.objects.filter(pair__study=study).count() == 4  # the annotator's
 
