@@ -177,6 +177,11 @@ def study_integrity_counts(*, study: Study) -> dict[str, int]:
     return counts
 
 
+def study_members(*, study: Study) -> list[StudyMember]:
+    """The study's members (not its creator) with their users, by username."""
+    return list(study.memberships.select_related("user").order_by("user__username"))
+
+
 def study_contents_counts(*, study: Study) -> dict[str, int]:
     """What deleting the study removes: its sessions and votes (pilot data included),
     images and pairs."""
@@ -374,6 +379,7 @@ def pilot_summary(*, study: Study) -> dict:
     )
     return {
         "sessions": int(totals["sessions"]),
-        "votes": Vote.objects.filter(pair__study=study, pilot=True).count(),
+        # Through the pilot sessions (a few), not a scan of the study's votes.
+        "votes": Vote.objects.filter(session__in=pilots.values("pk")).count(),
         "rows": rows,
     }

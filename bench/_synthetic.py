@@ -140,6 +140,8 @@ def write_study(
                 "completed_at": [(now - timedelta(minutes=s % 50)).isoformat()
                                  if s % 3 == 0 else None for s in range(5000)],
                 "n_practice_done": 0, "n_done": counts, "n_issued": counts,
+                "address_key": "", "assignment_id": "", "shielded": "f",
+                "outcome": ["quota" if s % 3 == 0 else "" for s in range(5000)],
             }))  # fmt: skip
             trial_ids = [uuid.uuid4() for _ in range(n)]
             stamps = pd.Series(created).map(datetime.isoformat)

@@ -464,8 +464,9 @@ def _pilot_line(
             f"- pilot data (researchers' preview, counted nowhere): {votes.pilot} votes "
             f"(`is_pilot`) of {int(sessions['pilot'].sum())} sessions (`pilot`) in these tables"
         )
-    left = Vote.objects.filter(pair__study=study, pilot=True).count()
-    sessions_left = AnnotatorSession.objects.filter(study=study, pilot=True).count()
+    pilots = AnnotatorSession.objects.filter(study=study, pilot=True)
+    left = Vote.objects.filter(session__in=pilots.values("pk")).count()
+    sessions_left = pilots.count()
     return (
         f"- pilot data (researchers' preview) left out: {left} votes of {sessions_left} "
         "sessions (an export with pilot data included adds them, marked)"

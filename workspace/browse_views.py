@@ -44,6 +44,23 @@ def _human_scale(study, scene: str) -> dict[str, dict]:
     return {row["image"]: row for row in json.loads(block.images_json)}
 
 
+def _pairs_listing(request: HttpRequest, study, table: PairTable, scene: str | None = None):
+    """The pairs list of the data and scene pages: the query's sort and metric, the
+    sorted pairs (of ``scene``, if given) and the page of them shown."""
+    controls = _controls(request, table)
+    pairs = pairs_sorted(
+        table, sort=controls["sort"], metric=controls["metric"] or None, scene=scene
+    )
+    page = _page(request, pairs)
+    shown = pairs.iloc[page.object_list.start : page.object_list.stop]
+    return controls, {
+        "rows": _pair_rows(study.slug, shown),
+        "page": page,
+        "n_pairs": len(pairs),
+        **controls,
+    }
+
+
 def _controls(request: HttpRequest, table: PairTable) -> dict:
     """The list's sort and metric from the query, checked against what exists."""
     metrics = table.metrics
@@ -95,10 +112,7 @@ def study_data(request: HttpRequest, slug: str) -> HttpResponse:
     far a metric is from them."""
     study = study_for_page(request, slug)
     table = pair_table(study=study)
-    controls = _controls(request, table)
-    pairs = pairs_sorted(table, sort=controls["sort"], metric=controls["metric"] or None)
-    page = _page(request, pairs)
-    shown = pairs.iloc[page.object_list.start : page.object_list.stop]
+    controls, listing = _pairs_listing(request, study, table)
     scenes = []
     if not table.pairs.empty:
         per_scene = metric_columns(table, table.pairs, controls["metric"]).groupby("scene")
@@ -125,15 +139,7 @@ def study_data(request: HttpRequest, slug: str) -> HttpResponse:
                 "miss": _number(row["miss"], 2) if row is not None else None,
             }
         )
-    context = {
-        "nav": "studies",
-        "study": study,
-        "scenes": scenes,
-        "rows": _pair_rows(slug, shown),
-        "page": page,
-        "n_pairs": len(pairs),
-        **controls,
-    }
+    context = {"nav": "studies", "study": study, "scenes": scenes, **listing}
     return render(request, "workspace/study_data.html", context)
 
 
@@ -146,12 +152,7 @@ def scene_detail(request: HttpRequest, slug: str, scene_id: int) -> HttpResponse
     if scene is None:
         raise Http404(f"no scene {scene_id} in study {slug}")
     table = pair_table(study=study)
-    controls = _controls(request, table)
-    pairs = pairs_sorted(
-        table, sort=controls["sort"], metric=controls["metric"] or None, scene=scene.name
-    )
-    page = _page(request, pairs)
-    shown = pairs.iloc[page.object_list.start : page.object_list.stop]
+    controls, listing = _pairs_listing(request, study, table, scene=scene.name)
     metric = controls["metric"]
     values = table.scores[metric] if metric in table.scores.columns else None
     scale = _human_scale(study, scene.name)
@@ -174,16 +175,7 @@ def scene_detail(request: HttpRequest, slug: str, scene_id: int) -> HttpResponse
                 "scale_votes": human.get("n_votes"),
             }
         )
-    context = {
-        "nav": "studies",
-        "study": study,
-        "scene": scene,
-        "images": images,
-        "rows": _pair_rows(slug, shown),
-        "page": page,
-        "n_pairs": len(pairs),
-        **controls,
-    }
+    context = {"nav": "studies", "study": study, "scene": scene, "images": images, **listing}
     return render(request, "workspace/scene_detail.html", context)
 
 

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from annotation.errors import InvalidSetting, StudyArchived
 from annotation.models import Role, role_at_least
-from annotation.selectors import pilot_summary, studies_visible, study_progress
+from annotation.selectors import pilot_summary, studies_visible, study_members, study_progress
 from annotation.throttles import PasswordResetPerAddressThrottle
 from core.errors import DomainError, NotFound
 from workspace import dashboard, selectors, services
@@ -186,7 +186,7 @@ def _dashboard(request: HttpRequest, study, *, form=None, status: int = 200) -> 
     context = {
         "nav": "studies",
         "study": study,
-        "memberships": list(study.memberships.select_related("user").order_by("user__username")),
+        "memberships": study_members(study=study),
         "roles": Role.choices,
         "can_edit": role_at_least(study.role, Role.EDITOR),
         "can_own": study.role == Role.OWNER,

@@ -2,30 +2,20 @@
 break the benchmark unseen: it runs to the end and finds the property it measures."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.bench.run import bench_run
 
 pytestmark = pytest.mark.slow
 
 
 def test_the_abuse_benchmark_runs_every_strategy_and_the_participant_gets_a_full_session():
-    database = f"iqa_abuse_smoke_{os.getpid()}"
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "IQA_CACHE_URL")}
-    try:
-        done = subprocess.run(
-            [sys.executable, "bench/abuse.py", "--smoke", "--database", database,
-             "--cache-url", "redis://127.0.0.1:6379/13"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-    finally:
-        subprocess.run(
-            ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", database],
-            check=False,
-        )
+    done = bench_run(
+        "abuse.py", f"iqa_abuse_smoke_{os.getpid()}",
+        "--cache-url", "redis://127.0.0.1:6379/13", env=env, timeout=300,
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for strategy in ("never-answer", "answer-once-then-hold", "answer-fast",
                      "renew-on-expiry", "id-takeover", "session-flood"):  # fmt: skip

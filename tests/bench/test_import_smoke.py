@@ -3,29 +3,17 @@ change cannot break the benchmark unseen: it runs to the end, the annotators mee
 error, and the import never holds more advisory locks than there are file buckets."""
 
 import re
-import subprocess
-import sys
 
 import pytest
 
 from annotation.services import file_claims
-from tests.conftest import REPO
+from tests.bench.run import bench_run
 
 pytestmark = pytest.mark.slow
 
 
 def test_the_import_benchmark_runs_with_annotators_and_bounded_locks():
-    database = "iqa_bench_import_smoke"
-    try:
-        done = subprocess.run(
-            [sys.executable, "bench/import_study.py", "--smoke", "--database", database],
-            cwd=REPO, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-    finally:
-        subprocess.run(
-            ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", database],
-            check=False,
-        )
+    done = bench_run("import_study.py", "iqa_bench_import_smoke")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = re.findall(r"^\s+(\d+)\s+[\d.]+\s+\d+\s+\d+\s+(\d+)$", done.stdout, re.MULTILINE)
     assert [int(images) for images, _ in rows] == [30, 300], done.stdout
