@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 from django.db import connection
-from django.db.models import F
+from django.db.models import Count, F, Q
 from django.db.models.functions import Coalesce
 
 from analysis.quality import DECISION_COLUMNS, Rules, no_decisions
@@ -200,4 +200,25 @@ def study_data(study: Study, *, compact_votes: bool = False, votes: bool = True)
         scores=scores.reset_index(drop=True),
         versions=latest,
         decisions=exclusion_decisions(study),
+    )
+
+
+def scene_pair_counts(scene_id: int) -> pd.DataFrame:
+    """A scene's pairs (gold pairs aside) with their counted votes, one query: pair_id,
+    image_a, image_b, n_a, n_similar, n_b. Counted: label votes, not too fast, not a
+    pilot's (what assignment counts toward a pair's target); exclusions by quality control
+    are not applied (active sampling plans on every vote that cost the study)."""
+    counted = Q(votes__kind="label", votes__too_fast=False, votes__pilot=False)
+    rows = (
+        Pair.objects.filter(scene_id=scene_id, gold_answer="")
+        .order_by("pk")
+        .values("image_a", "image_b", pair_id=F("pk"))
+        .annotate(
+            n_a=Count("votes", filter=counted & Q(votes__preferred="a")),
+            n_similar=Count("votes", filter=counted & Q(votes__preferred="similar")),
+            n_b=Count("votes", filter=counted & Q(votes__preferred="b")),
+        )
+    )
+    return pd.DataFrame(
+        list(rows), columns=["pair_id", "image_a", "image_b", "n_a", "n_similar", "n_b"]
     )

@@ -58,7 +58,15 @@ from analysis.report import (
     study_report,
     tie_band_curves,
 )
-from analysis.selectors import StudyData, exclusion_decisions, study_data, study_rules
+from analysis.sampling import pair_gains
+from analysis.scaling import tie_count_matrices
+from analysis.selectors import (
+    StudyData,
+    exclusion_decisions,
+    scene_pair_counts,
+    study_data,
+    study_rules,
+)
 from analysis.snapshot_selectors import (
     HEAD_FIELDS,
     Mark,
@@ -69,7 +77,9 @@ from analysis.snapshot_selectors import (
     static_key,
 )
 from analysis.tally import state_streamed, tally_state
-from annotation.models import Study
+from annotation.models import Scene, Study
+from annotation.services import sampling
+from annotation.study_settings import Sampling
 
 logger = logging.getLogger(__name__)
 
@@ -552,3 +562,48 @@ def agreement_snapshots_sweep() -> int:
     for snapshot in computed.select_related("study").only(*HEAD_FIELDS, "study"):
         queued += agreement_snapshot_request(study=snapshot.study, variant=snapshot.variant)
     return queued
+
+
+def sampling_plan(*, scene_id: int) -> list[int] | None:
+    """Active sampling's plan of one scene (``annotation.services.sampling``): the
+    posterior of its scores from its counted votes, the expected information gain of one
+    more vote on each pair (``analysis.sampling``), and the targets of the best pairs
+    raised (at most ``2 x sampling_every`` votes waiting, within the budget). Records the
+    plan's time and the scene's mean posterior standard deviation. Returns the pairs
+    raised, best first; None when the scene is gone or its study is not actively sampled."""
+    scene = Scene.objects.filter(pk=scene_id).select_related("study").first()
+    if scene is None or scene.study.sampling != Sampling.ACTIVE or scene.study.archived_at:
+        return None
+    pairs = scene_pair_counts(scene_id)
+    if pairs.empty:
+        return []
+    images = np.unique(np.concatenate([pairs["image_a"], pairs["image_b"]]))
+    i, j = np.searchsorted(images, pairs["image_a"]), np.searchsorted(images, pairs["image_b"])
+    wins, ties = tie_count_matrices(
+        np.zeros(len(pairs), dtype=np.intp), i, j, pairs["n_a"].to_numpy(),
+        pairs["n_similar"].to_numpy(), pairs["n_b"].to_numpy(), 1, len(images),
+    )  # fmt: skip
+    gains, width = pair_gains(wins[0], ties[0], i, j)
+    chosen = sampling.scene_allocate(
+        scene_id=scene_id,
+        gains=dict(zip(pairs["pair_id"].tolist(), gains.tolist(), strict=True)),
+        horizon=2 * scene.study.sampling_every,
+    )
+    Scene.objects.filter(pk=scene_id).update(planned_at=timezone.now(), posterior_sd=width)
+    return chosen
+
+
+def sampling_plans_sweep() -> int:
+    """Plan every scene of the live, actively sampled studies whose budget is not spent
+    (the beat's entry, every ``IQA_SAMPLING_PLAN_EVERY`` s: votes are counted per process
+    or a plan's message lost, and a study turned active needs its first plan); how many
+    scenes were planned."""
+    scenes = Scene.objects.filter(
+        study__sampling=Sampling.ACTIVE, study__status=Study.Status.LIVE, study__archived_at=None
+    ).values_list("pk", flat=True)
+    planned = 0
+    for scene_id in scenes:
+        state = sampling.scene_allocation(scene_id=scene_id)
+        if state["allocated"] < state["budget"]:
+            planned += sampling_plan(scene_id=scene_id) is not None
+    return planned

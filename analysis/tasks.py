@@ -21,3 +21,16 @@ def agreement_snapshot_refresh(study_id: int, variant: str = "counted") -> int |
 def agreement_snapshots_sweep() -> int:
     """Queue a refresh of every stale snapshot (the beat's entry)."""
     return services.agreement_snapshots_sweep()
+
+
+@shared_task(name="analysis.sampling_plan", ignore_result=True)
+def sampling_plan(scene_id: int) -> list[int] | None:
+    """Active sampling: plan one scene (queued after every ``sampling_every`` counted
+    votes in it); the pairs whose targets were raised."""
+    return services.sampling_plan(scene_id=scene_id)
+
+
+@shared_task(name="analysis.sampling_plans_sweep", ignore_result=True)
+def sampling_plans_sweep() -> int:
+    """Plan every actively sampled scene whose budget is not spent (the beat's entry)."""
+    return services.sampling_plans_sweep()

@@ -46,3 +46,14 @@ def majority(n_a: np.ndarray, n_similar: np.ndarray, n_b: np.ndarray) -> np.ndar
     result = labels[counts.argmax(axis=1)]
     result[tied | (top == 0)] = NONE
     return result
+
+
+def decided(n_a, n_similar, n_b, n_due):
+    """Whether the majority label can no longer change with ``n_due`` more votes: the
+    leading answer's count exceeds the runner-up's by more than ``n_due`` (with three
+    votes, the first two agree). Then every way the remaining votes can fall gives the
+    label the votes so far give (``majority``), which is never "none". Scalars or arrays;
+    ``vote.sql`` computes the same in SQL."""
+    counts = np.stack(np.broadcast_arrays(n_a, n_similar, n_b), axis=-1)
+    ordered = np.sort(counts, axis=-1)
+    return ordered[..., 2] - ordered[..., 1] > np.asarray(n_due)

@@ -13,7 +13,14 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Greatest, Least
 
-from annotation.study_settings import Design, StudyStatus, study_check_constraints
+from annotation.study_settings import (
+    Design,
+    Policy,
+    Sampling,
+    StudyStatus,
+    study_check_constraints,
+    study_policy,
+)
 
 
 def new_completion_code() -> str:
@@ -151,6 +158,24 @@ class Study(models.Model):
     qc_min_gold = models.PositiveIntegerField(
         default=5, help_text="Gold trials the gold-accuracy rule needs."
     )
+    # How votes are spent (annotation.services.sampling): a ref-vs-test pair leaves
+    # assignment once its majority label is decided; a scaled design's votes go where the
+    # expected information gain is highest, within the scene's budget.
+    stop_when_decided = models.BooleanField(
+        default=False,
+        help_text="Ref-vs-test: a pair gets no more trials once its majority label cannot "
+        "change with the votes still due.",
+    )
+    sampling = models.CharField(
+        max_length=8,
+        choices=Sampling.choices,
+        default=Sampling.UNIFORM,
+        help_text="Pairwise designs: 'uniform' (every pair its votes_per_pair) or 'active' "
+        "(each scene's pairs x votes_per_pair votes where they tell most).",
+    )
+    sampling_every = models.PositiveIntegerField(
+        default=10, help_text="Active sampling: re-plan a scene after this many counted votes."
+    )
     # Per-metric tie band for agreement, e.g. {"psnr": 0.5}; 0 when absent.
     metric_deltas = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -181,6 +206,11 @@ class Study(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    @property
+    def policy(self) -> str:
+        """The sampling policy in force: what each trial records when it is issued."""
+        return study_policy(sampling=self.sampling, stop_when_decided=self.stop_when_decided)
 
 
 class Role(models.TextChoices):
@@ -227,6 +257,10 @@ class StudyMember(models.Model):
 class Scene(models.Model):
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="scenes")
     name = models.CharField(max_length=200)
+    # Active sampling's last plan (analysis.services.sampling_plan): when, and the mean
+    # posterior standard deviation of the scene's scores then (the dashboard's uncertainty).
+    planned_at = models.DateTimeField(null=True, blank=True)
+    posterior_sd = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["study", "name"]
@@ -332,6 +366,9 @@ class Pair(models.Model):
     # Position among pairs with the same n_assigned; redrawn on each claim, so the
     # order among equals is random and concurrent claims walk one index.
     rand_key = models.FloatField(default=random_key)
+    # Set when the study stops when decided and the pair's majority label could no longer
+    # change with the votes still due: its target then became its counted votes.
+    decided_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["scene", "id"]
@@ -480,6 +517,8 @@ class Trial(models.Model):
     answered_at = models.DateTimeField(null=True, blank=True)
     # Set when an expired, unanswered lease gave its pair back to the pool.
     released = models.BooleanField(default=False)
+    # The study's sampling policy when the trial was issued (``Study.policy``).
+    policy = models.CharField(max_length=10, choices=Policy.choices, default=Policy.UNIFORM)
 
     class Meta:
         ordering = ["session", "ordinal"]

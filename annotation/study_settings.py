@@ -38,6 +38,45 @@ class StudyStatus(models.TextChoices):
     CLOSED = "closed", "Closed"
 
 
+class Sampling(models.TextChoices):
+    UNIFORM = "uniform", "Uniform: every pair its votes_per_pair"
+    ACTIVE = "active", "Active: votes where the expected information gain is highest"
+
+
+class Policy(models.TextChoices):
+    """How a trial's pair was chosen (recorded per trial, exported per vote)."""
+
+    UNIFORM = "uniform", "Uniform"
+    EARLY_STOP = "early-stop", "Uniform, stopping when the label is decided"
+    ACTIVE = "active", "Active sampling"
+
+
+def study_policy(*, sampling: str, stop_when_decided: bool) -> str:
+    """The policy of a study with these settings (they never both apply: see
+    ``sampling_settings_check``)."""
+    if sampling == Sampling.ACTIVE:
+        return Policy.ACTIVE
+    return Policy.EARLY_STOP if stop_when_decided else Policy.UNIFORM
+
+
+def sampling_settings_check(design: str, values: dict) -> None:
+    """``InvalidSetting`` when a sampling setting does not apply to the design: stopping
+    when decided is for majority labels (ref-vs-test), active sampling for scaled designs
+    (pairwise, nr-pairwise), whose scores use every vote."""
+    if values.get("stop_when_decided") and design != Design.REF_VS_TEST:
+        raise InvalidSetting(
+            f"stop_when_decided applies to ref-vs-test (majority labels), not {design}: a "
+            "scaled design's scores use every vote (use sampling=active to spend fewer)",
+            field="stop_when_decided",
+        )
+    if values.get("sampling") == Sampling.ACTIVE and design == Design.REF_VS_TEST:
+        raise InvalidSetting(
+            "sampling=active applies to the pairwise designs (scores by scaling), not "
+            "ref-vs-test (use stop_when_decided for majority labels)",
+            field="sampling",
+        )
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting: its type and bounds. ``min``/``max`` are inclusive unless ``max_open``."""
@@ -123,6 +162,14 @@ SETTINGS: dict[str, Setting] = {
                 min=0, max=100_000),
         Setting("qc_min_gold", int, "Gold trials the gold-accuracy rule needs.", min=0,
                 max=100_000),
+        Setting("stop_when_decided", bool, "Ref-vs-test: a pair gets no more trials once its "
+                "majority label cannot change with the votes still due (on by default for "
+                "a new ref-vs-test study)."),
+        Setting("sampling", str, "Pairwise designs: 'uniform' (every pair votes_per_pair "
+                "votes) or 'active' (a scene's pairs x votes_per_pair votes go where the "
+                "expected information gain is highest).", choices=tuple(Sampling.values)),
+        Setting("sampling_every", int, "Active sampling: re-plan a scene after this many "
+                "counted votes.", min=1, max=10_000),
         Setting("metric_deltas", dict, "Per-metric tie band for agreement: psnr=0.5, one "
                 "metric a line (the API takes a map, {\"psnr\": 0.5})."),
     )
@@ -183,6 +230,11 @@ def study_settings_validate(values: dict, *, partial: bool) -> dict:
         # the recruiter's id, and a session without one is a stranger's script.
         cleaned["require_participant_id"] = bool(cleaned.get("completion_url"))
     design = cleaned.get("design")
+    if not partial and "stop_when_decided" not in cleaned:
+        # Majority labels: a third vote after two that agree cannot change the label.
+        cleaned["stop_when_decided"] = design == Design.REF_VS_TEST
+    if design is not None:
+        sampling_settings_check(design, cleaned)
     if cleaned.get("show_reference") and design is not None and design != Design.PAIRWISE:
         raise InvalidSetting(
             f"show_reference applies to the pairwise design only, not {design} "

@@ -448,6 +448,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workspace.jobs_sweep",
         "schedule": float(os.environ.get("IQA_JOB_SWEEP_EVERY", "300")),
     },
+    # Active sampling: every actively sampled scene with budget left planned again
+    # (plans also follow every sampling_every counted votes: annotation/services/sampling.py).
+    "sampling-plans-sweep": {
+        "task": "analysis.sampling_plans_sweep",
+        "schedule": float(os.environ.get("IQA_SAMPLING_PLAN_EVERY", "30")),
+    },
     # Stale agreement snapshots refreshed when nobody has the report page open to ask.
     "agreement-snapshots-sweep": {
         "task": "analysis.agreement_snapshots_sweep",

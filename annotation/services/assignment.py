@@ -156,7 +156,7 @@ from django.db.models.functions import Coalesce, Least
 from annotation import clock
 from annotation.errors import TrialsHeld, TryAgain
 from annotation.models import AnnotatorSession, Pair, Trial
-from annotation.services import statements
+from annotation.services import sampling, statements
 from annotation.services.sessions import Progress, session_complete
 from annotation.services.trials import (
     SHOWN_COLUMNS,
@@ -171,6 +171,7 @@ from annotation.services.trials import (
     SweepParams,
     SweepRow,
 )
+from annotation.study_settings import Policy, study_policy
 from core.errors import NotFound
 
 logger = logging.getLogger(__name__)
@@ -298,6 +299,10 @@ def _trial_current(token: str) -> IssuedTrial | None:
         if issued is not None:
             return issued
         if wait_for_locks:
+            if state.policy == Policy.ACTIVE and sampling.starved_topup(
+                study_id=state.study_id, session_id=state.session_id, n=state.sampling_every
+            ):
+                continue  # rule 16: the budget is not spent; claim what was just allocated
             _wait_or_full(state)  # raises TrialsHeld while work may come free
             session_complete(session_id=state.session_id, outcome=Outcome.FULL)
             return None
@@ -356,6 +361,9 @@ def _session_snapshot(token: str) -> SessionSnapshot | None:
             study_archived=ExpressionWrapper(
                 Q(study__archived_at__isnull=False), output_field=BooleanField()
             ),
+            sampling=F("study__sampling"),
+            stop_when_decided=F("study__stop_when_decided"),
+            sampling_every=F("study__sampling_every"),
             open_kind=F("open_trial__kind"),
             open_expires=F("open_trial__lease_expires_at"),
             open_released=F("open_trial__released"),
@@ -374,7 +382,10 @@ def _session_snapshot(token: str) -> SessionSnapshot | None:
         return None if trial_id is None else HeldTrial(trial_id, kind, expires, released)
 
     open_trial, queued_trial = held("open"), held("queued")
-    return SessionSnapshot(open=open_trial, queued=queued_trial, **row)
+    policy = study_policy(
+        sampling=row.pop("sampling"), stop_when_decided=row.pop("stop_when_decided")
+    )
+    return SessionSnapshot(open=open_trial, queued=queued_trial, policy=policy, **row)
 
 
 def _held_trial(trial: HeldTrial, progress: Progress) -> IssuedTrial:
@@ -446,6 +457,7 @@ def _issue(
         expires=now + timedelta(seconds=state.lease_seconds),
         slot=slot,
         hold_seconds=state.hold_seconds,
+        policy=state.policy,
     )
     images = None
     if kind != Trial.Kind.LABEL:
@@ -649,6 +661,7 @@ def _open_trial(params: IssueParams, pair_id: int, kind: str, *, released: bool 
         issued_at=params.now,
         lease_expires_at=params.expires,
         released=released,
+        policy=params.policy,
     )
     session = AnnotatorSession.objects.filter(pk=params.session_id)
     if params.ordinal == 1:

@@ -16,7 +16,7 @@ from annotation import designs, gold, storage
 from annotation.errors import BrokerUnavailable, StudyImportError, StudyNotOpen
 from annotation.images import ImageInfo, inspect_image, needs_display_copy, write_display_png
 from annotation.models import Image, Pair, Scene, Study
-from annotation.services import file_claims
+from annotation.services import file_claims, sampling
 from annotation.sources import Entry, read_source
 from annotation.study_settings import study_settings_validate
 from core.errors import NotFound
@@ -446,7 +446,7 @@ def _create_pairs(study: Study, scene: Scene, planned: list[designs.PlannedPair]
                 image_a=p.a,
                 image_b=p.b,
                 shown_reference=p.shown_reference,
-                target_votes=study.votes_per_pair,
+                target_votes=sampling.initial_target(study),
                 gold_answer=p.gold_answer,
             )
             for p in planned

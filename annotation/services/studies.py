@@ -15,8 +15,8 @@ from annotation.models import (
     Trial,
     Vote,
 )
-from annotation.services import file_claims
-from annotation.study_settings import study_settings_validate
+from annotation.services import file_claims, sampling
+from annotation.study_settings import sampling_settings_check, study_settings_validate
 from core.errors import Conflict, DomainError
 
 
@@ -52,10 +52,20 @@ def study_configure(*, study: Study, **changes: object) -> Study:
         return study
     with transaction.atomic():
         locked = study_lock_writable(study)
+        before = locked.policy
+        sampling_settings_check(
+            locked.design,
+            {
+                "stop_when_decided": changes.get("stop_when_decided", locked.stop_when_decided),
+                "sampling": changes.get("sampling", locked.sampling),
+            },
+        )
         for key, value in changes.items():
             setattr(locked, key, value)
             setattr(study, key, value)
         locked.save(update_fields=list(changes))
+        if locked.policy != before:
+            sampling.study_targets_apply(study=locked, now=clock.now())
     return study
 
 

@@ -125,6 +125,8 @@ class SessionSnapshot:
     queued: HeldTrial | None
     pilot: bool = False
     study_archived: bool = False
+    policy: str = "uniform"  # the study's sampling policy (``Study.policy``)
+    sampling_every: int = 10
 
     @property
     def takes_trials(self) -> bool:
@@ -228,3 +230,4 @@ class IssueParams:
     expires: datetime
     slot: Slot
     hold_seconds: int
+    policy: str = "uniform"

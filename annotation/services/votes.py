@@ -19,8 +19,9 @@ from django.db.models import F
 
 from annotation import clock
 from annotation.models import AnnotatorSession, Pair, Trial, Vote
-from annotation.services import statements
+from annotation.services import sampling, statements
 from annotation.services.sessions import Progress, session_get, session_progress
+from annotation.study_settings import Sampling
 from core.errors import Conflict, NotFound
 
 Choice = Literal["left", "similar", "right"]
@@ -61,6 +62,10 @@ class VoteRow:
     completed_at: datetime | None
     practice_trials: int
     quota: int
+    counted: bool  # a label vote that counts (not too fast, not a pilot's)
+    sampling: str
+    sampling_every: int
+    scene_id: int
 
     def progress(self) -> Progress:
         return Progress.of(
@@ -107,6 +112,8 @@ def vote_submit(
     )
     row = VOTE.run(params) if statements.use_fast_path() else _vote_orm(params)
     if row is not None:
+        if row.counted and row.sampling == Sampling.ACTIVE:
+            sampling.vote_counted(scene_id=row.scene_id, every=row.sampling_every)
         return VoteResult(
             vote_id=row.vote_id,
             created=True,
@@ -151,7 +158,7 @@ def _vote_orm(params: VoteParams) -> VoteRow | None:
     with transaction.atomic():
         trial = (
             Trial.objects.select_for_update()
-            .select_related("session__study")
+            .select_related("session__study", "pair")
             .filter(pk=params.trial_id, session__token=params.token, answered_at__isnull=True)
             .first()
         )
@@ -178,12 +185,15 @@ def _vote_orm(params: VoteParams) -> VoteRow | None:
             created_at=now,
         )
         Trial.objects.filter(pk=trial.pk).update(answered_at=now)
+        counted_label = trial.kind == Trial.Kind.LABEL and not too_fast and not session.pilot
         if trial.kind == Trial.Kind.LABEL and trial.released != (too_fast or session.pilot):
             # A late answer on a released lease counts again; a too-fast one on a live
             # lease gives it back (rule 14). A pilot's trials are issued released and
             # its answers count nowhere: no count moves (released == pilot).
             delta = 1 if trial.released else -1
             Pair.objects.filter(pk=trial.pair_id).update(n_assigned=F("n_assigned") + delta)
+        if counted_label and study.stop_when_decided:
+            sampling.pair_decide(pair_id=trial.pair_id, now=now)
         practice = trial.kind == Trial.Kind.PRACTICE
         counted = not practice and not too_fast
         session.n_practice_done += int(practice and not too_fast)
@@ -218,4 +228,8 @@ def _vote_orm(params: VoteParams) -> VoteRow | None:
         completed_at=session.completed_at,
         practice_trials=study.practice_trials,
         quota=study.trials_per_session,
+        counted=counted_label,
+        sampling=study.sampling,
+        sampling_every=study.sampling_every,
+        scene_id=trial.pair.scene_id,
     )

@@ -29,7 +29,8 @@ from scipy.stats import norm
 
 from analysis import scaling
 
-MOS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "sriqa_mos.txt"
+# SRIQA-Bench's published per-image scores (a copy of ../shared/fixtures/sriqa_mos.txt).
+MOS = Path(__file__).resolve().parents[1] / "data" / "sriqa_mos.txt"
 LATENT_RANGE = 3.0
 GENERATORS = ("threshold", "mixed-threshold", "davidson")
 

@@ -88,6 +88,11 @@ BOUNDS = [
     ("qc_min_answers", 100_000, 100_001, "qc_min_answers must be at most 100000", True),
     ("qc_min_gold", 0, -1, "qc_min_gold must be at least 0", True),
     ("qc_min_gold", 100_000, 100_001, "qc_min_gold must be at most 100000", True),
+    ("stop_when_decided", False, "yes", "stop_when_decided must be true or false", False),
+    ("sampling", "uniform", "adaptive", "unknown sampling 'adaptive' (expected one of uniform, "
+     "active)", True),
+    ("sampling_every", 1, 0, "sampling_every must be at least 1, not 0", True),
+    ("sampling_every", 10_000, 10_001, "sampling_every must be at most 10000", True),
     ("metric_deltas", {"psnr": 0.5}, {"psnr": -0.1},
      "metric_deltas must map metric names to numbers >= 0", False),
     ("metric_deltas", {}, {"psnr": "wide"}, "metric_deltas must map metric names", False),

@@ -16,7 +16,9 @@
 WITH s AS (
     SELECT s.id, s.study_id, s.completed_at, s.n_issued, s.n_done, s.n_practice_done,
            s.open_trial_id, s.queued_trial_id, s.pilot, st.status, st.practice_trials,
-           st.trials_per_session AS quota, st.gold_rate, st.lease_seconds
+           st.trials_per_session AS quota, st.gold_rate, st.lease_seconds,
+           CASE WHEN st.sampling = 'active' THEN 'active'
+                WHEN st.stop_when_decided THEN 'early-stop' ELSE 'uniform' END AS policy
     FROM annotation_annotatorsession s JOIN annotation_study st ON st.id = s.study_id
     WHERE s.token = %(token)s::text
 ), open AS (
@@ -70,9 +72,10 @@ level AS (
 ), trial AS (
     INSERT INTO annotation_trial
         (id, session_id, pair_id, kind, ordinal, a_on_left, issued_at, lease_expires_at,
-         released)
+         released, policy)
     SELECT gen_random_uuid(), e.id, claimed.id, 'label', e.n_issued + 1, random() < 0.5,
-           %(now)s::timestamptz, %(now)s::timestamptz + e.lease_seconds * interval '1 second', FALSE
+           %(now)s::timestamptz, %(now)s::timestamptz + e.lease_seconds * interval '1 second', FALSE,
+           e.policy
     FROM claimed, eligible e
     RETURNING id, kind, a_on_left, lease_expires_at, pair_id
 ), moved AS (

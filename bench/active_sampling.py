@@ -1,0 +1,316 @@
+"""Fewer votes for the same result: active sampling against uniform on SRIQA-Bench-shaped
+scenes, and stopping when decided on DiffIQA-like crowds, through the real assignment
+code (``services.trial_next`` / ``services.vote_submit`` on PostgreSQL, the plans run by
+the real task, eagerly in this process).
+
+    .venv/bin/python bench/active_sampling.py [--seeds 20] [--scenes 10] [--smoke]
+
+Scaled designs: each seed draws ``--scenes`` of SRIQA-Bench's 100 scenes (latent values
+from its published per-image scores, ``tests/data/sriqa_mos.txt``, score / 100 x 3 as
+``tests/analysis/coverage_simulation.py``), all 55 pairs, a budget of 10 votes per pair.
+Simulated observers answer by the Thurstone model with a tie threshold (about 10%
+"similar"). After every 11 votes per scene the tie model is fitted to each scene's votes
+(``scaling.fit_ties``): the median within-scene SRCC and the RMSE against the latent
+values. Printed: the votes per scene at which the median SRCC first reaches 0.95 for each
+policy (linear between checkpoints), their ratio with a bootstrap interval over seeds,
+and the Laplace intervals' coverage of the latent values under active sampling.
+
+Majority labels: pairs whose three votes agree in their first two about 60% of the time
+(a latent difference and the same observers); each pair's answers are drawn once and given
+in order to both runs, with and without ``stop_when_decided``: votes saved and the share
+of pairs whose labels agree (must be 100%).
+
+It needs PostgreSQL on 127.0.0.1:5432 (``make services``); a scratch database
+``--database`` (``iqa_bench_active``) is dropped and created.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench._synthetic import database_url, recreate  # noqa: E402
+
+TAU = 0.18  # about 10% "similar" at SRIQA-Bench's differences
+TARGET_SRCC = 0.95
+
+
+def setup(database: str) -> None:
+    recreate(database)
+    os.environ["DATABASE_URL"] = database_url(database)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    import logging
+
+    import analysis.tasks  # noqa: F401  (registers analysis.sampling_plan here)
+
+    logging.getLogger("celery").setLevel(logging.WARNING)
+    from config.celery import app
+
+    app.conf.task_always_eager = True  # the plans run in this process, as a worker runs them
+
+
+def make_study(slug: str, latent: np.ndarray, *, sampling: str, every: int, votes: int):
+    """A live pairwise study: one scene per row of ``latent``; returns (study, the latent
+    value of each image id)."""
+    import hashlib
+
+    from annotation.models import Image, Pair, Scene, Study
+    from annotation.services import sampling as policy
+
+    study = Study.objects.create(
+        slug=slug, design="pairwise", votes_per_pair=votes, status="live", practice_trials=0,
+        trials_per_session=100_000, min_response_ms=0, sampling=sampling,
+        sampling_every=every, hold_seconds=86_400, lease_seconds=86_400,
+    )  # fmt: skip
+    value = {}
+    for s, row in enumerate(latent):
+        scene = Scene.objects.create(study=study, name=f"s{s}")
+        images = Image.objects.bulk_create([
+            Image(scene=scene, name=f"s{s}/m{i}.png", role="test", condition=f"m{i}",
+                  sha256=hashlib.sha256(f"{slug}-{s}-{i}".encode()).hexdigest(),
+                  file=f"images/00/00/{slug}-{s}-{i}.png", width=64, height=48,
+                  format="PNG", size_bytes=1)
+            for i in range(len(row))
+        ])  # fmt: skip
+        value.update({image.pk: float(v) for image, v in zip(images, row, strict=True)})
+        Pair.objects.bulk_create([
+            Pair(study=study, scene=scene, image_a=a, image_b=b,
+                 target_votes=policy.initial_target(study))
+            for k, a in enumerate(images) for b in images[k + 1:]
+        ])  # fmt: skip
+    return study, value
+
+
+def answer(rng, d: float, tau: float = TAU) -> str:
+    """ "a", "similar" or "b" for a latent difference a - b (Thurstone with ties)."""
+    perceived = d + rng.standard_normal()
+    return "a" if perceived > tau else "b" if perceived < -tau else "similar"
+
+
+def choice_for(preferred: str, a_on_left: bool) -> str:
+    if preferred == "similar":
+        return "similar"
+    return "left" if (preferred == "a") == a_on_left else "right"
+
+
+def scene_fit(study, value: dict) -> tuple[float, float, float]:
+    """Median within-scene SRCC and RMSE of the tie model against the latent values, and
+    the Laplace 95% intervals' coverage."""
+    from scipy.stats import spearmanr
+
+    from analysis import scaling
+    from analysis.selectors import scene_pair_counts
+
+    srcc, rmse, covered, total = [], [], 0, 0
+    for scene_id in study.scenes.values_list("pk", flat=True):
+        pairs = scene_pair_counts(scene_id)
+        ids = np.unique(np.concatenate([pairs["image_a"], pairs["image_b"]]))
+        i, j = np.searchsorted(ids, pairs["image_a"]), np.searchsorted(ids, pairs["image_b"])
+        wins, ties = scaling.tie_count_matrices(
+            np.zeros(len(pairs), dtype=int), i, j, pairs["n_a"].to_numpy(),
+            pairs["n_similar"].to_numpy(), pairs["n_b"].to_numpy(), 1, len(ids),
+        )  # fmt: skip
+        scores, tau = scaling.fit_ties(wins[0], ties[0], "thurstone-ties")
+        low, high = scaling.tie_intervals(wins[0], ties[0], "thurstone-ties", scores, tau)
+        truth = np.array([value[k] for k in ids])
+        truth = truth - truth.mean()
+        srcc.append(spearmanr(scores, truth).statistic)
+        rmse.append(float(np.sqrt(np.mean((scores - truth) ** 2))))
+        covered += int(((low <= truth) & (truth <= high)).sum())
+        total += len(truth)
+    return float(np.median(srcc)), float(np.mean(rmse)), covered / total
+
+
+def run_scaled(seed: int, latent: np.ndarray, sampling: str, every: int, votes: int):
+    """Checkpoints (votes per scene, median SRCC, RMSE) and the final coverage."""
+    from annotation import services
+
+    rng = np.random.default_rng(seed)
+    study, value = make_study(f"{sampling}-{seed}", latent, sampling=sampling, every=every,
+                              votes=votes)  # fmt: skip
+    from annotation.models import Trial
+
+    n_scenes, step = len(latent), 11
+    checkpoints, given = [], 0
+    while True:
+        token = services.session_open(study_slug=study.slug).session.token
+        trial = services.trial_next(token=token)
+        if trial is None:
+            break
+        while trial is not None:
+            row = Trial.objects.filter(pk=trial.trial_id).values(
+                "a_on_left", "pair__image_a", "pair__image_b"
+            )[0]
+            d = value[row["pair__image_a"]] - value[row["pair__image_b"]]
+            services.vote_submit(token=token, trial_id=trial.trial_id,
+                                 choice=choice_for(answer(rng, d), row["a_on_left"]))  # fmt: skip
+            given += 1
+            if given % (step * n_scenes) == 0:
+                checkpoints.append((given / n_scenes, *scene_fit(study, value)[:2]))
+            trial = services.trial_next(token=token)
+    coverage = scene_fit(study, value)[2]
+    return checkpoints, coverage
+
+
+def votes_to_reach(checkpoints, target: float = TARGET_SRCC) -> float:
+    """Votes per scene at which the median SRCC first reaches ``target`` (linear between
+    checkpoints); NaN if it never does."""
+    previous = (0.0, 0.0)
+    for votes, srcc, _ in checkpoints:
+        if srcc >= target:
+            v0, s0 = previous
+            return v0 + (target - s0) / (srcc - s0) * (votes - v0) if srcc > s0 else votes
+        previous = (votes, srcc)
+    return float("nan")
+
+
+def run_labels(seed: int, n_pairs: int, stop: bool) -> tuple[int, dict]:
+    """Votes given and each pair's label, three votes a pair, with or without stopping."""
+    from annotation import services
+    from annotation.aggregation import majority
+    from annotation.models import Pair, Scene, Study, Trial, Vote
+
+    rng = np.random.default_rng(1000 + seed)
+    study = Study.objects.create(
+        slug=f"labels-{seed}-{int(stop)}", design="ref-vs-test", votes_per_pair=3,
+        status="live", practice_trials=0, trials_per_session=100_000, min_response_ms=0,
+        stop_when_decided=stop, hold_seconds=86_400, lease_seconds=86_400,
+    )  # fmt: skip
+    import hashlib
+
+    from annotation.models import Image
+
+    scene = Scene.objects.create(study=study, name="s")
+    images = Image.objects.bulk_create([
+        Image(scene=scene, name=f"m{i}.png", role="test", condition="x",
+              sha256=hashlib.sha256(f"{study.slug}-{i}".encode()).hexdigest(),
+              file=f"images/00/00/{study.slug}-{i}.png", width=64, height=48, format="PNG",
+              size_bytes=1)
+        for i in range(2 * n_pairs)
+    ])  # fmt: skip
+    pairs = Pair.objects.bulk_create([
+        Pair(study=study, scene=scene, image_a=images[2 * k], image_b=images[2 * k + 1],
+             target_votes=3)
+        for k in range(n_pairs)
+    ])  # fmt: skip
+    # Each pair's answers, drawn once (same seed both runs): a latent difference from
+    # N(0, 0.8^2) and a tie band of 0.35 give about 60% first-two agreement.
+    planned = {}
+    for k in range(len(pairs)):
+        d = rng.normal(0.0, 0.8)
+        planned[k] = [answer(rng, d, 0.35) for _ in range(3)]
+    index = {pair.pk: k for k, pair in enumerate(pairs)}
+    given = 0
+    while True:
+        token = services.session_open(study_slug=study.slug).session.token
+        trial = services.trial_next(token=token)
+        if trial is None:
+            break
+        while trial is not None:
+            row = Trial.objects.filter(pk=trial.trial_id).values("a_on_left", "pair_id")[0]
+            done = Vote.objects.filter(pair_id=row["pair_id"]).count()
+            preferred = planned[index[row["pair_id"]]][done]
+            services.vote_submit(token=token, trial_id=trial.trial_id,
+                                 choice=choice_for(preferred, row["a_on_left"]))  # fmt: skip
+            given += 1
+            trial = services.trial_next(token=token)
+    labels = {}
+    for pair in pairs:
+        got = list(Vote.objects.filter(pair=pair).values_list("preferred", flat=True))
+        n = [np.array([got.count(answer)]) for answer in ("a", "similar", "b")]
+        labels[index[pair.pk]] = majority(*n)[0]
+    agree = np.mean([p[0] == p[1] for p in planned.values()])
+    return given, labels, agree
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--scenes", type=int, default=10, help="SRIQA-Bench scenes per seed")
+    parser.add_argument("--votes-per-pair", type=int, default=10, help="the budget per pair")
+    parser.add_argument("--every", type=int, default=10, help="sampling_every")
+    parser.add_argument("--label-pairs", type=int, default=300)
+    parser.add_argument("--database", default="iqa_bench_active")
+    parser.add_argument("--smoke", action="store_true", help="1 seed, 2 scenes, 3 votes/pair")
+    args = parser.parse_args()
+    if args.smoke:
+        args.seeds, args.scenes, args.votes_per_pair, args.label_pairs = 1, 2, 3, 20
+    setup(args.database)
+    from tests.analysis.coverage_simulation import sriqa_latent
+
+    latent_all = sriqa_latent()
+    started = time.perf_counter()
+    reach = {"uniform": [], "active": []}
+    final = {"uniform": [], "active": []}
+    coverage = []
+    print(
+        f"scaled designs: {args.seeds} seeds x {args.scenes} SRIQA-Bench scenes (11 images, "
+        f"55 pairs), budget {args.votes_per_pair} votes/pair, sampling_every {args.every}"
+    )
+    for seed in range(args.seeds):
+        scenes = np.random.default_rng(seed).choice(len(latent_all), args.scenes, replace=False)
+        latent = latent_all[scenes]
+        row = []
+        for policy in ("uniform", "active"):
+            checkpoints, covered = run_scaled(seed, latent, policy, args.every,
+                                              args.votes_per_pair)  # fmt: skip
+            reach[policy].append(votes_to_reach(checkpoints))
+            final[policy].append(checkpoints[-1] if checkpoints else (0, np.nan, np.nan))
+            if policy == "active":
+                coverage.append(covered)
+            _, srcc, rmse = final[policy][-1]
+            row.append(
+                f"{policy}: {reach[policy][-1]:.0f} votes/scene to SRCC {TARGET_SRCC}, "
+                f"final SRCC {srcc:.3f} RMSE {rmse:.3f}"
+            )
+        print(f"  seed {seed}: " + "; ".join(row), flush=True)
+    u, a = np.array(reach["uniform"]), np.array(reach["active"])
+    print(f"median votes/scene to median SRCC {TARGET_SRCC}: uniform {np.nanmedian(u):.0f}, "
+          f"active {np.nanmedian(a):.0f} (seeds reaching it: {np.isfinite(u).sum()}, "
+          f"{np.isfinite(a).sum()} of {args.seeds})")  # fmt: skip
+    both = np.isfinite(u) & np.isfinite(a)
+    if both.any():
+        rng = np.random.default_rng(0)
+        ratio = np.nanmean(a[both]) / np.nanmean(u[both])
+        draws = rng.integers(0, both.sum(), size=(2000, both.sum()))
+        boot = a[both][draws].mean(axis=1) / u[both][draws].mean(axis=1)
+        print(f"active / uniform votes at equal accuracy: {ratio:.2f} "
+              f"(95% bootstrap over seeds {np.percentile(boot, 2.5):.2f}-"
+              f"{np.percentile(boot, 97.5):.2f}): {1 - ratio:.0%} fewer votes")  # fmt: skip
+    for policy in ("uniform", "active"):
+        f = np.array([c[1:] for c in final[policy]], dtype=float)
+        print(f"at the full budget, {policy}: median SRCC {np.nanmedian(f[:, 0]):.3f}, "
+              f"RMSE {np.nanmean(f[:, 1]):.3f}")  # fmt: skip
+    low, high = np.min(coverage), np.max(coverage)
+    print(
+        "Laplace 95% intervals under active sampling cover the latent value "
+        f"{np.mean(coverage):.1%} (seeds {low:.1%}-{high:.1%})"
+    )
+
+    full, stopped, same, agreement = 0, 0, 0, []
+    for seed in range(args.seeds):
+        n_full, labels_full, agree = run_labels(seed, args.label_pairs, stop=False)
+        n_stop, labels_stop, _ = run_labels(seed, args.label_pairs, stop=True)
+        full, stopped = full + n_full, stopped + n_stop
+        same += sum(labels_full[k] == labels_stop[k] for k in labels_full)
+        agreement.append(agree)
+    pairs = args.seeds * args.label_pairs
+    print(
+        f"majority labels: {pairs} pairs, 3 votes, first two agree on "
+        f"{np.mean(agreement):.0%}: {full} votes uniform, {stopped} stopping when decided "
+        f"({1 - stopped / full:.1%} saved); labels identical on {same / pairs:.1%} of pairs"
+    )
+    print(f"({time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
