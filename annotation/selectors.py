@@ -383,3 +383,21 @@ def pilot_summary(*, study: Study) -> dict:
         "votes": Vote.objects.filter(session__in=pilots.values("pk")).count(),
         "rows": rows,
     }
+
+
+def study_sampling_summary(*, study: Study) -> dict:
+    """How the study's policy spent its votes: ``uniform_votes`` (what every pair's
+    ``votes_per_pair`` would cost, gold pairs apart), ``pairs_decided_early`` and
+    ``votes_saved`` (stop when decided: the votes the decided pairs no longer need), and
+    each scene's mean posterior standard deviation at its last plan (active sampling;
+    None before the first), by scene name."""
+    pairs = Pair.objects.filter(study=study, gold_answer="")
+    decided = pairs.filter(decided_at__isnull=False).aggregate(
+        n=Count("pk"), targets=Coalesce(Sum("target_votes"), Value(0))
+    )
+    return {
+        "uniform_votes": pairs.count() * study.votes_per_pair,
+        "pairs_decided_early": decided["n"],
+        "votes_saved": decided["n"] * study.votes_per_pair - decided["targets"],
+        "posterior_sd": dict(Scene.objects.filter(study=study).values_list("name", "posterior_sd")),
+    }

@@ -9,7 +9,7 @@ Scaled designs: each seed draws ``--scenes`` of SRIQA-Bench's 100 scenes (latent
 from its published per-image scores, ``tests/data/sriqa_mos.txt``, score / 100 x 3 as
 ``tests/analysis/coverage_simulation.py``), all 55 pairs, a budget of 10 votes per pair.
 Simulated observers answer by the Thurstone model with a tie threshold (about 10%
-"similar"). After every 11 votes per scene the tie model is fitted to each scene's votes
+"similar"), one after another, each session 50 trials (a crowd: no one sees every pair). After every 11 votes per scene the tie model is fitted to each scene's votes
 (``scaling.fit_ties``): the median within-scene SRCC and the RMSE against the latent
 values. Printed: the votes per scene at which the median SRCC first reaches 0.95 for each
 policy (linear between checkpoints), their ratio with a bootstrap interval over seeds,
@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 from bench._synthetic import database_url, recreate  # noqa: E402
 
 TAU = 0.18  # about 10% "similar" at SRIQA-Bench's differences
+SESSION_TRIALS = 50  # a crowd worker's session: many people, each a part of the pairs
 TARGET_SRCC = 0.95
 
 
@@ -68,7 +69,7 @@ def make_study(slug: str, latent: np.ndarray, *, sampling: str, every: int, vote
 
     study = Study.objects.create(
         slug=slug, design="pairwise", votes_per_pair=votes, status="live", practice_trials=0,
-        trials_per_session=100_000, min_response_ms=0, sampling=sampling,
+        trials_per_session=SESSION_TRIALS, min_response_ms=0, sampling=sampling,
         sampling_every=every, hold_seconds=86_400, lease_seconds=86_400,
     )  # fmt: skip
     value = {}
@@ -161,16 +162,38 @@ def run_scaled(seed: int, latent: np.ndarray, sampling: str, every: int, votes: 
     return checkpoints, coverage
 
 
-def votes_to_reach(checkpoints, target: float = TARGET_SRCC) -> float:
-    """Votes per scene at which the median SRCC first reaches ``target`` (linear between
-    checkpoints); NaN if it never does."""
-    previous = (0.0, 0.0)
-    for votes, srcc, _ in checkpoints:
-        if srcc >= target:
-            v0, s0 = previous
-            return v0 + (target - s0) / (srcc - s0) * (votes - v0) if srcc > s0 else votes
-        previous = (votes, srcc)
+def votes_to_reach(checkpoints, column: int, target: float, *, below: bool = False) -> float:
+    """Votes per scene at which checkpoint ``column`` (1: median SRCC, 2: RMSE) first
+    reaches ``target`` (from below, or with ``below`` from above), linear between
+    checkpoints; NaN if it never does."""
+    previous = None
+    for row in checkpoints:
+        votes, value = row[0], row[column]
+        if (value <= target) if below else (value >= target):
+            if previous is None or value == previous[1]:
+                return votes
+            v0, x0 = previous
+            return v0 + (target - x0) / (value - x0) * (votes - v0)
+        previous = (votes, value)
     return float("nan")
+
+
+def ratio_line(name: str, active: np.ndarray, uniform: np.ndarray) -> str:
+    """Active's votes over uniform's at equal accuracy, over the seeds where both reach
+    it, with a 95% percentile bootstrap over seeds."""
+    both = np.isfinite(active) & np.isfinite(uniform)
+    if not both.any():
+        return f"{name}: not reached by both policies"
+    a, u = active[both], uniform[both]
+    draws = np.random.default_rng(0).integers(0, len(a), size=(2000, len(a)))
+    boot = a[draws].mean(axis=1) / u[draws].mean(axis=1)
+    ratio = a.mean() / u.mean()
+    return (
+        f"{name}: uniform {u.mean():.0f}, active {a.mean():.0f} votes/scene (mean over "
+        f"{both.sum()} seeds reaching it); active / uniform {ratio:.2f} (95% bootstrap "
+        f"{np.percentile(boot, 2.5):.2f}-{np.percentile(boot, 97.5):.2f}): "
+        f"{1 - ratio:.0%} fewer votes"
+    )
 
 
 def run_labels(seed: int, n_pairs: int, stop: bool) -> tuple[int, dict]:
@@ -235,7 +258,7 @@ def run_labels(seed: int, n_pairs: int, stop: bool) -> tuple[int, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--scenes", type=int, default=10, help="SRIQA-Bench scenes per seed")
+    parser.add_argument("--scenes", type=int, default=5, help="SRIQA-Bench scenes per seed")
     parser.add_argument("--votes-per-pair", type=int, default=10, help="the budget per pair")
     parser.add_argument("--every", type=int, default=10, help="sampling_every")
     parser.add_argument("--label-pairs", type=int, default=300)
@@ -249,8 +272,7 @@ def main() -> None:
 
     latent_all = sriqa_latent()
     started = time.perf_counter()
-    reach = {"uniform": [], "active": []}
-    final = {"uniform": [], "active": []}
+    curves = {"uniform": [], "active": []}
     coverage = []
     print(
         f"scaled designs: {args.seeds} seeds x {args.scenes} SRIQA-Bench scenes (11 images, "
@@ -258,38 +280,35 @@ def main() -> None:
     )
     for seed in range(args.seeds):
         scenes = np.random.default_rng(seed).choice(len(latent_all), args.scenes, replace=False)
-        latent = latent_all[scenes]
         row = []
         for policy in ("uniform", "active"):
-            checkpoints, covered = run_scaled(seed, latent, policy, args.every,
-                                              args.votes_per_pair)  # fmt: skip
-            reach[policy].append(votes_to_reach(checkpoints))
-            final[policy].append(checkpoints[-1] if checkpoints else (0, np.nan, np.nan))
+            checkpoints, covered = run_scaled(
+                seed, latent_all[scenes], policy, args.every, args.votes_per_pair
+            )
+            curves[policy].append(checkpoints)
             if policy == "active":
                 coverage.append(covered)
-            _, srcc, rmse = final[policy][-1]
-            row.append(
-                f"{policy}: {reach[policy][-1]:.0f} votes/scene to SRCC {TARGET_SRCC}, "
-                f"final SRCC {srcc:.3f} RMSE {rmse:.3f}"
-            )
-        print(f"  seed {seed}: " + "; ".join(row), flush=True)
-    u, a = np.array(reach["uniform"]), np.array(reach["active"])
-    print(f"median votes/scene to median SRCC {TARGET_SRCC}: uniform {np.nanmedian(u):.0f}, "
-          f"active {np.nanmedian(a):.0f} (seeds reaching it: {np.isfinite(u).sum()}, "
-          f"{np.isfinite(a).sum()} of {args.seeds})")  # fmt: skip
-    both = np.isfinite(u) & np.isfinite(a)
-    if both.any():
-        rng = np.random.default_rng(0)
-        ratio = np.nanmean(a[both]) / np.nanmean(u[both])
-        draws = rng.integers(0, both.sum(), size=(2000, both.sum()))
-        boot = a[both][draws].mean(axis=1) / u[both][draws].mean(axis=1)
-        print(f"active / uniform votes at equal accuracy: {ratio:.2f} "
-              f"(95% bootstrap over seeds {np.percentile(boot, 2.5):.2f}-"
-              f"{np.percentile(boot, 97.5):.2f}): {1 - ratio:.0%} fewer votes")  # fmt: skip
+            votes, srcc, rmse = checkpoints[-1]
+            row.append(f"{policy} median SRCC {srcc:.3f} RMSE {rmse:.3f}")
+        print(f"  seed {seed}, at {votes:.0f} votes/scene: " + "; ".join(row), flush=True)
+    reach = {
+        policy: np.array([votes_to_reach(c, 1, TARGET_SRCC) for c in curves[policy]])
+        for policy in curves
+    }
+    print(ratio_line(f"median SRCC {TARGET_SRCC}", reach["active"], reach["uniform"]))
+    # Equal RMSE: what uniform reaches with the whole budget, and when active reaches it.
+    budget = np.array([c[-1][0] for c in curves["uniform"]])
+    goal = [c[-1][2] for c in curves["uniform"]]
+    active_rmse = np.array(
+        [votes_to_reach(c, 2, g, below=True) for c, g in zip(curves["active"], goal, strict=True)]
+    )
+    print(ratio_line("uniform's final RMSE", active_rmse, budget))
     for policy in ("uniform", "active"):
-        f = np.array([c[1:] for c in final[policy]], dtype=float)
-        print(f"at the full budget, {policy}: median SRCC {np.nanmedian(f[:, 0]):.3f}, "
-              f"RMSE {np.nanmean(f[:, 1]):.3f}")  # fmt: skip
+        last = np.array([c[-1][1:] for c in curves[policy]], dtype=float)
+        print(
+            f"at the full budget, {policy}: median SRCC {np.median(last[:, 0]):.3f}, "
+            f"RMSE {last[:, 1].mean():.3f} (means over seeds)"
+        )
     low, high = np.min(coverage), np.max(coverage)
     print(
         "Laplace 95% intervals under active sampling cover the latent value "

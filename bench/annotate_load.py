@@ -46,8 +46,12 @@ def database_url(name: str) -> str:
     return f"postgres://postgres@127.0.0.1:5432/{name}"
 
 
-def prepare_database(name: str, scenes: int, per_scene: int, votes: int) -> str:
-    """A fresh database with one live pairwise study of ``scenes`` x C(per_scene, 2) pairs."""
+def prepare_database(
+    name: str, scenes: int, per_scene: int, votes: int, samplings: tuple[str, ...] = ("uniform",)
+) -> str:
+    """A fresh database with a live pairwise study of ``scenes`` x C(per_scene, 2) pairs
+    per sampling policy: ``load`` (uniform) and ``load-active`` (active sampling, each
+    pair's target one until plans raise it)."""
     subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", name], check=True)
     subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", name], check=True)
     env = {**os.environ, "DATABASE_URL": database_url(name)}
@@ -56,19 +60,23 @@ def prepare_database(name: str, scenes: int, per_scene: int, votes: int) -> str:
 import hashlib
 from itertools import combinations
 from annotation.models import Image, Pair, Scene, Study
-study = Study.objects.create(slug="load", design="pairwise", votes_per_pair={votes},
-    status="live", practice_trials=0, trials_per_session=100000, min_response_ms=0)
-for s in range({scenes}):
-    scene = Scene.objects.create(study=study, name=f"scene-{{s}}")
-    images = Image.objects.bulk_create([
-        Image(scene=scene, name=f"scene-{{s}}/m{{i}}.png", role="test", condition=f"m{{i}}",
-              sha256=hashlib.sha256(f"{{s}}-{{i}}".encode()).hexdigest(),
-              file=f"images/00/00/{{s}}-{{i}}.png", width=384, height=288, format="PNG",
-              size_bytes=1)
-        for i in range({per_scene})])
-    Pair.objects.bulk_create([Pair(study=study, scene=scene, image_a=a, image_b=b,
-        target_votes={votes}) for a, b in combinations(images, 2)])
-print(Pair.objects.count())
+for sampling in {list(samplings)!r}:
+    slug = "load" if sampling == "uniform" else "load-active"
+    study = Study.objects.create(slug=slug, design="pairwise", votes_per_pair={votes},
+        status="live", practice_trials=0, trials_per_session=100000, min_response_ms=0,
+        sampling=sampling)
+    for s in range({scenes}):
+        scene = Scene.objects.create(study=study, name=f"scene-{{s}}")
+        images = Image.objects.bulk_create([
+            Image(scene=scene, name=f"scene-{{s}}/m{{i}}.png", role="test", condition=f"m{{i}}",
+                  sha256=hashlib.sha256(f"{{slug}}-{{s}}-{{i}}".encode()).hexdigest(),
+                  file=f"images/00/00/{{slug}}-{{s}}-{{i}}.png", width=384, height=288,
+                  format="PNG", size_bytes=1)
+            for i in range({per_scene})])
+        Pair.objects.bulk_create([Pair(study=study, scene=scene, image_a=a, image_b=b,
+            target_votes=1 if sampling == "active" else {votes})
+            for a, b in combinations(images, 2)])
+print(Pair.objects.filter(study=study).count())
 """
     done = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", code],
@@ -103,6 +111,26 @@ def start_server(
     return _synthetic.start_server(
         name, port, data_dir, workers=workers, threads=threads,
         settings=RAISED_THROTTLES if settings is None else settings,
+    )  # fmt: skip
+
+
+SLUGS = {"uniform": "load", "active": "load-active"}
+
+
+def start_planner(name: str, data_dir: Path) -> subprocess.Popen:
+    """A Celery worker on the server's broker and database, for active sampling's plans
+    (queued after every ``sampling_every`` counted votes of a scene)."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(name),
+        "IQA_DATA_DIR": str(data_dir),
+        "DJANGO_DEBUG": "0",
+    }
+    log = open(data_dir / "worker.log", "wb")  # noqa: SIM115
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
+         "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
 
 
@@ -141,20 +169,26 @@ class Client:
         return response.status, (json.loads(raw) if raw else None), elapsed
 
 
-def annotator(port: int, stop_at: float, think: float, results: dict, lock: threading.Lock):
+def annotator(
+    port: int, stop_at: float, think: float, results: dict, lock: threading.Lock, slug: str
+):
     # People do not arrive in the same millisecond: paced annotators start spread over
     # one think time, so the run is not a series of synchronised bursts.
     time.sleep(random.uniform(0, think))
     client = Client(port)
-    status, session, _ = client.call("POST", "/api/v1/studies/load/sessions", {})
+    status, session, _ = client.call("POST", f"/api/v1/studies/{slug}/sessions", {})
     assert status == 201, session
     token = session["token"]
-    next_times, vote_times, errors = [], [], 0
+    next_times, vote_times, errors, held = [], [], 0, 0
     while time.monotonic() < stop_at:
         try:
             status, trial, seconds = client.call("GET", f"/api/v1/sessions/{token}/next-trial")
             if status == 204:
                 break
+            if status == 409:  # every pair left held, or busy for an instant: ask again
+                held += 1
+                time.sleep(0.05)
+                continue
             if status != 200:
                 errors += 1
                 continue
@@ -173,6 +207,7 @@ def annotator(port: int, stop_at: float, think: float, results: dict, lock: thre
         results["next"].extend(next_times)
         results["vote"].extend(vote_times)
         results["errors"] += errors
+        results["held"] += held
 
 
 def pinger(port: int, stop_at: float, results: dict, lock: threading.Lock, path: str):
@@ -194,15 +229,16 @@ def pinger(port: int, stop_at: float, results: dict, lock: threading.Lock, path:
 
 def client_process(kind: str, port: int, n: int, start_at: float, duration: float, think, queue):
     """Run ``n`` simulated clients in threads of this process; report their timings."""
-    results = {"next": [], "vote": [], "ping": [], "errors": 0}
+    results = {"next": [], "vote": [], "ping": [], "errors": 0, "held": 0}
     lock = threading.Lock()
     while time.monotonic() < start_at:
         time.sleep(0.01)
     stop_at = start_at + duration
     if kind.startswith("/"):
         target, args = pinger, (port, stop_at, results, lock, kind)
-    else:
-        target, args = annotator, (port, stop_at, think, results, lock)
+    else:  # "annotate" or "annotate:<slug>"
+        slug = kind.partition(":")[2] or "load"
+        target, args = annotator, (port, stop_at, think, results, lock, slug)
     threads = [threading.Thread(target=target, args=args) for _ in range(n)]
     for thread in threads:
         thread.start()
@@ -225,12 +261,13 @@ def drive(kind: str, port: int, clients: int, duration: float, think: float, pro
     ]
     for worker in workers:
         worker.start()
-    merged = {"next": [], "vote": [], "ping": [], "errors": 0}
+    merged = {"next": [], "vote": [], "ping": [], "errors": 0, "held": 0}
     for _ in workers:
         part = queue.get()
         for key in ("next", "vote", "ping"):
             merged[key].extend(part[key])
         merged["errors"] += part["errors"]
+        merged["held"] += part["held"]
     for worker in workers:
         worker.join()
     return merged
@@ -258,9 +295,16 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=200)
     parser.add_argument("--per-scene", type=int, default=11, help="images per scene")
     parser.add_argument("--votes", type=int, default=10, help="target votes per pair")
+    parser.add_argument(
+        "--sampling",
+        choices=["uniform", "active", "both"],
+        default="uniform",
+        help="saturation: the study's sampling policy; both: uniform then active, their ratio",
+    )
     args = parser.parse_args()
+    samplings = ("uniform", "active") if args.sampling == "both" else (args.sampling,)
 
-    pairs = prepare_database(args.database, args.scenes, args.per_scene, args.votes)
+    pairs = prepare_database(args.database, args.scenes, args.per_scene, args.votes, samplings)
     print(
         f"study: {pairs} pairs, {args.votes} votes each; gunicorn {args.workers} workers x "
         f"{args.threads} threads; {os.cpu_count()} CPUs shared by server, database and client"
@@ -268,6 +312,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="iqa-bench-") as tmp:
         port = 18000 + os.getpid() % 1000
         server = start_server(args.database, port, args.workers, args.threads, Path(tmp))
+        planner = start_planner(args.database, Path(tmp)) if "active" in samplings else None
         try:
             if args.mode in ("paced", "both"):
                 result = drive(
@@ -283,9 +328,22 @@ def main() -> None:
                 print(latency_line("vote", result["vote"]))
                 print(f"  errors      {result['errors']}")
             if args.mode in ("saturation", "both"):
+                rates = {}
+                for sampling in samplings[:-1]:
+                    before = drive(
+                        f"annotate:{SLUGS[sampling]}", port, args.concurrency, args.duration,
+                        0.0, args.client_processes,
+                    )  # fmt: skip
+                    rates[sampling] = len(before["vote"]) / args.duration
+                    print(f"saturation, sampling={sampling}: {rates[sampling]:.1f} trials/s")
+                    print(latency_line("next-trial", before["next"]))
+                    print(latency_line("vote", before["vote"]))
+                    print(f"  errors      {before['errors']} (409 asked again: {before['held']})")
+                last = samplings[-1]
                 trials = drive(
-                    "annotate", port, args.concurrency, args.duration, 0.0, args.client_processes
-                )
+                    f"annotate:{SLUGS[last]}", port, args.concurrency, args.duration, 0.0,
+                    args.client_processes,
+                )  # fmt: skip
                 ceiling = drive(
                     "/api/v1/ping", port, args.concurrency, args.duration, 0.0,
                     args.client_processes,
@@ -298,9 +356,13 @@ def main() -> None:
                 ping_rate = len(ceiling["ping"]) / args.duration
                 db_rate = len(db_ceiling["ping"]) / args.duration
                 print(
-                    f"saturation: {args.concurrency} clients, no think time, {args.duration:.0f} s"
+                    f"saturation, sampling={last}: {args.concurrency} clients, no think time, "
+                    f"{args.duration:.0f} s"
                 )
                 print(f"  trials/s    {trial_rate:.1f}  (next-trial + vote)")
+                if rates:
+                    ratio = trial_rate / rates["uniform"]
+                    print(f"  active / uniform trials/s: {ratio:.1%} (goal: within 10%)")
                 print(latency_line("next-trial", trials["next"]))
                 print(latency_line("vote", trials["vote"]))
                 print(f"  ceiling     {ping_rate:.1f} requests/s on /api/v1/ping")
@@ -313,10 +375,13 @@ def main() -> None:
                 print(latency_line("ping?db=1", db_ceiling["ping"]))
                 print(f"  ratio       {trial_rate / db_rate:.1%} of the db ceiling")
                 errors = trials["errors"] + ceiling["errors"] + db_ceiling["errors"]
-                print(f"  errors      {errors}")
+                print(f"  errors      {errors} (409 asked again: {trials['held']})")
         finally:
             server.terminate()
             server.wait(timeout=30)
+            if planner is not None:
+                planner.terminate()
+                planner.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from analysis.tally import tally_streamed
 from annotation import designs
 from annotation.models import AnnotatorSession, Image, Pair, Study, Trial, Vote
 from annotation.services.sessions import counted_trials_required
+from annotation.study_settings import Policy
 from core.errors import DomainError
 from core.spreadsheet import defuse_frame
 from dataset import formats as field_formats
@@ -53,7 +54,7 @@ VOTE_COLUMNS = [
     "left_image", "right_image", "choice", "preferred", "annotator", "is_gold",
     "is_practice", "is_late", "excluded", "response_ms", "server_ms", "too_fast",
     "past_target", "device_pixel_ratio", "viewport_width", "viewport_height", "created_at",
-    "imported", "is_pilot",
+    "imported", "is_pilot", "policy",
 ]  # fmt: skip
 PAIR_COLUMNS = [
     "pair_id", "scene", "image_a", "image_b", "reference", "condition_a", "condition_b",
@@ -137,6 +138,7 @@ _VOTE_SOURCE_COLUMNS = [
     "pair_id", "choice", "preferred", "response_ms", "created_at", "kind", "client_info",
     "trial_id", "vote_id", "scene_id", "scene_name", "image_a_name", "image_b_name",
     "a_on_left", "annotator", "is_late", "import_source", "server_ms", "too_fast", "is_pilot",
+    "policy",
 ]  # fmt: skip
 
 
@@ -244,7 +246,7 @@ def votes_frames(
             "trial_id", "id", "pair__scene_id", "pair__scene__name", "pair__image_a__name",
             "pair__image_b__name", "trial__a_on_left", "session__pseudonym", "late",
             KeyTextTransform("import_source", "session__external_ids"), "server_ms", "too_fast",
-            "pilot",
+            "pilot", "trial__policy",
         )
         .iterator(chunk_size=min(chunk, 20_000))
     )  # fmt: skip
@@ -473,6 +475,22 @@ def _pilot_line(
     )
 
 
+def _policy_note(study: Study) -> str:
+    """What the policy means for the counts, after its name in the datasheet."""
+    if study.policy == Policy.ACTIVE:
+        return (
+            f" (each scene's pairs x {study.votes_per_pair} votes went where the expected "
+            f"information gain was highest, re-planned every {study.sampling_every} votes; "
+            "`target_votes` is what each pair was given)"
+        )
+    if study.policy == Policy.EARLY_STOP:
+        return (
+            " (a pair got no more trials once its majority label could not change: "
+            "`target_votes` below votes per pair marks a pair decided early)"
+        )
+    return ""
+
+
 def _datasheet(
     study: Study,
     tables: dict[str, pd.DataFrame],
@@ -507,6 +525,7 @@ def _datasheet(
         f"{study.hold_seconds} s)",
         f"- answers counted from: {study.min_response_ms} ms after the trial's issue "
         "(server clock)",
+        f"- sampling policy: {study.policy}{_policy_note(study)}",
         f"- status: {study.status}",
         "",
         "## Counts",

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from annotation import selectors
 from annotation.models import Image, Pair, Study
-from annotation.study_settings import SETTINGS
+from annotation.study_settings import SETTINGS, Sampling
 from scoring import weights
 from scoring.selectors import study_scoring_requested
 
@@ -54,6 +54,14 @@ def study_progress_compute(*, study: Study, now: datetime | None = None) -> dict
     """The vote-derived numbers of a study, uncached (a few scans of its votes)."""
     now = now or timezone.now()
     scenes = selectors.study_scene_progress(study=study)
+    sampling = selectors.study_sampling_summary(study=study)
+    for scene in scenes:
+        scene["posterior_sd"] = sampling["posterior_sd"].get(scene["scene"])
+        if study.sampling == Sampling.ACTIVE:
+            # Active sampling raises pairs' targets as it plans: the scene's target is its
+            # budget, pairs x votes_per_pair.
+            scene["target_votes"] = scene["pairs"] * study.votes_per_pair
+            scene["credited"] = min(scene["counted_votes"], scene["target_votes"])
     hours = selectors.study_votes_per_hour(study=study)
     recent = selectors.study_counted_votes_since(study=study, since=now - RATE_WINDOW)
     totals = {
@@ -67,9 +75,13 @@ def study_progress_compute(*, study: Study, now: datetime | None = None) -> dict
         eta_hours = 0.0
     return {
         "as_of": now,
+        "policy": study.policy,
         "scenes": scenes,
         "totals": {
             **totals,
+            "uniform_votes": sampling["uniform_votes"],
+            "pairs_decided_early": sampling["pairs_decided_early"],
+            "votes_saved": sampling["votes_saved"],
             "remaining_votes": remaining,
             # Set-aside or released leases answered after all (assignment rules 7, 12).
             "past_target_votes": totals["counted_votes"] - totals["credited"],

@@ -67,6 +67,7 @@ class StudySettingsForm(forms.Form):
          ("trials_per_session", "practice_trials", "gold_rate", "lease_seconds", "break_every")),
         ("The public link",
          ("hold_seconds", "min_response_ms", "min_counted_trials")),
+        ("How votes are spent", ("stop_when_decided", "sampling", "sampling_every")),
         ("Quality control (off: no rule)", QC_SETTINGS),
         ("Agreement", ("metric_deltas",)),
     )  # fmt: skip

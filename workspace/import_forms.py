@@ -26,7 +26,7 @@ DESIGN_HELP = {
 
 SETTING_FIELDS = (
     "slug", "design", "title", "votes_per_pair", "show_reference", "gold_rate",
-    "instructions", "trials_per_session", "practice_trials", "completion_url",
+    "instructions", "trials_per_session", "practice_trials", "completion_url", "sampling",
 )  # fmt: skip
 # Valid stand-ins for the required settings while one other setting is checked alone.
 _STAND_INS = {"slug": "x", "design": Design.PAIRWISE}
@@ -46,6 +46,16 @@ class StudyNewForm(forms.Form):
     votes_per_pair = forms.IntegerField(initial=3, help_text="Target votes per pair.")
     show_reference = forms.BooleanField(
         required=False, help_text="Pairwise design only: the reference between A and B."
+    )
+    sampling = forms.ChoiceField(
+        choices=[
+            ("uniform", "Uniform: every pair its votes"),
+            ("active", "Active: votes where they tell most (pairwise designs)"),
+        ],
+        initial="uniform",
+        help_text="Active sampling spends each scene's pairs x votes per pair votes on the "
+        "comparisons with the highest expected information gain. Ref-vs-test studies stop "
+        "a pair once its majority label is decided (change it on the dashboard).",
     )
     gold_rate = forms.FloatField(
         initial=0.0, help_text="Share of gold trials in a session (0 to below 1)."

@@ -8,7 +8,7 @@ from rest_framework import serializers
 from annotation.models import Design, Study
 from annotation.serializers import IsoDateTimeField, OutputSerializer, StudySummarySerializer
 from annotation.services.exclusions import REASON_MAX_CHARS
-from annotation.study_settings import CHANGEABLE_SETTINGS, SETTINGS, Setting
+from annotation.study_settings import CHANGEABLE_SETTINGS, SETTINGS, Policy, Setting
 from workspace.export_jobs import JOB_FORMATS
 from workspace.models import ExportJob, ImportJob
 
@@ -68,6 +68,11 @@ class SceneProgressSerializer(serializers.Serializer):
     target_votes = serializers.IntegerField()
     counted_votes = serializers.IntegerField()
     credited = serializers.IntegerField(help_text="Counted votes up to each pair's target.")
+    posterior_sd = serializers.FloatField(
+        allow_null=True,
+        help_text="Active sampling: the mean posterior standard deviation of the scene's "
+        "scores at its last plan (null before it, and for other policies).",
+    )
 
 
 class ProgressTotalsSerializer(serializers.Serializer):
@@ -85,6 +90,16 @@ class ProgressTotalsSerializer(serializers.Serializer):
         "answered after all)."
     )
     votes = serializers.IntegerField(help_text="Every vote, practice and gold included.")
+    uniform_votes = serializers.IntegerField(
+        help_text="What the uniform design costs: pairs x votes_per_pair (active sampling's "
+        "budget)."
+    )
+    pairs_decided_early = serializers.IntegerField(
+        help_text="Stop when decided: pairs whose majority label was decided early."
+    )
+    votes_saved = serializers.IntegerField(
+        help_text="Stop when decided: the votes the decided pairs no longer need."
+    )
 
 
 class SessionCountsSerializer(serializers.Serializer):
@@ -111,6 +126,9 @@ class RateSerializer(serializers.Serializer):
 
 class StudyProgressSerializer(serializers.Serializer):
     as_of = IsoDateTimeField(help_text="When the vote counts were read (sessions: now).")
+    policy = serializers.ChoiceField(
+        choices=Policy.choices, help_text="How the study spends its votes (Study.policy)."
+    )
     totals = ProgressTotalsSerializer()
     sessions = SessionCountsSerializer()
     scenes = SceneProgressSerializer(many=True)

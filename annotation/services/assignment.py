@@ -101,6 +101,25 @@ The rules, each pinned on both paths by the tests named under it (in tests/annot
     (rule 12), not in labels, scores or quality control.
     - public_link: test_answers_faster_than_min_response_ms_count_for_nothing
 
+15. Stop when decided (a ref-vs-test study's ``stop_when_decided``): a counted vote that
+    leaves the pair's leading answer ahead of the runner-up by more than the votes still
+    due (``aggregation.decided``) sets the pair's target to its counted votes
+    (``decided_at``), so rule 1 offers it no more. Leases out at that moment are honoured
+    (their answers count, past the new target, as rule 7's do). Every label is the one the
+    full collection gives: the decision is exact, also with concurrent votes (a vote the
+    statement does not see is one of those still due).
+    - sampling_stop: test_every_vote_sequence_gets_the_same_label_with_and_without_stopping
+    - sampling_stop: test_a_pair_whose_first_two_votes_agree_never_issues_a_third_trial
+    - sampling_stop: test_a_lease_out_when_the_pair_is_decided_is_honoured_and_its_vote_counted
+16. Active sampling (a pairwise study's ``sampling = active``; ``sampling.py``): targets
+    start at one and the planner raises them toward the pairs whose next vote tells most,
+    within each scene's budget, so rules 1 to 14 apply unchanged. When a session's last
+    claim (rule 11) finds nothing while a scene it has pairs unseen in has budget left,
+    those pairs get one more target each (``starved_topup``, up to ``sampling_every``) and
+    it claims again: a plan that is late never ends or stalls a session.
+    - sampling_active: test_plans_spend_the_scene_budget_exactly_and_narrow_its_posterior
+    - sampling_active: test_a_session_finding_nothing_allocated_gets_unseen_pairs_not_a_wait
+
 ("assignment" is test_services_assignment.py, "votes" test_services_votes.py,
 "public_link" test_public_link.py, and so on.)
 

@@ -22,8 +22,9 @@ assignment rule holds as it is on both paths.
   vote is worth its gain divided by one plus its votes already waiting: a batch spreads
   over the top pairs, so that annotators working at once get different pairs. A session
   that finds nothing allocated while a scene it has not finished still has budget gets
-  one more target on each of up to ``sampling_every`` pairs it has not seen (``starved_topup``): a slow or absent worker
-  costs the design some efficiency, never a session.
+  one more target on each of up to ``sampling_every`` pairs it has not seen
+  (``starved_topup``): a slow or absent worker costs the design some efficiency, never a
+  session.
 """
 
 import heapq
@@ -151,6 +152,22 @@ def scene_allocation(*, scene_id: int) -> dict[str, int]:
     }
 
 
+def batch_choose(gains: dict, waiting: dict, room: int) -> list:
+    """``room`` votes for a batch, one at a time, each to the pair whose next vote is worth
+    most: its gain divided by one plus its votes waiting or already given in this batch
+    (``scene_allocate``). Returns one pair per vote, in the order chosen."""
+    queue = [(-gains[pk] / (1 + waiting.get(pk, 0)), pk) for pk in gains]
+    heapq.heapify(queue)
+    given = Counter()
+    chosen = []
+    while queue and len(chosen) < room:
+        _, pk = heapq.heappop(queue)
+        chosen.append(pk)
+        given[pk] += 1
+        heapq.heappush(queue, (-gains[pk] / (1 + waiting.get(pk, 0) + given[pk]), pk))
+    return chosen
+
+
 def scene_allocate(*, scene_id: int, gains: dict[int, float], horizon: int) -> list[int]:
     """Raise the targets of the scene's pairs by the votes of a batch: so that at most
     ``horizon`` votes wait and the allocation stays within the budget, each vote of the
@@ -171,14 +188,7 @@ def scene_allocate(*, scene_id: int, gains: dict[int, float], horizon: int) -> l
         state = scene_allocation(scene_id=scene_id)
         room = min(horizon - state["waiting"], state["budget"] - state["allocated"])
         waiting = {pk: max(target - assigned, 0) for pk, target, assigned in rows if pk in gains}
-        queue = [(-gains[pk] / (1 + n), pk) for pk, n in waiting.items()]
-        heapq.heapify(queue)
-        chosen: list[int] = []
-        while queue and len(chosen) < room:
-            _, pk = heapq.heappop(queue)
-            chosen.append(pk)
-            waiting[pk] += 1
-            heapq.heappush(queue, (-gains[pk] / (1 + waiting[pk]), pk))
+        chosen = batch_choose(gains, waiting, room)
         for pk, n in Counter(chosen).items():
             Pair.objects.filter(pk=pk).update(
                 target_votes=Greatest("target_votes", "n_assigned", output_field=IntegerField()) + n

@@ -108,3 +108,74 @@ def test_the_dashboard_draws_its_chart_without_eval_copies_a_link_and_updates(se
     # One refusal, the probe's inline script; nothing of the page's (no eval, no inline).
     assert len(refused) == 1, refused
     assert "Executing inline script" in refused[0]
+
+
+def test_the_dashboard_shows_what_each_sampling_policy_spent(server, chromium):
+    """Active sampling: votes spent against the uniform design's cost and each scene's
+    uncertainty; stopping when decided: pairs decided early and votes saved."""
+    from analysis.services import sampling_plan
+    from annotation.models import Design, Pair, Scene
+    from tests.factories import ImageFactory, PairFactory, SceneFactory
+
+    user = get_user_model().objects.create_user("ada", password="a long password 1")
+    active = LiveStudyFactory(
+        owner=user, slug="sr-active", design=Design.PAIRWISE, votes_per_pair=10,
+        sampling="active", sampling_every=5,
+    )  # fmt: skip
+    for s in range(3):
+        scene = SceneFactory(study=active, name=f"scene-{s}")
+        images = [ImageFactory(scene=scene) for _ in range(5)]
+        for k, a in enumerate(images):
+            for b in images[k + 1 :]:
+                PairFactory(scene=scene, image_a=a, image_b=b, target_votes=1)
+    for participant in ("p1", "p2", "p3"):
+        answer(active, participant, 15)
+    planned = [
+        sampling_plan(scene_id=pk)
+        for pk in Scene.objects.filter(study=active).values_list("pk", flat=True)
+    ]
+    assert all(p is not None for p in planned)
+    labels = LiveStudyFactory(
+        owner=user, slug="diffiqa", design=Design.REF_VS_TEST, votes_per_pair=3,
+        stop_when_decided=True,
+    )  # fmt: skip
+    make_pairs(labels, 6, votes=3)
+    answer(labels, "q1", 6)
+    answer(labels, "q2", 6)  # every answer "left": about half the pairs agree twice
+    decided = Pair.objects.filter(study=labels, decided_at__isnull=False).count()
+
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(f"{server.url}/login/?next=/studies/{active.slug}/")
+        page.fill("#id_username", "ada")
+        page.fill("#id_password", "a long password 1")
+        page.click("button[type=submit]")
+        page.wait_for_url(f"**/studies/{active.slug}/")
+        line = page.locator("[data-policy='active']")
+        assert "45 of 300 votes spent" in " ".join(line.text_content().split())
+        sds = page.locator("[data-scene-sd]").all_text_contents()
+        assert len(sds) == 3
+        assert all(float(sd) > 0 for sd in sds)
+        assert "of budget" in page.locator("table.scenes thead").text_content()
+        SCREENS.mkdir(parents=True, exist_ok=True)
+        page.locator("#progress").scroll_into_view_if_needed()
+        page.screenshot(path=SCREENS / "study-dashboard-active-1280.png")
+        page.set_viewport_size({"width": 1920, "height": 1080})
+        page.screenshot(path=SCREENS / "study-dashboard-active-1920.png")
+
+        page.goto(f"{server.url}/studies/{labels.slug}/")
+        line = page.locator("[data-policy='early-stop']")
+        text = " ".join(line.text_content().split())
+        assert f"{decided} pairs decided early, {decided} votes saved of" in text
+        assert "uniform design's 18" in text
+        page.locator("#progress").scroll_into_view_if_needed()
+        page.screenshot(path=SCREENS / "study-dashboard-early-stop-1920.png")
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.screenshot(path=SCREENS / "study-dashboard-early-stop-1280.png")
+    finally:
+        context.close()
+    assert decided > 0
+    assert not errors, errors

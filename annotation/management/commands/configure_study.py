@@ -49,6 +49,20 @@ class Command(BaseCommand):
             "--break-every", type=int, help="Suggest a break every N trials (0: never)."
         )
         parser.add_argument(
+            "--stop-when-decided",
+            choices=["on", "off"],
+            help="Ref-vs-test: no more trials for a pair once its majority label is decided.",
+        )
+        parser.add_argument(
+            "--sampling",
+            choices=["uniform", "active"],
+            help="Pairwise designs: 'active' spends each scene's pairs x votes_per_pair votes "
+            "where they tell most; switching re-targets the pairs.",
+        )
+        parser.add_argument(
+            "--sampling-every", type=int, help="Active sampling: re-plan after N counted votes."
+        )
+        parser.add_argument(
             "--consent-file", type=Path, help="A text file: the consent shown before the study."
         )
         rules = parser.add_argument_group(
@@ -77,11 +91,12 @@ class Command(BaseCommand):
         keys = (
             "status", "title", "instructions", "gold_rate", "trials_per_session",
             "practice_trials", "completion_url", "lease_seconds", "hold_seconds",
-            "min_response_ms", "min_counted_trials", "break_every",
+            "min_response_ms", "min_counted_trials", "break_every", "sampling", "sampling_every",
         )  # fmt: skip
         changes = {key: options[key] for key in (*keys, *QC_SETTINGS)}
-        if options["require_participant_id"] is not None:
-            changes["require_participant_id"] = options["require_participant_id"] == "on"
+        for flag in ("require_participant_id", "stop_when_decided"):
+            if options[flag] is not None:
+                changes[flag] = options[flag] == "on"
         try:
             study = study_get(slug=options["slug"])
         except DomainError as exc:

@@ -53,6 +53,22 @@ class Command(BaseCommand):
         parser.add_argument(
             "--live", action="store_true", help="open to annotators at once (default: draft)"
         )
+        parser.add_argument(
+            "--stop-when-decided",
+            choices=["on", "off"],
+            help="ref-vs-test: no more trials for a pair once its majority label is decided "
+            "(default on)",
+        )
+        parser.add_argument(
+            "--sampling",
+            choices=["uniform", "active"],
+            default="uniform",
+            help="pairwise designs: 'active' spends each scene's pairs x votes-per-pair votes "
+            "where they tell most (default uniform)",
+        )
+        parser.add_argument(
+            "--sampling-every", type=int, default=10, help="active: re-plan after N votes"
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         bar: tqdm | None = None
@@ -83,6 +99,13 @@ class Command(BaseCommand):
                 practice_trials=options["practice_trials"],
                 completion_url=options["completion_url"],
                 live=options["live"],
+                sampling=options["sampling"],
+                sampling_every=options["sampling_every"],
+                **(
+                    {"stop_when_decided": options["stop_when_decided"] == "on"}
+                    if options["stop_when_decided"] is not None
+                    else {}
+                ),
                 on_total=on_total,
                 on_image=lambda: bar.update(1) if bar else None,
             )

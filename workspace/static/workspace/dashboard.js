@@ -95,6 +95,9 @@ function updateProgress(progress, status) {
   setText("sessions_completed", integer.format(progress.sessions.completed));
   setText("sessions_full", integer.format(progress.sessions.full));
   setText("past_target_votes", integer.format(t.past_target_votes));
+  setText("uniform_votes", integer.format(t.uniform_votes));
+  setText("pairs_decided_early", integer.format(t.pairs_decided_early));
+  setText("votes_saved", integer.format(t.votes_saved));
   setText("median_response",
     progress.median_response_ms === null ? "-" : `${(progress.median_response_ms / 1000).toFixed(1)} s`);
   setText("rate", `${integer.format(Math.round(progress.rate.per_hour))} / h`);
@@ -108,8 +111,10 @@ function updateProgress(progress, status) {
       row.querySelector("[data-bar]").style.width = `${percent(scene.credited, scene.target_votes)}%`;
       row.querySelector("[data-scene-votes]").textContent =
         `${integer.format(scene.counted_votes)} / ${integer.format(scene.target_votes)}`;
-      row.querySelector("[data-scene-pairs]").textContent =
-        `${integer.format(scene.pairs_complete)} / ${integer.format(scene.pairs)}`;
+      const pairs = row.querySelector("[data-scene-pairs]");
+      if (pairs) pairs.textContent = `${integer.format(scene.pairs_complete)} / ${integer.format(scene.pairs)}`;
+      const sd = row.querySelector("[data-scene-sd]");
+      if (sd) sd.textContent = scene.posterior_sd === null ? "-" : scene.posterior_sd.toFixed(3);
     });
   }
 }
