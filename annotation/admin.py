@@ -44,9 +44,12 @@ class StudyAdmin(admin.ModelAdmin):
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     # Fixed by the import: the pairs (and their target votes) were generated from them.
     imported_fields = list(FIXED_SETTINGS)
+    # Changing how votes are spent re-targets the pairs: configure_study and the dashboard
+    # do it (annotation.services.study_configure); a plain save here would not.
+    policy_fields = ["stop_when_decided", "sampling", "sampling_every"]
 
     def get_readonly_fields(self, request, obj=None):
-        return self.imported_fields if obj is not None else []
+        return [*self.imported_fields, *self.policy_fields] if obj is not None else []
 
 
 @admin.register(Scene)

@@ -163,6 +163,7 @@ class Study(models.Model):
     # expected information gain is highest, within the scene's budget.
     stop_when_decided = models.BooleanField(
         default=False,
+        db_default=False,
         help_text="Ref-vs-test: a pair gets no more trials once its majority label cannot "
         "change with the votes still due.",
     )
@@ -170,11 +171,14 @@ class Study(models.Model):
         max_length=8,
         choices=Sampling.choices,
         default=Sampling.UNIFORM,
+        db_default=Sampling.UNIFORM,
         help_text="Pairwise designs: 'uniform' (every pair its votes_per_pair) or 'active' "
         "(each scene's pairs x votes_per_pair votes where they tell most).",
     )
     sampling_every = models.PositiveIntegerField(
-        default=10, help_text="Active sampling: re-plan a scene after this many counted votes."
+        default=10,
+        db_default=10,
+        help_text="Active sampling: re-plan a scene after this many counted votes.",
     )
     # Per-metric tie band for agreement, e.g. {"psnr": 0.5}; 0 when absent.
     metric_deltas = models.JSONField(default=dict, blank=True)
@@ -518,7 +522,9 @@ class Trial(models.Model):
     # Set when an expired, unanswered lease gave its pair back to the pool.
     released = models.BooleanField(default=False)
     # The study's sampling policy when the trial was issued (``Study.policy``).
-    policy = models.CharField(max_length=10, choices=Policy.choices, default=Policy.UNIFORM)
+    policy = models.CharField(
+        max_length=10, choices=Policy.choices, default=Policy.UNIFORM, db_default=Policy.UNIFORM
+    )
 
     class Meta:
         ordering = ["session", "ordinal"]

@@ -3,20 +3,23 @@ scenes, and stopping when decided on DiffIQA-like crowds, through the real assig
 code (``services.trial_next`` / ``services.vote_submit`` on PostgreSQL, the plans run by
 the real task, eagerly in this process).
 
-    .venv/bin/python bench/active_sampling.py [--seeds 20] [--scenes 10] [--smoke]
+    .venv/bin/python bench/active_sampling.py [--seeds 20] [--scenes 5] [--part both]
+        [--smoke]
 
 Scaled designs: each seed draws ``--scenes`` of SRIQA-Bench's 100 scenes (latent values
 from its published per-image scores, ``tests/data/sriqa_mos.txt``, score / 100 x 3 as
 ``tests/analysis/coverage_simulation.py``), all 55 pairs, a budget of 10 votes per pair.
 Simulated observers answer by the Thurstone model with a tie threshold (about 10%
-"similar"), one after another, each session 50 trials (a crowd: no one sees every pair). After every 11 votes per scene the tie model is fitted to each scene's votes
-(``scaling.fit_ties``): the median within-scene SRCC and the RMSE against the latent
-values. Printed: the votes per scene at which the median SRCC first reaches 0.95 for each
-policy (linear between checkpoints), their ratio with a bootstrap interval over seeds,
-and the Laplace intervals' coverage of the latent values under active sampling.
+"similar"), one after another, each session 50 trials (a crowd: no one sees every
+pair). After every 11 votes per scene the tie model is fitted to each scene's votes
+(``scaling.fit_ties``): the median within-scene SRCC and the mean RMSE against the
+latent values. Printed: for each policy the votes per scene at which the median SRCC
+first reaches 0.95, and at which active sampling reaches the RMSE uniform ends with
+(linear between checkpoints), with the ratio and a bootstrap interval over seeds; the
+accuracy at the full budget; the Laplace intervals' coverage under active sampling.
 
-Majority labels: pairs whose three votes agree in their first two about 60% of the time
-(a latent difference and the same observers); each pair's answers are drawn once and given
+Majority labels: pairs whose first two of three votes agree about half the time (a
+latent difference and the same observers); each pair's answers are drawn once and given
 in order to both runs, with and without ``stop_when_decided``: votes saved and the share
 of pairs whose labels agree (must be 100%).
 
@@ -263,6 +266,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=10, help="sampling_every")
     parser.add_argument("--label-pairs", type=int, default=300)
     parser.add_argument("--database", default="iqa_bench_active")
+    parser.add_argument("--part", choices=["scaled", "labels", "both"], default="both")
     parser.add_argument("--smoke", action="store_true", help="1 seed, 2 scenes, 3 votes/pair")
     args = parser.parse_args()
     if args.smoke:
@@ -272,6 +276,15 @@ def main() -> None:
 
     latent_all = sriqa_latent()
     started = time.perf_counter()
+    if args.part != "labels":
+        scaled(args, latent_all)
+    if args.part != "scaled":
+        labels(args)
+    print(f"({time.perf_counter() - started:.0f} s)")
+
+
+def scaled(args, latent_all: np.ndarray) -> None:
+    """The scaled designs' part: uniform against active on SRIQA-Bench scenes."""
     curves = {"uniform": [], "active": []}
     coverage = []
     print(
@@ -315,6 +328,9 @@ def main() -> None:
         f"{np.mean(coverage):.1%} (seeds {low:.1%}-{high:.1%})"
     )
 
+
+def labels(args) -> None:
+    """The majority labels' part: stopping when decided against every vote."""
     full, stopped, same, agreement = 0, 0, 0, []
     for seed in range(args.seeds):
         n_full, labels_full, agree = run_labels(seed, args.label_pairs, stop=False)
@@ -328,7 +344,6 @@ def main() -> None:
         f"{np.mean(agreement):.0%}: {full} votes uniform, {stopped} stopping when decided "
         f"({1 - stopped / full:.1%} saved); labels identical on {same / pairs:.1%} of pairs"
     )
-    print(f"({time.perf_counter() - started:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ class StudyNewForm(forms.Form):
         required=False, help_text="Pairwise design only: the reference between A and B."
     )
     sampling = forms.ChoiceField(
+        required=False,
         choices=[
             ("uniform", "Uniform: every pair its votes"),
             ("active", "Active: votes where they tell most (pairwise designs)"),
