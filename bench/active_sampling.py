@@ -18,8 +18,8 @@ first reaches 0.95, and at which active sampling reaches the RMSE uniform ends w
 (linear between checkpoints), with the ratio and a bootstrap interval over seeds; the
 accuracy at the full budget; the Laplace intervals' coverage under active sampling.
 
-Majority labels: pairs whose first two of three votes agree about half the time (a
-latent difference and the same observers); each pair's answers are drawn once and given
+Majority labels: pairs whose first two of three votes agree about 60% of the time (a
+latent difference and the same observers, about 16% "similar"); each pair's answers are drawn once and given
 in order to both runs, with and without ``stop_when_decided``: votes saved and the share
 of pairs whose labels agree (must be 100%).
 
@@ -229,10 +229,10 @@ def run_labels(seed: int, n_pairs: int, stop: bool) -> tuple[int, dict]:
         for k in range(n_pairs)
     ])  # fmt: skip
     # Each pair's answers, drawn once (same seed both runs): a latent difference from
-    # N(0, 0.8^2) and a tie band of 0.35 give about 60% first-two agreement.
+    # N(0, 1.4^2) and a tie band of 0.35 give about 60% first-two agreement (DiffIQA's).
     planned = {}
     for k in range(len(pairs)):
-        d = rng.normal(0.0, 0.8)
+        d = rng.normal(0.0, 1.4)
         planned[k] = [answer(rng, d, 0.35) for _ in range(3)]
     index = {pair.pk: k for k, pair in enumerate(pairs)}
     given = 0
