@@ -568,12 +568,18 @@ def sampling_plan(*, scene_id: int) -> list[int] | None:
     """Active sampling's plan of one scene (``annotation.services.sampling``): the
     posterior of its scores from its counted votes, the expected information gain of one
     more vote on each pair (``analysis.sampling``), and the targets of the best pairs
-    raised (at most ``2 x sampling_every`` votes waiting, within the budget). Records the
-    plan's time and the scene's mean posterior standard deviation. Returns the pairs
-    raised, best first; None when the scene is gone or its study is not actively sampled."""
+    raised (at most ``2 x sampling_every`` votes waiting, within the budget; nothing is
+    fitted while that many wait). Records the plan's time and the scene's mean posterior
+    standard deviation (also once the budget is allocated: the uncertainty goes on
+    shrinking as the last votes come). Returns the pairs raised, one entry per vote, best
+    first; None when the scene is gone or its study is not actively sampled."""
     scene = Scene.objects.filter(pk=scene_id).select_related("study").first()
     if scene is None or scene.study.sampling != Sampling.ACTIVE or scene.study.archived_at:
         return None
+    horizon = 2 * scene.study.sampling_every
+    state = sampling.scene_allocation(scene_id=scene_id)
+    if state["waiting"] >= horizon and state["allocated"] < state["budget"]:
+        return []  # enough votes wait: nothing to choose yet
     pairs = scene_pair_counts(scene_id)
     if pairs.empty:
         return []
@@ -587,23 +593,23 @@ def sampling_plan(*, scene_id: int) -> list[int] | None:
     chosen = sampling.scene_allocate(
         scene_id=scene_id,
         gains=dict(zip(pairs["pair_id"].tolist(), gains.tolist(), strict=True)),
-        horizon=2 * scene.study.sampling_every,
+        horizon=horizon,
     )
     Scene.objects.filter(pk=scene_id).update(planned_at=timezone.now(), posterior_sd=width)
     return chosen
 
 
 def sampling_plans_sweep() -> int:
-    """Plan every scene of the live, actively sampled studies whose budget is not spent
-    (the beat's entry, every ``IQA_SAMPLING_PLAN_EVERY`` s: votes are counted per process
-    or a plan's message lost, and a study turned active needs its first plan); how many
-    scenes were planned."""
+    """Queue a plan of every scene of the live, actively sampled studies whose budget is
+    not spent (the beat's entry, every ``IQA_SAMPLING_PLAN_EVERY`` s: votes are counted
+    per process, a plan's message may be lost, and a study turned active needs its first
+    plan); how many were queued. Plans of one scene run one at a time."""
     scenes = Scene.objects.filter(
         study__sampling=Sampling.ACTIVE, study__status=Study.Status.LIVE, study__archived_at=None
     ).values_list("pk", flat=True)
-    planned = 0
+    queued = 0
     for scene_id in scenes:
         state = sampling.scene_allocation(scene_id=scene_id)
         if state["allocated"] < state["budget"]:
-            planned += sampling_plan(scene_id=scene_id) is not None
-    return planned
+            queued += sampling.plan_request(scene_id=scene_id)
+    return queued

@@ -32,5 +32,6 @@ def sampling_plan(scene_id: int) -> list[int] | None:
 
 @shared_task(name="analysis.sampling_plans_sweep", ignore_result=True)
 def sampling_plans_sweep() -> int:
-    """Plan every actively sampled scene whose budget is not spent (the beat's entry)."""
+    """Queue a plan of every actively sampled scene whose budget is not spent (the beat's
+    entry)."""
     return services.sampling_plans_sweep()

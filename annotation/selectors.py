@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 from django.db import connection
 from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Coalesce, Trunc
+from django.db.models.functions import Coalesce, Greatest, Trunc
 
 from annotation import designs
 from annotation.errors import RoleRequired
@@ -388,12 +388,18 @@ def pilot_summary(*, study: Study) -> dict:
 def study_sampling_summary(*, study: Study) -> dict:
     """How the study's policy spent its votes: ``uniform_votes`` (what every pair's
     ``votes_per_pair`` would cost, gold pairs apart), ``pairs_decided_early`` and
-    ``votes_saved`` (stop when decided: the votes the decided pairs no longer need), and
+    ``votes_saved`` (stop when decided: the votes the decided pairs no longer need, their
+    leases out at the decision counted as spent), and
     each scene's mean posterior standard deviation at its last plan (active sampling;
     None before the first), by scene name."""
     pairs = Pair.objects.filter(study=study, gold_answer="")
+    # A decided pair's leases out at the decision still count: what it saved is what its
+    # target and those leases leave of votes_per_pair.
     decided = pairs.filter(decided_at__isnull=False).aggregate(
-        n=Count("pk"), targets=Coalesce(Sum("target_votes"), Value(0))
+        n=Count("pk"),
+        targets=Coalesce(
+            Sum(Greatest("target_votes", "n_assigned", output_field=IntegerField())), Value(0)
+        ),
     )
     return {
         "uniform_votes": pairs.count() * study.votes_per_pair,

@@ -19,9 +19,9 @@ first reaches 0.95, and at which active sampling reaches the RMSE uniform ends w
 accuracy at the full budget; the Laplace intervals' coverage under active sampling.
 
 Majority labels: pairs whose first two of three votes agree about 60% of the time (a
-latent difference and the same observers, about 16% "similar"); each pair's answers are drawn once and given
-in order to both runs, with and without ``stop_when_decided``: votes saved and the share
-of pairs whose labels agree (must be 100%).
+latent difference and the same observers, about 16% "similar"); each pair's answers are
+drawn once and given in order to both runs, with and without ``stop_when_decided``:
+votes saved and the share of pairs whose labels agree (must be 100%).
 
 It needs PostgreSQL on 127.0.0.1:5432 (``make services``); a scratch database
 ``--database`` (``iqa_bench_active``) is dropped and created.
@@ -31,6 +31,7 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +163,28 @@ def run_scaled(seed: int, latent: np.ndarray, sampling: str, every: int, votes: 
                 checkpoints.append((given / n_scenes, *scene_fit(study, value)[:2]))
             trial = services.trial_next(token=token)
     coverage = scene_fit(study, value)[2]
-    return checkpoints, coverage
+    from annotation.models import Vote
+
+    per_pair = Counter(Vote.objects.filter(pair__study=study).values_list("pair_id", flat=True))
+    spread = [
+        (abs(value[a] - value[b]), per_pair[pk])
+        for pk, a, b in study.pairs.values_list("pk", "image_a", "image_b")
+    ]
+    return checkpoints, coverage, spread
+
+
+BANDS = ((0.0, 0.3), (0.3, 1.0), (1.0, 2.0), (2.0, 3.1))
+
+
+def spread_line(spread: list[tuple[float, int]]) -> str:
+    """Mean votes a pair got, by the latent difference of its images."""
+    d, n = np.array(spread, dtype=float).T
+    cells = [
+        f"{low:g}-{high:g}: {n[(d >= low) & (d < high)].mean():.1f}"
+        for low, high in BANDS
+        if ((d >= low) & (d < high)).any()
+    ]
+    return "votes a pair got by the latent difference of its images, " + ", ".join(cells)
 
 
 def votes_to_reach(checkpoints, column: int, target: float, *, below: bool = False) -> float:
@@ -286,7 +308,7 @@ def main() -> None:
 def scaled(args, latent_all: np.ndarray) -> None:
     """The scaled designs' part: uniform against active on SRIQA-Bench scenes."""
     curves = {"uniform": [], "active": []}
-    coverage = []
+    coverage, spread = [], []
     print(
         f"scaled designs: {args.seeds} seeds x {args.scenes} SRIQA-Bench scenes (11 images, "
         f"55 pairs), budget {args.votes_per_pair} votes/pair, sampling_every {args.every}"
@@ -295,12 +317,13 @@ def scaled(args, latent_all: np.ndarray) -> None:
         scenes = np.random.default_rng(seed).choice(len(latent_all), args.scenes, replace=False)
         row = []
         for policy in ("uniform", "active"):
-            checkpoints, covered = run_scaled(
+            checkpoints, covered, pairs = run_scaled(
                 seed, latent_all[scenes], policy, args.every, args.votes_per_pair
             )
             curves[policy].append(checkpoints)
             if policy == "active":
                 coverage.append(covered)
+                spread.extend(pairs)
             votes, srcc, rmse = checkpoints[-1]
             row.append(f"{policy} median SRCC {srcc:.3f} RMSE {rmse:.3f}")
         print(f"  seed {seed}, at {votes:.0f} votes/scene: " + "; ".join(row), flush=True)
@@ -322,6 +345,7 @@ def scaled(args, latent_all: np.ndarray) -> None:
             f"at the full budget, {policy}: median SRCC {np.median(last[:, 0]):.3f}, "
             f"RMSE {last[:, 1].mean():.3f} (means over seeds)"
         )
+    print(f"active, {spread_line(spread)}")
     low, high = np.min(coverage), np.max(coverage)
     print(
         "Laplace 95% intervals under active sampling cover the latent value "

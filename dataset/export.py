@@ -177,7 +177,8 @@ class VoteCounts:
 class _PastTarget:
     """Marks the counted votes past their pair's target, in the order they came (the
     votes table is read oldest first): the answers of set-aside or released leases that
-    came after all (assignment rules 7 and 12)."""
+    came after all (assignment rules 7 and 12), and of trials out when their pair was
+    decided (rule 15)."""
 
     def __init__(self, study: Study) -> None:
         self.targets = dict(
@@ -481,7 +482,9 @@ def _policy_note(study: Study) -> str:
         return (
             f" (each scene's pairs x {study.votes_per_pair} votes went where the expected "
             f"information gain was highest, re-planned every {study.sampling_every} votes; "
-            "`target_votes` is what each pair was given)"
+            "`target_votes` is what each pair was given; the design depends on the votes, "
+            "so cite the tie model's Laplace intervals, `--model thurstone-ties`, not the "
+            "default scale's bootstrap)"
         )
     if study.policy == Policy.EARLY_STOP:
         return (
@@ -537,7 +540,8 @@ def _datasheet(
         f"{votes.practice} practice; {votes.late} late; {votes.imported} imported; "
         f"{votes.too_fast} too fast to count, `too_fast`)",
         f"- counted votes past their pair's target: {votes.past_target} (`past_target`: a "
-        "lease set aside or released, answered after all)",
+        "lease set aside or released, answered after all, or a trial out when its pair was "
+        "decided)",
         f"- annotators: {len(annotators)} ({int(annotators['completed_at'].notna().sum())} "
         "completed)",
         _pilot_line(study, votes, tables["sessions"], include_pilot),

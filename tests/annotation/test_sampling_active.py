@@ -3,6 +3,7 @@ plans raise the targets of the most informative pairs within a scene's budget, a
 session never waits on a plan, and every assignment rule holds on both paths."""
 
 import random
+import time
 from collections import Counter
 
 import pytest
@@ -155,7 +156,7 @@ def test_votes_queue_a_plan_that_a_real_worker_runs(celery_worker):
         CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     ):
         token = open_session(study)
-        for _ in range(2):
+        for _ in range(4):  # the plan after the second finds 4 waiting: no room, no fit
             vote_randomly(token, services.trial_next(token=token), rng)
     wait_until(
         lambda: Scene.objects.filter(pk=scene.pk, planned_at__isnull=False).exists(),
@@ -164,4 +165,52 @@ def test_votes_queue_a_plan_that_a_real_worker_runs(celery_worker):
     )
     scene.refresh_from_db()
     assert scene.posterior_sd > 0
+    # The plan after the fourth vote: 2 pairs still wait for their first vote, 2 more
+    # allocated up to the horizon (2 x sampling_every).
     assert sampling.scene_allocation(scene_id=scene.pk)["waiting"] == 2 * 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broker_that_does_not_answer_costs_one_request_not_every_one():
+    """plan_request logs a broker that refuses, sets the pause flag, and does not ask it
+    again while the flag lasts (the beat plans later)."""
+    from django.core.cache import cache
+    from kombu import pools as kombu_pools
+
+    from config.celery import app
+
+    previous = (app.conf.broker_write_url, app.conf.task_publish_retry)
+    app.conf.broker_write_url, app.conf.task_publish_retry = "redis://127.0.0.1:9/0", False
+    kombu_pools.reset()
+    app._pool = None
+    app.amqp._producer_pool = None
+    cache.delete(sampling.BROKER_DOWN_KEY)
+    try:
+        assert sampling.plan_request(scene_id=1) is False
+        assert cache.get(sampling.BROKER_DOWN_KEY) is True
+        started = time.monotonic()
+        assert sampling.plan_request(scene_id=1) is False
+        assert time.monotonic() - started < 0.5  # the flag answered, not the broker
+    finally:
+        app.conf.broker_write_url, app.conf.task_publish_retry = previous
+        kombu_pools.reset()
+        app._pool = None
+        app.amqp._producer_pool = None
+        cache.delete(sampling.BROKER_DOWN_KEY)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_beat_sweep_queues_plans_of_live_active_scenes_with_budget_left(celery_worker):
+    live = active_study(n_pairs=4, votes=3, every=2, scenes=2)  # room: 2 wait of 4
+    done = active_study(n_pairs=2, votes=1, every=1)  # budget allocated: targets 1 x 2 pairs
+    draft = active_study(n_pairs=2, votes=3, every=1)
+    draft.status = "draft"
+    draft.save(update_fields=["status"])
+    assert analysis_services.sampling_plans_sweep() == 2  # the live study's two scenes
+    wait_until(
+        lambda: Scene.objects.filter(study=live, planned_at__isnull=False).count() == 2,
+        timeout=60,
+        what="the worker's plans",
+    )
+    assert not Scene.objects.filter(study__in=[done, draft], planned_at__isnull=False).exists()

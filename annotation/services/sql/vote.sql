@@ -36,14 +36,22 @@ WITH answered AS (
     FROM answered
     RETURNING id, late, too_fast, preferred
 ), tally AS (
-    -- stop_when_decided: the pair's counted votes with this one (not yet visible to the
-    -- statement's own reads); a vote committed concurrently and unseen here is one of the
-    -- votes still due, so the decision stays exact (annotation.aggregation.decided).
+    -- stop_when_decided (rule 15): the pair's counted votes with this one (not yet visible
+    -- to the statement's own reads) against every answer that may still come and count:
+    -- the target's votes not yet given and the leases out past it (GREATEST(target,
+    -- n_assigned after this vote) - total) and released trials that may be answered late.
+    -- A vote committed concurrently and unseen here is one of those, so the decision
+    -- stays exact (annotation.aggregation.decided; sampling.pairs_decide on the ORM path).
     SELECT p.id AS pair_id, c.total,
            c.total < p.target_votes AND p.decided_at IS NULL
            AND GREATEST(c.n_a, c.n_s, c.n_b)
                - (c.total - GREATEST(c.n_a, c.n_s, c.n_b) - LEAST(c.n_a, c.n_s, c.n_b))
-               > p.target_votes - c.total AS decides
+               > GREATEST(p.target_votes, p.n_assigned + answered.released::int) - c.total
+                 + (SELECT count(*) FROM annotation_trial lt
+                    JOIN annotation_annotatorsession ls ON ls.id = lt.session_id
+                    WHERE lt.pair_id = answered.pair_id AND lt.kind = 'label' AND lt.released
+                      AND lt.answered_at IS NULL AND NOT ls.pilot AND lt.id <> answered.id)
+               AS decides
     FROM answered
     JOIN vote ON TRUE
     JOIN annotation_pair p ON p.id = answered.pair_id
@@ -65,8 +73,11 @@ WITH answered AS (
     SET n_assigned = p.n_assigned + CASE
             WHEN answered.released = (answered.too_fast OR answered.pilot) THEN 0
             WHEN answered.released THEN 1 ELSE -1 END,
-        target_votes = CASE WHEN tally.decides THEN tally.total ELSE p.target_votes END,
-        decided_at = CASE WHEN tally.decides THEN %(now)s::timestamptz ELSE p.decided_at END
+        -- p.decided_at is the row as updated by a concurrent vote that decided first.
+        target_votes = CASE WHEN tally.decides AND p.decided_at IS NULL THEN tally.total
+                            ELSE p.target_votes END,
+        decided_at = CASE WHEN tally.decides AND p.decided_at IS NULL
+                          THEN %(now)s::timestamptz ELSE p.decided_at END
     FROM answered LEFT JOIN tally ON TRUE
     WHERE p.id = answered.pair_id AND answered.kind = 'label'
       AND (answered.released <> (answered.too_fast OR answered.pilot) OR tally.decides)
