@@ -214,3 +214,55 @@ def test_the_beat_sweep_queues_plans_of_live_active_scenes_with_budget_left(cele
         what="the worker's plans",
     )
     assert not Scene.objects.filter(study__in=[done, draft], planned_at__isnull=False).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_sessions_starving_at_once_both_get_a_trial_within_the_budget(monkeypatch):
+    """Session A's top-up is held inside its transaction while session B starves too: B
+    waits for A's turn on the scene (no pair is locked, so B is never told the study is
+    full), then tops up from what A left of the budget, and the budget is not passed."""
+    import threading
+
+    from django.db import connections
+
+    from annotation.models import AnnotatorSession
+
+    study = active_study(n_pairs=6, votes=2, every=2)
+    spanning = open_session(study)
+    while (trial := services.trial_next(token=spanning)) is not None:
+        vote_after(spanning, trial.trial_id, "left", 900)  # every pair's first vote
+    a, b = open_session(study), open_session(study)
+    paused, go = threading.Event(), threading.Event()
+    original = sampling._raise_targets
+    holder = {}
+
+    def raise_targets(votes):
+        if threading.current_thread() is holder.get("a"):
+            paused.set()
+            go.wait(30)
+        return original(votes)
+
+    monkeypatch.setattr(sampling, "_raise_targets", raise_targets)
+    got = {}
+
+    def run(name, token):
+        try:
+            got[name] = services.trial_next(token=token)
+        finally:
+            connections.close_all()
+
+    holder["a"] = threading.Thread(target=run, args=("a", a))
+    holder["a"].start()
+    assert paused.wait(30)
+    second = threading.Thread(target=run, args=("b", b))
+    second.start()
+    second.join(1.0)
+    assert second.is_alive()  # B waits for A's turn on the scene
+    go.set()
+    holder["a"].join(30)
+    second.join(30)
+    assert got["a"] is not None
+    assert got["b"] is not None
+    assert not AnnotatorSession.objects.filter(token__in=[a, b], outcome="full").exists()
+    state = sampling.scene_allocation(scene_id=study.scenes.get().pk)
+    assert state["allocated"] <= state["budget"] == 12
