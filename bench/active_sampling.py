@@ -63,12 +63,49 @@ def setup(database: str) -> None:
     app.conf.task_always_eager = True  # the plans run in this process, as a worker runs them
 
 
+def make_images(scene, prefix: str, n: int) -> list:
+    """``n`` image rows of ``scene`` (no files: the services never read them)."""
+    import hashlib
+
+    from annotation.models import Image
+
+    return Image.objects.bulk_create([
+        Image(scene=scene, name=f"{prefix}/m{i}.png", role="test", condition=f"m{i}",
+              sha256=hashlib.sha256(f"{prefix}-{i}".encode()).hexdigest(),
+              file=f"images/00/00/{prefix}-{i}.png", width=64, height=48, format="PNG",
+              size_bytes=1)
+        for i in range(n)
+    ])  # fmt: skip
+
+
+def crowd(study, preferred_for) -> int:
+    """Sessions one after another, each answering its trials until it gets none, until a
+    new session gets none: ``preferred_for(trial row)`` gives each answer ("a", "similar"
+    or "b"; the row has ``a_on_left``, ``pair_id``, ``pair__image_a``, ``pair__image_b``).
+    Returns the votes given."""
+    from annotation import services
+    from annotation.models import Trial
+
+    given = 0
+    while True:
+        token = services.session_open(study_slug=study.slug).session.token
+        trial = services.trial_next(token=token)
+        if trial is None:
+            return given
+        while trial is not None:
+            row = Trial.objects.filter(pk=trial.trial_id).values(
+                "a_on_left", "pair_id", "pair__image_a", "pair__image_b"
+            )[0]
+            choice = choice_for(preferred_for(row), row["a_on_left"])
+            services.vote_submit(token=token, trial_id=trial.trial_id, choice=choice)
+            given += 1
+            trial = services.trial_next(token=token)
+
+
 def make_study(slug: str, latent: np.ndarray, *, sampling: str, every: int, votes: int):
     """A live pairwise study: one scene per row of ``latent``; returns (study, the latent
     value of each image id)."""
-    import hashlib
-
-    from annotation.models import Image, Pair, Scene, Study
+    from annotation.models import Pair, Scene, Study
     from annotation.services import sampling as policy
 
     study = Study.objects.create(
@@ -79,13 +116,7 @@ def make_study(slug: str, latent: np.ndarray, *, sampling: str, every: int, vote
     value = {}
     for s, row in enumerate(latent):
         scene = Scene.objects.create(study=study, name=f"s{s}")
-        images = Image.objects.bulk_create([
-            Image(scene=scene, name=f"s{s}/m{i}.png", role="test", condition=f"m{i}",
-                  sha256=hashlib.sha256(f"{slug}-{s}-{i}".encode()).hexdigest(),
-                  file=f"images/00/00/{slug}-{s}-{i}.png", width=64, height=48,
-                  format="PNG", size_bytes=1)
-            for i in range(len(row))
-        ])  # fmt: skip
+        images = make_images(scene, f"{slug}-s{s}", len(row))
         value.update({image.pk: float(v) for image, v in zip(images, row, strict=True)})
         Pair.objects.bulk_create([
             Pair(study=study, scene=scene, image_a=a, image_b=b,
@@ -136,32 +167,23 @@ def scene_fit(study, value: dict) -> tuple[float, float, float]:
 
 
 def run_scaled(seed: int, latent: np.ndarray, sampling: str, every: int, votes: int):
-    """Checkpoints (votes per scene, median SRCC, RMSE) and the final coverage."""
-    from annotation import services
-
+    """Checkpoints (votes per scene, median SRCC, RMSE), the final coverage, and each
+    pair's (latent difference, votes)."""
     rng = np.random.default_rng(seed)
     study, value = make_study(f"{sampling}-{seed}", latent, sampling=sampling, every=every,
                               votes=votes)  # fmt: skip
-    from annotation.models import Trial
-
     n_scenes, step = len(latent), 11
     checkpoints, given = [], 0
-    while True:
-        token = services.session_open(study_slug=study.slug).session.token
-        trial = services.trial_next(token=token)
-        if trial is None:
-            break
-        while trial is not None:
-            row = Trial.objects.filter(pk=trial.trial_id).values(
-                "a_on_left", "pair__image_a", "pair__image_b"
-            )[0]
-            d = value[row["pair__image_a"]] - value[row["pair__image_b"]]
-            services.vote_submit(token=token, trial_id=trial.trial_id,
-                                 choice=choice_for(answer(rng, d), row["a_on_left"]))  # fmt: skip
-            given += 1
-            if given % (step * n_scenes) == 0:
-                checkpoints.append((given / n_scenes, *scene_fit(study, value)[:2]))
-            trial = services.trial_next(token=token)
+
+    def preferred_for(row) -> str:
+        nonlocal given
+        if given and given % (step * n_scenes) == 0:  # the votes so far, before this one
+            checkpoints.append((given / n_scenes, *scene_fit(study, value)[:2]))
+        given += 1
+        return answer(rng, value[row["pair__image_a"]] - value[row["pair__image_b"]])
+
+    crowd(study, preferred_for)
+    checkpoints.append((given / n_scenes, *scene_fit(study, value)[:2]))
     coverage = scene_fit(study, value)[2]
     from annotation.models import Vote
 
@@ -223,9 +245,8 @@ def ratio_line(name: str, active: np.ndarray, uniform: np.ndarray) -> str:
 
 def run_labels(seed: int, n_pairs: int, stop: bool) -> tuple[int, dict]:
     """Votes given and each pair's label, three votes a pair, with or without stopping."""
-    from annotation import services
     from annotation.aggregation import majority
-    from annotation.models import Pair, Scene, Study, Trial, Vote
+    from annotation.models import Pair, Scene, Study, Vote
 
     rng = np.random.default_rng(1000 + seed)
     study = Study.objects.create(
@@ -233,18 +254,8 @@ def run_labels(seed: int, n_pairs: int, stop: bool) -> tuple[int, dict]:
         status="live", practice_trials=0, trials_per_session=100_000, min_response_ms=0,
         stop_when_decided=stop, hold_seconds=86_400, lease_seconds=86_400,
     )  # fmt: skip
-    import hashlib
-
-    from annotation.models import Image
-
     scene = Scene.objects.create(study=study, name="s")
-    images = Image.objects.bulk_create([
-        Image(scene=scene, name=f"m{i}.png", role="test", condition="x",
-              sha256=hashlib.sha256(f"{study.slug}-{i}".encode()).hexdigest(),
-              file=f"images/00/00/{study.slug}-{i}.png", width=64, height=48, format="PNG",
-              size_bytes=1)
-        for i in range(2 * n_pairs)
-    ])  # fmt: skip
+    images = make_images(scene, study.slug, 2 * n_pairs)
     pairs = Pair.objects.bulk_create([
         Pair(study=study, scene=scene, image_a=images[2 * k], image_b=images[2 * k + 1],
              target_votes=3)
@@ -257,20 +268,12 @@ def run_labels(seed: int, n_pairs: int, stop: bool) -> tuple[int, dict]:
         d = rng.normal(0.0, 1.4)
         planned[k] = [answer(rng, d, 0.35) for _ in range(3)]
     index = {pair.pk: k for k, pair in enumerate(pairs)}
-    given = 0
-    while True:
-        token = services.session_open(study_slug=study.slug).session.token
-        trial = services.trial_next(token=token)
-        if trial is None:
-            break
-        while trial is not None:
-            row = Trial.objects.filter(pk=trial.trial_id).values("a_on_left", "pair_id")[0]
-            done = Vote.objects.filter(pair_id=row["pair_id"]).count()
-            preferred = planned[index[row["pair_id"]]][done]
-            services.vote_submit(token=token, trial_id=trial.trial_id,
-                                 choice=choice_for(preferred, row["a_on_left"]))  # fmt: skip
-            given += 1
-            trial = services.trial_next(token=token)
+
+    def preferred_for(row) -> str:
+        done = Vote.objects.filter(pair_id=row["pair_id"]).count()
+        return planned[index[row["pair_id"]]][done]
+
+    given = crowd(study, preferred_for)
     labels = {}
     for pair in pairs:
         got = list(Vote.objects.filter(pair=pair).values_list("preferred", flat=True))
