@@ -9,10 +9,12 @@ Both act through each pair's ``target_votes``, the number the claim compares
 assignment rule holds as it is on both paths.
 
 - **Stop when decided.** A counted vote that leaves the leading answer ahead of the
-  runner-up by more than the votes still due (``aggregation.decided``) sets the pair's
-  target to its counted votes and ``decided_at`` (``vote.sql``; ``pair_decide`` on the
-  ORM path). Leases already out are honoured: their votes are stored and counted, past
-  the new target. Every label equals the one the full collection would give.
+  runner-up by more than every answer that may still come and count (the target's votes
+  not yet given, leases out past it, released trials that may be answered late;
+  ``aggregation.decided``) sets the pair's target to its counted votes and ``decided_at``
+  (``vote.sql``; ``pairs_decide`` on the ORM path). Leases already out are honoured:
+  their votes are stored and counted, past the new target. Every label equals the one
+  the full collection would give.
 - **Active sampling.** A scene's budget is its pairs x ``votes_per_pair`` votes. Every pair
   starts with a target of one (a spanning first round). The planner
   (``analysis.services.sampling_plan``, a worker task after every ``sampling_every``
@@ -24,7 +26,8 @@ assignment rule holds as it is on both paths.
   that finds nothing allocated while a scene it has not finished still has budget gets
   one more target on each of up to ``sampling_every`` pairs it has not seen
   (``starved_topup``): a slow or absent worker costs the design some efficiency, never a
-  session.
+  session. Plans and top-ups of a scene take turns under an advisory lock and read what
+  the scene may still allocate after taking it: the budget is never passed.
 """
 
 import heapq

@@ -46,6 +46,7 @@ def study(tmp_path):
     study = services.study_import(
         source=source, slug="sharpness", title="Sharpness study", design="ref-vs-test",
         owner=ada, live=True, trials_per_session=4, practice_trials=0, votes_per_pair=3,
+        stop_when_decided=False,  # every pair its three votes: one of them is split
     ).study  # fmt: skip
     for name, role in (("bob", Role.EDITOR), ("vic", Role.VIEWER)):
         user = get_user_model().objects.create_user(name)
