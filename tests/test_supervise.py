@@ -11,6 +11,15 @@ from tests.conftest import REPO, process_group
 STUBBORN = "trap '' TERM; sleep 300 & wait"
 
 
+def as_from_a_terminal() -> None:
+    """In the child before it runs bash: SIGINT at its default and unblocked, as a shell
+    started from a terminal has it (a signal ignored or blocked here would be inherited,
+    whatever an earlier test left in this process, and Ctrl-C could not reach the
+    script's trap)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+
 def supervise(body: str, grace: int) -> subprocess.Popen:
     script = f"set -euo pipefail; STOP_GRACE={grace}; source scripts/supervise.sh; {body}"
     return subprocess.Popen(
@@ -20,6 +29,7 @@ def supervise(body: str, grace: int) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=as_from_a_terminal,
     )
 
 
