@@ -25,6 +25,15 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return [{k: _clean(v) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
+def json_ready(value):
+    """``_clean`` through dicts and lists."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    return _clean(value)
+
+
 def report_dict(report: Report) -> dict:
     """The report as JSON-ready data (NaN as null); with a --model other than thurstone,
     also ``scaling`` (the model, the human score column, the tie parameter) and, for a
@@ -53,6 +62,8 @@ def report_dict(report: Report) -> dict:
         "delta_calibration": _records(report.calibration),
         "delta_curves": report.delta_curves,
         **_model_dict(report),
+        # --fusion: the fusion metric's cross-validated evaluation (analysis/fusion.py).
+        **({"fusion": json_ready(report.fusion)} if report.fusion else {}),
     }
 
 
@@ -205,7 +216,55 @@ def report_text(report: Report) -> str:
                 + ("!" if row.n_pairs < MIN_PAIRS else "")
             )
     lines += _calibration_lines(report)
+    lines += fusion_lines(report.fusion, samples=report.samples)
     return "\n".join(lines) + "\n"
+
+
+def _p(value: float, samples: int) -> str:
+    return f"p={value:.3g}" if value > 0 else f"p<{1 / samples:g}"
+
+
+def fusion_lines(fused: dict, *, samples: int) -> list[str]:
+    """The fusion metric's block of the text report (``fusion.evaluate``'s data)."""
+    if not fused:
+        return []
+    lines = ["", f"Fusion of the metrics ({fused['name']}):"]
+    for left in fused.get("left_out", []):
+        lines.append(f"  left out: {left['metric']} ({left['reason']}; "
+                     f"coverage {left['coverage']:.0%})")  # fmt: skip
+    if fused["status"] != "ok":
+        lines.append(f"  {fused['message']}.")
+        return lines
+    whole = fused["rows"][0]
+    best = fused["best_single"]
+    band = fused["band"]
+    lines += [
+        f"  L2 logistic regression on the metrics' standardised differences; "
+        f"{fused['message']} ({fused['n_pairs']} pairs in {fused['n_scenes']} scenes, "
+        f"{fused['dropped_pairs']} left out for a missing score); C chosen inside each "
+        f"training part by {fused['inner_folds']} grouped folds. Out of sample:",
+        f"  accuracy (delta 0) {_cell(whole['accuracy'], whole['ci_low'], whole['ci_high'])}"
+        f", 2AFC {_cell(whole['accuracy_2afc'], whole['ci_2afc_low'], whole['ci_2afc_high'])}"
+        + (f", SRCC {_number(whole['srcc'])}" if "srcc" in whole else "")
+        + f"; with the tie band chosen in each training part "
+        f"{_cell(band['accuracy'], band['ci_low'], band['ci_high'])}",
+        f"  against the best single metric on the same pairs, {best['metric']} "
+        f"({best['accuracy']:.3f}): {best['difference']:+.3f} "
+        f"[{best['ci_low']:+.3f},{best['ci_high']:+.3f}], {_p(best['p_value'], samples)}",
+    ]
+    for row in fused["rows"][1:]:
+        lines.append(f"  {row['subset']}: " + _counted(
+            _cell(row["accuracy"], row["ci_low"], row["ci_high"]), row["n_pairs"]))  # fmt: skip
+    lines.append(
+        f"  weights (per standardised difference, C={fused['C']:g}; the outer folds' "
+        "range; the share of folds with the same sign):"
+    )
+    for row in fused["coefficients"]:
+        lines.append(
+            f"    {row['metric']}: {row['weight']:+.3f} ({row['share']:.0%}) "
+            f"[{row['fold_min']:+.3f},{row['fold_max']:+.3f}] same sign {row['same_sign']:.0%}"
+        )
+    return lines
 
 
 def _calibration_lines(report: Report) -> list[str]:

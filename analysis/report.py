@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis import agreement, scaling
+from analysis import agreement, fusion, scaling
 from analysis.quality import NOT_JUDGED, Rules
 from analysis.selectors import StudyData
 from analysis.tally import VoteTally, tally_frame
@@ -56,6 +56,9 @@ class Report:
     # columns to image_scores and its tie parameter (nu or tau) here.
     model: str = "thurstone"
     tie_parameter: float = np.nan
+    # --fusion (and the live snapshot): the fusion metric's cross-validated evaluation
+    # (``fusion.evaluate``); empty when not asked for.
+    fusion: dict = field(default_factory=dict)
 
     @property
     def excluded(self) -> pd.DataFrame:
@@ -565,6 +568,75 @@ def report_counts(tally: VoteTally, study_pairs: pd.DataFrame, scaled: pd.DataFr
     }
 
 
+def fusion_inputs(
+    study_pairs: pd.DataFrame,
+    images: pd.DataFrame,
+    scores: pd.DataFrame,
+    scaled: pd.DataFrame,
+    *,
+    design: str,
+    human: str = "thurstone",
+) -> fusion.FusionData:
+    """What ``fusion.evaluate`` learns from, for one study's labelled pairs: the metrics'
+    oriented differences, the counted votes, the labels, the scenes as groups, the
+    subsets, and per compared image the metrics' oriented values and ``human`` score."""
+    metrics, difference = pair_differences(study_pairs, scores)
+    wide, lower = metric_table(scores)
+    codes, scenes = pd.factorize(study_pairs["scene"], sort=True)
+    scene_code = pd.Series(np.arange(len(scenes)), index=scenes)
+    if metrics and len(scaled):
+        at = pd.Series(np.arange(len(wide)), index=wide.index).reindex(scaled["image_id"])
+        image_values = np.full((len(scaled), len(metrics)), np.nan)
+        present = at.notna().to_numpy()
+        image_values[present] = wide.to_numpy(dtype=np.float64)[
+            at.to_numpy()[present].astype(np.int64)
+        ]
+        image_values *= np.where(lower.to_numpy(), -1.0, 1.0)[None, :]
+    else:
+        image_values = np.zeros((len(scaled), len(metrics)))
+    return fusion.FusionData(
+        metrics=metrics,
+        difference=np.asarray(difference, dtype=np.float64),
+        counts=study_pairs[["n_a", "n_similar", "n_b"]].to_numpy(dtype=np.float64)
+        if len(study_pairs)
+        else np.zeros((0, 3)),
+        label=agreement.label_codes(study_pairs["majority"].to_numpy()),
+        groups=codes.astype(np.int64),
+        lower_better={m: bool(b) for m, b in lower.items()},
+        subsets=pair_subsets(study_pairs, images, design).reset_index(drop=True),
+        image_values=image_values,
+        image_groups=scene_code.reindex(scaled["scene"]).fillna(-1).to_numpy(dtype=np.int64),
+        human=scaled[human].to_numpy(dtype=np.float64),
+    )
+
+
+def study_fusion(
+    study_pairs: pd.DataFrame,
+    images: pd.DataFrame,
+    scores: pd.DataFrame,
+    scaled: pd.DataFrame,
+    *,
+    design: str,
+    samples: int,
+    seed: int,
+    human: str = "thurstone",
+) -> dict:
+    """The fusion metric's cross-validated evaluation on the study (``fusion.evaluate``),
+    from its own random stream, so the other figures do not depend on whether it ran."""
+    data = fusion_inputs(study_pairs, images, scores, scaled, design=design, human=human)
+    return fusion.evaluate(data, samples=samples, rng=np.random.default_rng([seed, 3]))
+
+
+def study_fusion_data(data: StudyData) -> fusion.FusionData:
+    """``fusion_inputs`` of a study from its data: the counted labels (quality control
+    applied), the Thurstone scores for the correlations."""
+    study_pairs = labelled_study_pairs(data.pairs, tally_frame(data).labels)
+    scaled = image_scores(
+        study_pairs, data.images, intervals=False, samples=0, rng=np.random.default_rng(0)
+    )
+    return fusion_inputs(study_pairs, data.images, data.scores, scaled, design=data.design)
+
+
 def labelled_study_pairs(pairs: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """The study's pairs (not gold) with their labels (``pair_labels``)."""
     return pairs.merge(labels[~labels["is_gold"]], on="pair_id")
@@ -599,6 +671,7 @@ def study_report(
     calibrate_folds: int = 0,
     model: str = "thurstone",
     tally: VoteTally | None = None,
+    fusion: bool = False,
 ) -> Report:
     """Everything the platform reports about a study, from its data.
 
@@ -612,6 +685,7 @@ def study_report(
     ``image_scores`` (Laplace intervals, no resampling; with ``image_intervals``), beside
     the A-FINE-compatible ones. ``tally``: what the report needs of the votes
     (``analysis/tally.py``), when the caller has it; else computed from ``data.votes``.
+    ``fusion`` adds the fusion metric's cross-validated evaluation (``study_fusion``).
     """
     if model not in HUMAN_SCORE:
         raise ValueError(f"unknown model {model!r} (expected one of {', '.join(HUMAN_SCORE)})")
@@ -649,6 +723,20 @@ def study_report(
             study_pairs, data.scores, table, deltas=data.deltas, folds=calibrate_folds,
             samples=samples, rng=np.random.default_rng([seed, 2]),
         )  # fmt: skip
+    fused = (
+        study_fusion(
+            study_pairs,
+            data.images,
+            data.scores,
+            scaled,
+            design=data.design,
+            samples=samples,
+            seed=seed,
+            human=HUMAN_SCORE[model],
+        )
+        if fusion
+        else {}
+    )
     return Report(
         slug=data.slug,
         design=data.design,
@@ -667,4 +755,5 @@ def study_report(
         delta_curves=curves,
         model=model,
         tie_parameter=tie_parameter,
+        fusion=fused,
     )

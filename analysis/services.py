@@ -45,7 +45,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from analysis import live
+from analysis import fusion, live
 from analysis.models import AgreementSceneImages, AgreementSnapshot, AgreementState
 from analysis.quality import no_decisions
 from analysis.render import report_dict
@@ -55,6 +55,8 @@ from analysis.report import (
     labelled_study_pairs,
     metric_table,
     report_counts,
+    study_fusion,
+    study_fusion_data,
     study_report,
     tie_band_curves,
 )
@@ -80,6 +82,7 @@ from analysis.tally import state_streamed, tally_state
 from annotation.models import Scene, Study
 from annotation.services import sampling
 from annotation.study_settings import Sampling
+from core.errors import DomainError
 
 logger = logging.getLogger(__name__)
 
@@ -391,11 +394,26 @@ def live_report(
                        INTERVAL_COLUMNS)  # fmt: skip
         comparisons = _carry(comparisons, previous.get("comparisons", []),
                              ["metric_a", "metric_b"], COMPARISON_INTERVALS)  # fmt: skip
+    # The fusion metric's nested cross-validation is redrawn with the intervals (it is
+    # the costliest figure), and carried between draws like them.
+    fused = (
+        study_fusion(
+            study_pairs,
+            data.images,
+            data.scores,
+            scaled,
+            design=data.design,
+            samples=SAMPLES,
+            seed=SEED,
+        )
+        if intervals
+        else (snapshot.report or {}).get("fusion", {})
+    )
     report = Report(
         slug=data.slug, design=data.design, rules=data.rules, deltas=data.deltas,
         samples=SAMPLES, seed=SEED, annotators=annotators, pairs=labels, image_scores=scaled,
         agreement=table, comparisons=comparisons, versions=data.versions,
-        counts=report_counts(tally, study_pairs, scaled),
+        counts=report_counts(tally, study_pairs, scaled), fusion=fused,
     )  # fmt: skip
     return report, data, {"refitted_scenes": refitted, "fits": live.fits_dump(fits),
                           "metric_kinds": kinds}  # fmt: skip
@@ -453,7 +471,9 @@ def agreement_snapshot_refresh(
         as_of, started = timezone.now(), time.perf_counter()
         if mode == "exact":
             data = _variant_data(study_data(study, compact_votes=True), variant)
-            report = study_report(data, samples=SAMPLES, seed=SEED, image_intervals=False)
+            report = study_report(
+                data, samples=SAMPLES, seed=SEED, image_intervals=False, fusion=True
+            )
             info = {"exact": True, "intervals": {"as_of": as_of.isoformat(),
                                                   "votes": report.counts["votes"]}}  # fmt: skip
             fits = None
@@ -613,3 +633,73 @@ def sampling_plans_sweep() -> int:
         if state["allocated"] < state["budget"]:
             queued += sampling.plan_request(scene_id=scene_id)
     return queued
+
+
+# --- the fusion metric's model file (``manage.py fusion_train``) ---------------------
+
+
+def fusion_model_train(
+    studies: list[Study], *, name: str, samples: int = SAMPLES, seed: int = SEED
+) -> dict:
+    """The fusion model trained on the studies' labelled pairs together (their scenes
+    kept apart as groups), as the plug-in file's content (``fusion.model_file``), with
+    its nested cross-validation and, for two or more studies, the cross-study table:
+    each study's own model (trained on it alone) judged on every other study.
+
+    Raises DomainError when the model cannot be trained (too few labelled pairs, fewer
+    than two metrics) or when a metric that enters has different versions in two
+    studies."""
+    parts, kinds, versions = [], {}, {}
+    for study in studies:
+        data = study_data(study)
+        parts.append(study_fusion_data(data))
+        kinds.update(metric_kinds(study=study))
+        for metric, version in data.versions.items():
+            versions.setdefault(metric, {})[study.slug] = version
+    combined = parts[0] if len(parts) == 1 else fusion.data_concat(parts)
+    rng = np.random.default_rng([seed, 3])
+    evaluation = fusion.evaluate(combined, samples=samples, rng=rng)
+    if evaluation["status"] != "ok":
+        raise DomainError(f"no fusion model: {evaluation['message']}")
+    mixed = {m: v for m in evaluation["metrics"] if len(set((v := versions[m]).values())) > 1}
+    if mixed:
+        detail = "; ".join(
+            f"{m}: " + ", ".join(f"{version} in {slug}" for slug, version in v.items())
+            for m, v in mixed.items()
+        )
+        raise DomainError(
+            f"metrics scored with different versions in these studies ({detail}): score "
+            "them with the same version, or train on one study"
+        )
+    slugs = [study.slug for study in studies]
+    model = fusion.model_file(
+        combined, evaluation, name=name, kinds=kinds, studies=slugs,
+        versions={m: next(iter(v.values())) for m, v in versions.items()},
+    )  # fmt: skip
+    model["training"]["cross_study"] = _cross_study(studies, parts, samples=samples, rng=rng)
+    return model
+
+
+def _cross_study(studies: list[Study], parts: list, *, samples: int, rng) -> list[dict]:
+    """Trained on X (alone), judged on Y, for every two of the studies; the diagonal is
+    X's own nested cross-validation."""
+    if len(studies) < 2:
+        return []
+    rows = []
+    for x, (study_x, part_x) in enumerate(zip(studies, parts, strict=True)):
+        own = fusion.evaluate(part_x, samples=samples, rng=rng)
+        if own["status"] != "ok":
+            rows += [{"trained_on": study_x.slug, "evaluated_on": s.slug,
+                      "status": own["message"]} for s in studies]  # fmt: skip
+            continue
+        model = fusion.model_file(part_x, own, name="cross", kinds={}, versions={},
+                                  studies=[study_x.slug])  # fmt: skip
+        for y, (study_y, part_y) in enumerate(zip(studies, parts, strict=True)):
+            if x == y:
+                figures = {"status": "ok", **own["rows"][0], "best_single": own["best_single"],
+                           "cross_validated": True}  # fmt: skip
+            else:
+                figures = {**fusion.transfer(model, part_y, samples=samples, rng=rng),
+                           "cross_validated": False}  # fmt: skip
+            rows.append({"trained_on": study_x.slug, "evaluated_on": study_y.slug, **figures})
+    return rows

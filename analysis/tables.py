@@ -54,7 +54,24 @@ def headline(report: dict) -> dict:
             entry["metric"] not in worse
             and entry["subsets"].get("all", {}).get("accuracy") is not None
         )
-    return {"subsets": subsets, "rows": ranked}
+    return {"subsets": subsets, "rows": ranked, "fusion": _fusion_row(report)}
+
+
+def _fusion_row(report: dict) -> dict | None:
+    """The fusion metric's out-of-sample row (``--fusion``, the snapshot), shaped as a
+    metric's; None when it has no figures."""
+    fused = report.get("fusion") or {}
+    if fused.get("status") != "ok":
+        return None
+    rows = {r["subset"]: r for r in fused["rows"]}
+    whole = rows["all"]
+    return {
+        "metric": fused["name"], "kind": "fusion", "version": "", "not_worse": False,
+        "subsets": {s: {k: r[k] for k in ("accuracy", "ci_low", "ci_high", "n_pairs")}
+                    for s, r in rows.items()},
+        "n_pairs": whole["n_pairs"], **{k: whole.get(k) for k in
+                                        ("accuracy_2afc", "srcc", "krcc", "plcc")},
+    }  # fmt: skip
 
 
 def headline_csv(report: dict) -> str:
@@ -66,7 +83,7 @@ def headline_csv(report: dict) -> str:
         header += [f"accuracy {s}", f"ci_low {s}", f"ci_high {s}", f"n_pairs {s}"]
     header += ["accuracy_2afc", "srcc", "krcc", "plcc", "not_worse_than_best"]
     writer.writerow(header)
-    for row in table["rows"]:
+    for row in table["rows"] + ([table["fusion"]] if table["fusion"] else []):
         line = [row["metric"], row["kind"], row["version"], row.get("n_pairs", 0)]
         for s in table["subsets"]:
             cell = row["subsets"].get(s, {})
@@ -131,7 +148,8 @@ def headline_latex(report: dict) -> str:
         " & ".join(["Metric"] + [label for _, label in columns]) + r" \\",
         r"\midrule",
     ]
-    for kind in ("FR", "NR", ""):
+    rows = rows + ([table["fusion"]] if table["fusion"] else [])
+    for kind in ("FR", "NR", "", "fusion"):
         group = [r for r in rows if r["kind"] == kind]
         if not group:
             continue

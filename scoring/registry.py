@@ -14,6 +14,12 @@ by an entry point in the ``iqa_platform.metrics`` group, with:
 - ``load(device)`` returning a callable ``score(images, references)`` that takes a
   float tensor N x 3 x H x W in [0, 1] (and the same for references, or None for NR)
   and returns N scores.
+
+Or, for a metric derived from other metrics' scores (``derived``): ``components`` (a
+list of {"metric", "version", "kind", ...}) and ``combine(values)`` (the components'
+values of one item, by name, to its score) instead of ``load``. A fusion model file
+(``manage.py fusion_train``; ``scoring/fusion.py``) is one: its path, ending in
+``.json``, is an entry of ``IQA_METRIC_PLUGINS``.
 """
 
 import functools
@@ -24,6 +30,7 @@ from importlib.metadata import entry_points
 from django.conf import settings
 
 from scoring.errors import UnknownMetric
+from scoring.fusion import FusionMetric, is_model_path
 
 FR, NR = "FR", "NR"
 # Metrics of a set of images (distributions), not of one image: never per-pair scores.
@@ -50,6 +57,11 @@ class MetricSpec:
     @property
     def is_fr(self) -> bool:
         return self.kind == FR
+
+    @property
+    def derived(self) -> bool:
+        """Computed from other metrics' stored scores (``components``), not from pixels."""
+        return self.plugin is not None and hasattr(self.plugin, "components")
 
     @property
     def plugin_files(self) -> list[str]:
@@ -86,8 +98,9 @@ def _load_object(path: str) -> object:
 
 def _plugin_spec(plugin: object, source: str) -> MetricSpec:
     plugin = plugin() if isinstance(plugin, type) else plugin
+    computes = ("components", "combine") if hasattr(plugin, "components") else ("load",)
     missing = [
-        a for a in ("name", "kind", "lower_better", "version", "load") if not hasattr(plugin, a)
+        a for a in ("name", "kind", "lower_better", "version", *computes) if not hasattr(plugin, a)
     ]
     if missing:
         raise UnknownMetric(f"plug-in {source} lacks {', '.join(missing)}")
@@ -107,7 +120,8 @@ def _plugin_spec(plugin: object, source: str) -> MetricSpec:
 def plugin_specs() -> dict[str, MetricSpec]:
     specs = {}
     for path in settings.IQA_METRIC_PLUGINS:
-        spec = _plugin_spec(_load_object(path), path)
+        plugin = FusionMetric(path) if is_model_path(path) else _load_object(path)
+        spec = _plugin_spec(plugin, path)
         specs[spec.name] = spec
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         spec = _plugin_spec(entry.load(), f"entry point {entry.name}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -167,6 +168,9 @@ def study_score(
     from scoring.tasks import score_batch
 
     plans, sent = [], []
+    # Derived metrics (a fusion model) after their components: a worker takes batches in
+    # the order they are sent.
+    specs = sorted(specs, key=lambda spec: spec.derived)
     sizes = dict(Image.objects.filter(scene__study=study).values_list("pk", "width").order_by())
     # Versions first: they hash the weight files (gigabytes on a first call), which must
     # not happen while the transaction below holds its locks.
@@ -266,6 +270,8 @@ def batch_score(*, batch_id: int) -> int:
         .order_by()
     )
     todo = [item for item in items if item not in existing]
+    if spec.derived:
+        return _derived_score(batch, spec, todo)
     files = dict(
         Image.objects.filter(
             pk__in={i for item in todo for i in item if i is not None}
@@ -285,25 +291,83 @@ def batch_score(*, batch_id: int) -> int:
             reason=str(exc), enqueued_at=timezone.now()
         )
         raise
+    return _store(batch, spec, [(*item, o.value, o.error, o.seconds)
+                                for item, o in zip(todo, outcomes, strict=True)])  # fmt: skip
+
+
+def _store(batch: ScoreBatch, spec: MetricSpec, results: list[tuple], done: bool = True) -> int:
+    """Insert the (image, reference, value, error, seconds) rows and, when ``done``, mark
+    the batch done, in one transaction; rows already there are left as they are."""
     rows = [
         Score(
             metric=batch.metric,
             version=batch.version,
             image_id=image,
             reference_id=reference,
-            value=outcome.value,
+            value=value,
             lower_better=spec.lower_better,
-            error=outcome.error,
-            seconds=outcome.seconds,
+            error=error,
+            seconds=seconds,
         )
-        for (image, reference), outcome in zip(todo, outcomes, strict=True)
+        for image, reference, value, error, seconds in results
     ]
     with transaction.atomic():
         Score.objects.bulk_create(rows, ignore_conflicts=True)
-        ScoreBatch.objects.filter(pk=batch.pk).update(
-            state=ScoreBatch.State.DONE, finished_at=timezone.now()
-        )
+        if done:
+            ScoreBatch.objects.filter(pk=batch.pk).update(
+                state=ScoreBatch.State.DONE, finished_at=timezone.now()
+            )
     return len(rows)
+
+
+def _derived_score(batch: ScoreBatch, spec: MetricSpec, todo: list) -> int:
+    """A derived metric's items (``registry``: a fusion model) from its components'
+    stored scores of the versions it names: FR components against the item's reference,
+    NR ones of the image alone. An item whose component failed fails with that error.
+    Items whose components are not all scored yet wait: the others are stored and
+    MetricUnavailable keeps the batch pending (the task retries it)."""
+    components = spec.plugin.components
+    wanted = Q()
+    for c in components:
+        wanted |= Q(metric=c["metric"], version=c["version"])
+    stored = {
+        (metric, image, reference): (value, error)
+        for metric, image, reference, value, error in Score.objects.filter(
+            wanted, image_id__in={image for image, _ in todo}
+        ).values_list("metric", "image_id", "reference_id", "value", "error")
+    }
+    results, waiting = [], {}
+    for image, reference in todo:
+        values, failed = {}, ""
+        for c in components:
+            key = (c["metric"], image, reference if c["kind"] == "FR" else None)
+            if key not in stored:
+                waiting[c["metric"]] = waiting.get(c["metric"], 0) + 1
+                break
+            value, error = stored[key]
+            if error:
+                failed = failed or f"component {c['metric']} failed: {error}"
+            values[c["metric"]] = value
+        else:
+            if failed:
+                results.append((image, reference, None, failed, 0.0))
+            else:
+                results.append((image, reference, spec.plugin.combine(values), "", 0.0))
+    if not waiting:
+        return _store(batch, spec, results)
+    written = _store(batch, spec, results, done=False)
+    names = ", ".join(
+        f"{c['metric']} ({c['version']}) on {waiting[c['metric']]} items"
+        for c in components
+        if c["metric"] in waiting
+    )
+    reason = f"{spec.name} waits for its components' scores: {names}; score them first"
+    ScoreBatch.objects.filter(pk=batch.pk, state=ScoreBatch.State.PENDING).update(
+        reason=reason, enqueued_at=timezone.now()
+    )
+    if written:
+        logger.info("%s: %d items stored, the rest wait for components", spec.name, written)
+    raise MetricUnavailable(reason)
 
 
 def batch_fail(*, batch_id: int, reason: str) -> bool:

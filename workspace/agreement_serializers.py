@@ -102,6 +102,47 @@ class DeltaCurvePointSerializer(serializers.Serializer):
     n_pairs = serializers.IntegerField()
 
 
+class FusionCoefficientSerializer(serializers.Serializer):
+    metric = serializers.CharField()
+    lower_better = serializers.BooleanField()
+    weight = serializers.FloatField(help_text="Per standardised difference (the final fit).")
+    share = serializers.FloatField(help_text="|weight| over the sum of |weights|.")
+    scale = serializers.FloatField(help_text="The metric's standardisation (RMS difference).")
+    fold_mean = serializers.FloatField()
+    fold_sd = serializers.FloatField()
+    fold_min = serializers.FloatField()
+    fold_max = serializers.FloatField()
+    same_sign = serializers.FloatField(help_text="Share of outer folds with the same sign.")
+
+
+class FusionSerializer(serializers.Serializer):
+    """The fusion metric's nested cross-validation (``agreement_report --fusion``):
+    ``status`` "ok" with out-of-sample figures, or why there are none ("not enough
+    labelled pairs", "fewer than two metrics with scores") in ``message``."""
+
+    name = serializers.CharField()
+    status = serializers.CharField()
+    message = serializers.CharField()
+    min_pairs = serializers.IntegerField()
+    min_scenes = serializers.IntegerField()
+    metrics = serializers.ListField(child=serializers.CharField())
+    left_out = serializers.ListField(child=serializers.DictField())
+    n_pairs = serializers.IntegerField()
+    n_scenes = serializers.IntegerField()
+    dropped_pairs = serializers.IntegerField()
+    folds = serializers.IntegerField(required=False)
+    inner_folds = serializers.IntegerField(required=False)
+    c_grid = serializers.ListField(child=serializers.FloatField(), required=False)
+    C = serializers.FloatField(required=False)
+    fold_C = serializers.ListField(child=serializers.FloatField(), required=False)
+    fold_deltas = serializers.ListField(child=serializers.FloatField(), required=False)
+    rows = AgreementRowSerializer(many=True, required=False)
+    band = serializers.DictField(required=False)
+    best_single = serializers.DictField(required=False)
+    single_accuracy = serializers.DictField(child=_float(), required=False)
+    coefficients = FusionCoefficientSerializer(many=True, required=False)
+
+
 class AgreementFreshnessSerializer(OutputSerializer):
     """How fresh the answer is: ``as_of`` (when its votes were read; null before the first
     computation) and ``votes`` (the non-practice votes it read); ``stale``: votes, scores,
@@ -168,6 +209,10 @@ class AgreementSnapshotSerializer(AgreementFreshnessSerializer):
         help_text="Per metric, its accuracy (3-way, subset all) against the tie band delta, "
         "by increasing delta: at 0, at 48 quantiles of its absolute score differences on "
         "the labelled pairs, and at its hand-set delta (the delta preview reads it).",
+    )
+    fusion = FusionSerializer(
+        required=False,
+        help_text="The fusion metric, cross-validated (redrawn with the intervals).",
     )
     computed_at = IsoDateTimeField()
     computed_in_s = serializers.FloatField(help_text="Seconds the computation took.")

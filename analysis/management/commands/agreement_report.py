@@ -53,6 +53,14 @@ class Command(BaseCommand):
             "image_scores.",
         )
         parser.add_argument(
+            "--fusion",
+            action="store_true",
+            help="Add the fusion metric: an L2 logistic regression on the metrics' "
+            "standardised differences, judged by nested cross-validation grouped by scene "
+            "(out-of-sample accuracy, 2AFC, a paired test against the best single metric, "
+            "the weights). `fusion_train` writes it as a plug-in metric.",
+        )
+        parser.add_argument(
             "--save",
             action="store_true",
             help="With --calibrate-delta: store the chosen deltas in the study's metric_deltas.",
@@ -77,6 +85,7 @@ class Command(BaseCommand):
                 image_intervals=False,
                 calibrate_folds=options["folds"] if options["calibrate_delta"] else 0,
                 model=options["model"],
+                fusion=options["fusion"],
             )
             for study in studies
         ]

@@ -178,6 +178,8 @@ function renderTable(table, subset, previews) {
     tr.append(cell("td", integer.format(all.n_pairs || 0), { className: "num" }), cell("td", row.version, { className: "mono small" }));
     body.append(tr);
   }
+  const fused = fusionRow(state.data && state.data.fusion, shown, previews.size > 0, head.cells.length);
+  if (fused && rows.length) body.append(fused);
   if (!rows.length) {
     const tr = document.createElement("tr");
     const message = table.rows.length ? "No metric matches the filter." : "No metric scores yet: score the study (Scoring on the dashboard, or score_study).";
@@ -188,6 +190,44 @@ function renderTable(table, subset, previews) {
   }
   element.tHead.replaceChildren(head);
   element.tBodies[0].replaceChildren(body);
+}
+
+// The fusion metric's row (analysis/fusion.py): out-of-sample figures of a combination
+// of the metrics trained on this study's labels, below the metrics, set apart; or why
+// there are none. Nothing when there are fewer than two metrics to combine.
+function fusionRow(fusion, shown, withPreview, width) {
+  if (!fusion || fusion.status === "fewer than two metrics with scores") return null;
+  const tr = document.createElement("tr");
+  tr.className = "fusion";
+  tr.dataset.fusion = fusion.status;
+  const name = cell("th", fusion.name, {
+    scope: "row",
+    title: "An L2 logistic regression on the metrics' standardised differences, trained on this study's labels and judged only on scenes it was not fitted to (nested cross-validation grouped by scene)",
+  });
+  tr.append(name);
+  if (fusion.status !== "ok") {
+    const td = cell("td", `${fusion.message}.`, { className: "muted" });
+    td.colSpan = width - 1;
+    tr.append(td);
+    return tr;
+  }
+  tr.append(cell("td", "fusion"));
+  const bySubset = new Map((fusion.rows || []).map((r) => [r.subset, r]));
+  for (const s of shown) {
+    tr.append(accuracyCell(bySubset.get(s), false, null));
+    if (s === "all" && withPreview) tr.append(cell("td", "–", { className: "num preview" }));
+  }
+  const all = bySubset.get("all") || {};
+  for (const key of ["accuracy_2afc", "srcc", "krcc", "plcc"]) tr.append(cell("td", number(all[key]), { className: "num" }));
+  tr.append(cell("td", integer.format(all.n_pairs || 0), { className: "num" }));
+  const best = fusion.best_single || {};
+  const sign = best.difference >= 0 ? "+" : "−";
+  const p = best.p_value === null || best.p_value === undefined ? "–" : best.p_value < 0.001 ? "< 0.001" : number(best.p_value);
+  tr.append(cell("td", `vs ${best.metric}: ${sign}${number(Math.abs(best.difference))} [${number(best.ci_low, 2)}, ${number(best.ci_high, 2)}], p ${p}`, {
+    className: "small",
+    title: `Accuracy minus that of the best single metric on the same ${integer.format(best.n_pairs || 0)} pairs (paired bootstrap); weights: ${(fusion.coefficients || []).map((c) => `${c.metric} ${Math.round(c.share * 100)}%`).join(", ")}`,
+  }));
+  return tr;
 }
 
 // --- the charts ----------------------------------------------------------------------

@@ -1,0 +1,244 @@
+"""The fusion metric through the platform: ``agreement_report --fusion``, the live
+snapshot's row (equal to the command's), ``fusion_train``'s model file, and that file as
+a plug-in metric scoring a new study from its components' stored scores."""
+
+import json
+from io import StringIO
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
+
+from analysis.models import AgreementSnapshot
+from analysis.services import agreement_snapshot_refresh
+from annotation.models import Image
+from scoring import services as scoring_services
+from scoring.errors import MetricUnavailable, UnknownMetric
+from scoring.models import Score, ScoreBatch
+from scoring.registry import metric_get, registry
+from tests.annotation.sessions import post_vote
+from tests.factories import LiveStudyFactory, make_pairs
+
+pytestmark = pytest.mark.django_db
+
+# People see 0.7 qa + 0.3 qb; the metrics "sharp" and "clean" measure qa and qb.
+MIX = {"sharp": 0.7, "clean": 0.3}
+
+
+def build(slug: str, *, pairs: int = 200, scenes: int = 10, seed: int = 0):
+    """A live NR study whose images have qualities qa and qb, scored by "sharp" (qa)
+    and "clean" (qb, lower is better: its score is -qb), one vote per pair through the
+    API by a person who sees the mixture with logistic noise."""
+    study = LiveStudyFactory(slug=slug, gold_rate=0.0)
+    make_pairs(study, pairs, votes=1, scenes=scenes)
+    rng = np.random.default_rng(seed)
+    images = list(Image.objects.filter(scene__study=study))
+    quality = {image.id: rng.standard_normal(2) for image in images}
+    Score.objects.bulk_create(
+        [Score(metric="sharp", version="v1", image=i, lower_better=False,
+               value=float(quality[i.id][0])) for i in images]
+        + [Score(metric="clean", version="v1", image=i, lower_better=True,
+                 value=float(-quality[i.id][1])) for i in images]
+    )  # fmt: skip
+    seen = {f"/media/{i.file}": 3.0 * (0.7 * quality[i.id][0] + 0.3 * quality[i.id][1])
+            for i in images}  # fmt: skip
+    api = APIClient()
+    for person in range(100):  # 40 answers each: under the per-session vote rate
+        url = f"/api/v1/studies/{study.slug}/sessions"
+        token = api.post(url, {"participant_id": f"p{person}"}, format="json").json()["token"]
+        for _ in range(40):
+            trial = api.get(f"/api/v1/sessions/{token}/next-trial")
+            if trial.status_code == 204:
+                return study
+            shown = trial.json()["images"]
+            gap = seen[shown["left"]] - seen[shown["right"]] + rng.logistic()
+            choice = "similar" if abs(gap) < 0.3 else "left" if gap > 0 else "right"
+            body = {"trial_id": trial.json()["trial_id"], "choice": choice, "response_ms": 1500}
+            assert post_vote(api, token, body).status_code == 201
+    raise AssertionError("the study never ran out of trials")
+
+
+def report_json(*slugs: str, extra=()) -> list[dict]:
+    out = StringIO()
+    call_command("agreement_report", *slugs, "--fusion", "--json", *extra, stdout=out)
+    return json.loads(out.getvalue())
+
+
+def test_agreement_report_fusion_reports_out_of_sample_figures_and_the_weights():
+    study = build("mix")
+    (report,) = report_json(study.slug)
+    fused = report["fusion"]
+    assert fused["status"] == "ok"
+    assert fused["name"] == "fusion (cross-validated)"
+    assert fused["n_pairs"] + fused["dropped_pairs"] == report["counts"]["labelled_pairs"]
+    assert fused["n_scenes"] == 10
+    assert fused["folds"] == 5
+    (whole,) = [row for row in fused["rows"] if row["subset"] == "all"]
+    assert whole["n_pairs"] == fused["n_pairs"]
+    assert 0.5 < whole["ci_low"] <= whole["accuracy"] <= whole["ci_high"]
+    # The weights per unit of each metric's oriented difference mix as people do.
+    unit = {c["metric"]: c["weight"] / c["scale"] for c in fused["coefficients"]}
+    assert unit["sharp"] > unit["clean"] > 0
+    assert unit["sharp"] / (unit["sharp"] + unit["clean"]) == pytest.approx(0.7, abs=0.15)
+    assert {c["metric"]: c["lower_better"] for c in fused["coefficients"]} == {
+        "sharp": False, "clean": True}  # fmt: skip
+    # Single metrics judged on the same pairs as the fusion, the best named.
+    assert fused["best_single"]["metric"] == "sharp"
+    assert fused["best_single"]["n_pairs"] == fused["n_pairs"]
+    text = StringIO()
+    call_command("agreement_report", study.slug, "--fusion", "--samples", "100", stdout=text)
+    assert "Fusion of the metrics (fusion (cross-validated)):" in text.getvalue()
+    assert "against the best single metric on the same pairs, sharp" in text.getvalue()
+    # Without --fusion, the report is as before: no fusion key.
+    out = StringIO()
+    call_command("agreement_report", study.slug, "--json", stdout=out)
+    assert "fusion" not in json.loads(out.getvalue())[0]
+
+
+def test_a_study_too_small_to_fuse_says_so_instead_of_a_number():
+    study = build("small", pairs=60, scenes=3)
+    (report,) = report_json(study.slug)
+    fused = report["fusion"]
+    assert fused["status"] == "not enough labelled pairs"
+    assert "at least 100 pairs in 5 scenes" in fused["message"]
+    assert "rows" not in fused
+    text = StringIO()
+    call_command("agreement_report", study.slug, "--fusion", "--samples", "50", stdout=text)
+    assert "not enough labelled pairs" in text.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_live_row_equals_agreement_report_fusion_json():
+    study = build("live-mix")
+    (expected,) = report_json(study.slug)
+    # The live refresh (from the kept counts) computes the row with its first intervals:
+    # the same labels and scores, so the same out-of-sample figures.
+    live = agreement_snapshot_refresh(study=study, mode="live")
+    assert live.exact is False
+    assert live.report["fusion"]["rows"] == expected["fusion"]["rows"]
+    assert live.report["fusion"]["coefficients"] == expected["fusion"]["coefficients"]
+    # The exact refresh, as the worker stores it once votes stop: the whole object.
+    exact = agreement_snapshot_refresh(study=study, mode="exact")
+    assert exact.report["fusion"] == expected["fusion"]
+    # And the API serves it as stored.
+    from django.contrib.auth import get_user_model
+
+    api = APIClient()
+    api.force_authenticate(get_user_model().objects.create_user("ada", is_staff=True))
+    body = api.get(f"/api/v1/studies/{study.slug}/agreement").json()
+    assert body["fusion"] == expected["fusion"]
+    # A live refresh whose intervals are not due carries the row, as it carries them.
+    carried = agreement_snapshot_refresh(study=study, mode="live")
+    assert carried.report["fusion"] == expected["fusion"]
+    assert AgreementSnapshot.objects.get(study=study, variant="counted").exact is False
+
+
+def train(tmp_path, *slugs: str, name: str = "fusion_lab") -> dict:
+    out = tmp_path / "fusion_lab.json"
+    text = StringIO()
+    call_command("fusion_train", *slugs, "--out", str(out), "--name", name, "--samples", "200",
+                 stdout=text)  # fmt: skip
+    assert f"Wrote {out}: metric {name} (NR)" in text.getvalue()
+    return json.loads(out.read_text())
+
+
+def test_fusion_train_writes_a_plug_in_that_scores_a_new_study_from_its_components(
+    tmp_path, settings
+):
+    build("train-a")
+    model = train(tmp_path, "train-a")
+    assert model["format"] == "iqa-platform-fusion/1"
+    assert model["kind"] == "NR"
+    assert model["lower_better"] is False
+    components = {c["metric"]: c for c in model["components"]}
+    assert set(components) == set(MIX)
+    assert {c["version"] for c in components.values()} == {"v1"}
+    assert model["training"]["studies"] == ["train-a"]
+    assert model["training"]["evaluation"]["status"] == "ok"
+    assert model["training"]["cross_study"] == []
+
+    settings.IQA_METRIC_PLUGINS = [str(tmp_path / "fusion_lab.json")]
+    spec = metric_get("fusion_lab")
+    assert spec.derived
+    assert spec.kind == "NR"
+    assert not spec.lower_better
+    new = build("new-study", pairs=30, scenes=3, seed=4)
+    images = list(Image.objects.filter(scene__study=new).order_by("pk"))
+    # One image's "clean" score failed; another image has no "clean" score yet.
+    failed, waiting = images[0], images[1]
+    Score.objects.filter(image=failed, metric="clean").update(value=None, error="undecodable")
+    Score.objects.filter(image=waiting, metric="clean").delete()
+    (plan,) = scoring_services.study_score(study=new, specs=[spec])
+    assert plan.queued == len(images)
+    batch_ids = list(ScoreBatch.objects.filter(study=new, metric="fusion_lab").values_list(
+        "pk", flat=True))  # fmt: skip
+    stuck = []
+    for batch_id in batch_ids:
+        try:
+            scoring_services.batch_score(batch_id=batch_id)
+        except MetricUnavailable as exc:
+            stuck.append((batch_id, str(exc)))
+    # The batch holding the image without a component score waits, saying why.
+    ((batch_id, reason),) = stuck
+    assert "waits for its components' scores: clean (v1) on 1 items" in reason
+    assert ScoreBatch.objects.get(pk=batch_id).state == ScoreBatch.State.PENDING
+    fused = {s.image_id: s for s in Score.objects.filter(metric="fusion_lab")}
+    assert waiting.pk not in fused
+    assert fused[failed.pk].value is None
+    assert fused[failed.pk].error == "component clean failed: undecodable"
+    values = {(s.metric, s.image_id): s.value for s in Score.objects.filter(metric__in=MIX)}
+    for image in images[2:]:
+        expected = sum(
+            c["weight"] * (-1 if c["lower_better"] else 1) * values[(m, image.pk)] / c["scale"]
+            for m, c in components.items()
+        )
+        assert fused[image.pk].value == pytest.approx(expected, rel=1e-12)
+        assert fused[image.pk].version == "plugin-" + spec.plugin.version
+    # Once the component is scored, the batch that waited completes.
+    Score.objects.create(metric="clean", version="v1", image=waiting, value=0.25,
+                         lower_better=True)  # fmt: skip
+    scoring_services.batch_score(batch_id=batch_id)
+    assert ScoreBatch.objects.get(pk=batch_id).state == ScoreBatch.State.DONE
+    assert Score.objects.filter(metric="fusion_lab", image=waiting).exists()
+    # The fused metric is then in the new study's report like any other metric.
+    (report,) = report_json("new-study", extra=("--samples", "50"))
+    assert "fusion_lab" in {row["metric"] for row in report["agreement"]}
+
+
+def test_fusion_train_on_two_studies_gives_the_cross_study_table(tmp_path):
+    build("study-x", seed=1)
+    build("study-y", seed=2)
+    model = train(tmp_path, "study-x", "study-y", name="fusion_xy")
+    rows = {(r["trained_on"], r["evaluated_on"]): r for r in model["training"]["cross_study"]}
+    assert set(rows) == {(x, y) for x in ("study-x", "study-y") for y in ("study-x", "study-y")}
+    assert rows[("study-x", "study-x")]["cross_validated"] is True
+    across = rows[("study-x", "study-y")]
+    assert across["cross_validated"] is False
+    assert across["status"] == "ok"
+    assert across["n_pairs"] > 150
+    assert across["best_single"]["metric"] == "sharp"
+    assert model["training"]["evaluation"]["n_scenes"] == 20  # the two studies' scenes
+
+
+def test_fusion_train_refuses_what_it_cannot_train(tmp_path):
+    build("tiny", pairs=40, scenes=2)
+    with pytest.raises(CommandError, match="no fusion model: not enough labelled pairs"):
+        call_command("fusion_train", "tiny", "--out", str(tmp_path / "m.json"))
+    assert not (tmp_path / "m.json").exists()
+    with pytest.raises(CommandError, match=r"must end in \.json"):
+        call_command("fusion_train", "tiny", "--out", str(tmp_path / "m.txt"))
+    with pytest.raises(CommandError, match="no study 'nope'"):
+        call_command("fusion_train", "nope", "--out", str(tmp_path / "m.json"))
+
+
+def test_a_plug_in_file_that_is_not_a_fusion_model_is_refused_by_name(tmp_path, settings):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "iqa-platform-fusion/1", "name": "x",
+                               "components": [{"metric": "psnr"}]}))  # fmt: skip
+    settings.IQA_METRIC_PLUGINS = [str(bad)]
+    with pytest.raises(UnknownMetric, match=r"bad.json: a component lacks version, kind"):
+        registry()
+    settings.IQA_METRIC_PLUGINS = [str(tmp_path / "missing.json")]
+    with pytest.raises(UnknownMetric, match=r"missing\.json cannot be read"):
+        registry()
