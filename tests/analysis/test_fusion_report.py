@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from analysis.models import AgreementSnapshot
 from analysis.services import agreement_snapshot_refresh
+from analysis.tables import headline_csv, headline_latex
 from annotation.models import Image
 from scoring import services as scoring_services
 from scoring.errors import MetricUnavailable, UnknownMetric
@@ -26,11 +27,11 @@ pytestmark = pytest.mark.django_db
 MIX = {"sharp": 0.7, "clean": 0.3}
 
 
-def build(slug: str, *, pairs: int = 200, scenes: int = 10, seed: int = 0):
+def build(slug: str, *, pairs: int = 200, scenes: int = 10, seed: int = 0, owner=None):
     """A live NR study whose images have qualities qa and qb, scored by "sharp" (qa)
     and "clean" (qb, lower is better: its score is -qb), one vote per pair through the
     API by a person who sees the mixture with logistic noise."""
-    study = LiveStudyFactory(slug=slug, gold_rate=0.0)
+    study = LiveStudyFactory(slug=slug, gold_rate=0.0, owner=owner)
     make_pairs(study, pairs, votes=1, scenes=scenes)
     rng = np.random.default_rng(seed)
     images = list(Image.objects.filter(scene__study=study))
@@ -128,6 +129,13 @@ def test_the_live_row_equals_agreement_report_fusion_json():
     api.force_authenticate(get_user_model().objects.create_user("ada", is_staff=True))
     body = api.get(f"/api/v1/studies/{study.slug}/agreement").json()
     assert body["fusion"] == expected["fusion"]
+    # The downloads' headline table ends with its row, in its own group.
+    whole = expected["fusion"]["rows"][0]
+    latex = headline_latex(body).splitlines()
+    (line,) = [line for line in latex if line.startswith("fusion (cross-validated)")]
+    assert f" & {whole['accuracy']:.3f} & {whole['accuracy_2afc']:.3f} & " in line
+    assert latex[latex.index(line) - 1] == r"\midrule"
+    assert headline_csv(body).splitlines()[-1].startswith("fusion (cross-validated),fusion,,")
     # A live refresh whose intervals are not due carries the row, as it carries them.
     carried = agreement_snapshot_refresh(study=study, mode="live")
     assert carried.report["fusion"] == expected["fusion"]

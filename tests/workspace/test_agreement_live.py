@@ -207,8 +207,12 @@ def test_the_report_page_follows_votes_without_a_reload(server, chromium):
                 timeout=BOUND_SECONDS * 1000,
             )
             first = int(as_of.get_attribute("data-votes"))
-            assert page.locator("[data-headline] tbody tr").count() == 2
-            best = page.locator("[data-headline] tbody tr").first.locator("th")
+            metric_rows = page.locator("[data-headline] tbody tr:not(.fusion)")
+            assert metric_rows.count() == 2
+            # 24 pairs in 4 scenes are too few to fuse the metrics: the row says so.
+            fusion_row = page.locator("[data-headline] tbody tr.fusion")
+            assert "not enough labelled pairs" in fusion_row.text_content()
+            best = metric_rows.first.locator("th")
             assert best.text_content().startswith("musiq")  # best first
             for name in ("bars", "heat", "scatter", "hist"):
                 page.wait_for_selector(f"#chart-{name}[data-chart-ready] svg")
@@ -216,7 +220,8 @@ def test_the_report_page_follows_votes_without_a_reload(server, chromium):
             page.select_option("#ctl-kind", "NR")
             page.fill("#ctl-names", "musiq")
             page.wait_for_function(
-                "() => document.querySelectorAll('[data-headline] tbody tr').length === 1"
+                "() => document.querySelectorAll('[data-headline] tbody tr:not(.fusion)')"
+                ".length === 1"
             )
             page.evaluate("() => window.scrollTo(0, 400)")
             page.wait_for_function(
@@ -241,7 +246,7 @@ def test_the_report_page_follows_votes_without_a_reload(server, chromium):
         assert page.evaluate("() => window.scrollY") == 400
         assert page.input_value("#ctl-names") == "musiq"
         assert page.input_value("#ctl-kind") == "NR"
-        rows = page.locator("[data-headline] tbody tr")
+        rows = page.locator("[data-headline] tbody tr:not(.fusion)")
         assert rows.count() == 1
         assert rows.first.locator("th").text_content().startswith("musiq")
         page.screenshot(path=SCREENS / "agreement-1280.png")
@@ -466,3 +471,50 @@ def test_tie_bands_preview_from_the_curve_survives_live_updates_and_save_stores_
     assert not errors, errors
     refused = [line for line in console if "Content Security Policy" in line]
     assert not refused, refused
+
+
+def test_the_fusion_row_shows_the_out_of_sample_figures_below_the_metrics(server, chromium):
+    """A study with enough labelled pairs: the headline table ends with the fusion
+    metric's row, its accuracy, 2AFC and pairs those of the snapshot (``agreement_report
+    --fusion``), and its comparison with the best single metric; in the CSV too."""
+    from analysis.services import agreement_snapshot_refresh
+    from tests.analysis.test_fusion_report import build
+
+    user = get_user_model().objects.create_user("ada", password="a long password 1")
+    study = build("mixture", owner=user)
+    fused = agreement_snapshot_refresh(study=study, mode="exact").report["fusion"]
+    assert fused["status"] == "ok"
+    whole = fused["rows"][0]
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    context = chromium.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(f"{server.url}/login/?next=/studies/{study.slug}/agreement/")
+        page.fill("#id_username", "ada")
+        page.fill("#id_password", "a long password 1")
+        page.click("button[type=submit]")
+        row = page.locator("[data-headline] tbody tr.fusion[data-fusion='ok']")
+        row.wait_for(timeout=BOUND_SECONDS * 1000)
+        rows = page.locator("[data-headline] tbody tr")
+        assert rows.count() == 3  # sharp, clean, then the fusion
+        assert rows.last.get_attribute("data-fusion") == "ok"
+        assert row.locator("th").text_content() == "fusion (cross-validated)"
+        cells = row.locator("td")
+        assert cells.nth(0).text_content() == "fusion"
+        assert cells.nth(1).text_content().startswith(f"{whole['accuracy']:.3f} [")
+        assert cells.nth(2).text_content() == f"{whole['accuracy_2afc']:.3f}"
+        assert cells.nth(6).text_content() == f"{whole['n_pairs']:,}"
+        assert cells.nth(7).text_content().startswith(f"vs {fused['best_single']['metric']}: ")
+        page.screenshot(path=SCREENS / "agreement-fusion-1280.png")
+        with page.expect_download() as download:
+            page.click("[data-download='csv']")
+        table = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+        assert table[-1]["metric"] == "fusion (cross-validated)"
+        assert float(table[-1]["accuracy all"]) == pytest.approx(whole["accuracy"])
+        page.set_viewport_size({"width": 1920, "height": 1080})
+        page.screenshot(path=SCREENS / "agreement-fusion-1920.png")
+    finally:
+        context.close()
+    assert not errors, errors
