@@ -11,11 +11,14 @@ intercept, so swapping a pair's sides flips the prediction (scikit-learn's
 similar vote counts as half a win for each side, as the A-FINE protocol reads "similar".
 The three-way outcome (a, similar, b) comes from a tie band delta on w . d, chosen on
 the training pairs by the rule ``--calibrate-delta`` uses (``agreement.best_delta``).
+This two-step model stands in for an ordinal logit with a symmetric similar band, which
+scikit-learn does not have: the direction w is what matters for every figure at delta 0,
+and the similar votes inform it as halves, as they do the A-FINE Thurstone scores.
 
 Why linear. w . d = f(a) - f(b) with f(x) = sum_m w_m sign_m m(x) / scale_m, so the
 fused model is itself an image score: a metric that ``scoring/fusion.py`` applies to new
 studies from the component metrics' stored scores. A non-linear model of the differences
-would not be an image score. None is offered; the note on the issue says so.
+would not be an image score, so none is offered.
 
 Missing scores. A metric enters only if it has a score for both images of at least
 ``COVERAGE`` of the labelled pairs. The other metrics are listed with their coverage.
@@ -46,6 +49,7 @@ import pandas as pd
 from scipy.special import log_expit
 
 from analysis import agreement
+from scoring.fusion import FORMAT, VERSION_PREFIX
 
 NAME = "fusion (cross-validated)"
 MIN_PAIRS = 100  # usable labelled pairs
@@ -54,7 +58,6 @@ FOLDS = 5
 INNER_FOLDS = 4
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
 COVERAGE = 0.95
-FORMAT = "iqa-platform-fusion/1"
 
 NOT_ENOUGH = "not enough labelled pairs"
 TOO_FEW_METRICS = "fewer than two metrics with scores"
@@ -114,14 +117,18 @@ def _scale(x: np.ndarray) -> np.ndarray:
     return np.where(scale > 0, scale, 1.0)
 
 
+def _wins(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair's wins of a and of b: a similar vote half a win each way."""
+    return counts[:, 0] + counts[:, 1] / 2.0, counts[:, 2] + counts[:, 1] / 2.0
+
+
 def _rows(x: np.ndarray, counts: np.ndarray):
     """The votes as weighted rows of a binary problem: every other pair turned round
     (b against a; the same likelihood without an intercept) so that both classes occur
     whatever the votes; a similar vote half a win each way."""
     sign = np.where(np.arange(len(x)) % 2 == 0, 1.0, -1.0)
     turned = x * sign[:, None]
-    win_a = counts[:, 0] + counts[:, 1] / 2.0
-    win_b = counts[:, 2] + counts[:, 1] / 2.0
+    win_a, win_b = _wins(counts)
     first = np.where(sign > 0, win_a, win_b)
     second = np.where(sign > 0, win_b, win_a)
     rows = np.vstack([turned, turned])
@@ -158,8 +165,7 @@ def _fit(model, x: np.ndarray, counts: np.ndarray) -> np.ndarray:
 def _log_loss(x: np.ndarray, counts: np.ndarray, coef: np.ndarray) -> tuple[float, float]:
     """(summed log loss of the votes, their weight): a similar vote half each way."""
     z = x @ coef
-    win_a = counts[:, 0] + counts[:, 1] / 2.0
-    win_b = counts[:, 2] + counts[:, 1] / 2.0
+    win_a, win_b = _wins(counts)
     return float(-(win_a * log_expit(z) + win_b * log_expit(-z)).sum()), float(
         (win_a + win_b).sum()
     )
@@ -389,11 +395,13 @@ def model_file(
         raise ValueError(evaluation["message"])
     components = []
     for row in sorted(evaluation["coefficients"], key=lambda r: r["metric"]):
+        if row["metric"] not in kinds or row["metric"] not in versions:
+            raise ValueError(f"{row['metric']}: its kind and version are needed")
         components.append(
             {
                 "metric": row["metric"],
-                "version": versions.get(row["metric"], ""),
-                "kind": kinds.get(row["metric"], "FR"),
+                "version": versions[row["metric"]],
+                "kind": kinds[row["metric"]],
                 "lower_better": row["lower_better"],
                 "scale": row["scale"],
                 "weight": row["weight"],
@@ -410,6 +418,12 @@ def model_file(
         # What it was trained on and how it did there, out of sample (``evaluate``).
         "training": {"studies": studies, "evaluation": evaluation},
     }
+
+
+def derived_metrics(versions: dict[str, str]) -> set[str]:
+    """The metrics whose scores a fusion model computed (``scoring/fusion.py``): never
+    features of a new fusion (they were fitted to labels, perhaps these very ones)."""
+    return {metric for metric, version in versions.items() if version.startswith(VERSION_PREFIX)}
 
 
 def apply(model: dict, data: FusionData) -> np.ndarray:

@@ -211,7 +211,7 @@ def report_text(report: Report) -> str:
             lines.append(
                 f"  {top} - {row.metric_b}: {row.difference:+.3f} "
                 f"[{row.ci_low:+.3f},{row.ci_high:+.3f}], "
-                + (f"p={row.p_value:.3g}" if row.p_value > 0 else f"p<{1 / report.samples:g}")
+                + _p(row.p_value, report.samples)
                 + f" (n={row.n_pairs})"
                 + ("!" if row.n_pairs < MIN_PAIRS else "")
             )
@@ -221,6 +221,9 @@ def report_text(report: Report) -> str:
 
 
 def _p(value: float, samples: int) -> str:
+    """A bootstrap p-value: below one resample's share it is "p<1/samples"."""
+    if value is None or not math.isfinite(value):
+        return "p=-"
     return f"p={value:.3g}" if value > 0 else f"p<{1 / samples:g}"
 
 

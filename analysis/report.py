@@ -308,12 +308,6 @@ def agreement_tables(
     values = wide.to_numpy(dtype=np.float64)
     row = pd.Series(np.arange(len(wide)), index=wide.index)
 
-    def gather(rows: np.ndarray) -> np.ndarray:
-        out = np.full((len(rows), len(metrics)), np.nan)
-        present = ~np.isnan(rows)
-        out[present] = values[rows[present].astype(np.int64)]
-        return out
-
     label = agreement.label_codes(study_pairs["majority"].to_numpy())[:, None]
     subsets = pair_subsets(study_pairs, images, design)
     membership = subsets.to_numpy(dtype=np.float64)  # (pairs, subsets)
@@ -331,8 +325,8 @@ def agreement_tables(
     )
 
     # Correlations with the human scores within scenes (subset "all" only).
-    oriented = np.where(lower.to_numpy()[None, :], -1.0, 1.0) * gather(
-        row.reindex(scaled["image_id"]).to_numpy()
+    oriented = np.where(lower.to_numpy()[None, :], -1.0, 1.0) * _gather(
+        values, row.reindex(scaled["image_id"]).to_numpy()
     )
     scene_codes, _ = pd.factorize(scaled["scene"])
     correlations = scene_correlations(
@@ -462,6 +456,15 @@ def scene_correlations(
     return {name: values.copy() for name, values in result.items()}
 
 
+def _gather(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The rows of ``values`` (images x metrics) at ``rows`` (float positions, NaN for an
+    image without scores: a row of NaN)."""
+    out = np.full((len(rows), values.shape[1]), np.nan)
+    present = ~np.isnan(rows)
+    out[present] = values[rows[present].astype(np.int64)]
+    return out
+
+
 def pair_differences(
     study_pairs: pd.DataFrame, scores: pd.DataFrame
 ) -> tuple[list[str], np.ndarray]:
@@ -488,16 +491,10 @@ def _pair_differences(
     values = wide.to_numpy(dtype=np.float64)
     row = pd.Series(np.arange(len(wide)), index=wide.index)
 
-    def gather(rows: np.ndarray) -> np.ndarray:
-        out = np.full((len(rows), len(metrics)), np.nan)
-        present = ~np.isnan(rows)
-        out[present] = values[rows[present].astype(np.int64)]
-        return out
-
     a_rows = row.reindex(study_pairs["image_a"]).to_numpy()
     b_rows = row.reindex(study_pairs["image_b"]).to_numpy()
     return metrics, agreement.oriented_difference(
-        gather(a_rows), gather(b_rows), lower.to_numpy()[None, :]
+        _gather(values, a_rows), _gather(values, b_rows), lower.to_numpy()[None, :]
     )
 
 
@@ -579,18 +576,15 @@ def fusion_inputs(
 ) -> fusion.FusionData:
     """What ``fusion.evaluate`` learns from, for one study's labelled pairs: the metrics'
     oriented differences, the counted votes, the labels, the scenes as groups, the
-    subsets, and per compared image the metrics' oriented values and ``human`` score."""
+    subsets, and per compared image the metrics' oriented values and ``human`` score.
+    ``scores`` hold no fusion model's scores (``without_derived``)."""
     metrics, difference = pair_differences(study_pairs, scores)
     wide, lower = metric_table(scores)
     codes, scenes = pd.factorize(study_pairs["scene"], sort=True)
     scene_code = pd.Series(np.arange(len(scenes)), index=scenes)
     if metrics and len(scaled):
         at = pd.Series(np.arange(len(wide)), index=wide.index).reindex(scaled["image_id"])
-        image_values = np.full((len(scaled), len(metrics)), np.nan)
-        present = at.notna().to_numpy()
-        image_values[present] = wide.to_numpy(dtype=np.float64)[
-            at.to_numpy()[present].astype(np.int64)
-        ]
+        image_values = _gather(wide.to_numpy(dtype=np.float64), at.to_numpy())
         image_values *= np.where(lower.to_numpy(), -1.0, 1.0)[None, :]
     else:
         image_values = np.zeros((len(scaled), len(metrics)))
@@ -610,6 +604,13 @@ def fusion_inputs(
     )
 
 
+def without_derived(scores: pd.DataFrame, versions: dict[str, str]) -> pd.DataFrame:
+    """The scores less those a fusion model computed (``fusion.derived_metrics``); the
+    same frame when there are none (the differences' cache is kept by frame)."""
+    derived = fusion.derived_metrics(versions)
+    return scores[~scores["metric"].isin(derived)] if derived else scores
+
+
 def study_fusion(
     study_pairs: pd.DataFrame,
     images: pd.DataFrame,
@@ -617,12 +618,15 @@ def study_fusion(
     scaled: pd.DataFrame,
     *,
     design: str,
+    versions: dict[str, str],
     samples: int,
     seed: int,
     human: str = "thurstone",
 ) -> dict:
     """The fusion metric's cross-validated evaluation on the study (``fusion.evaluate``),
-    from its own random stream, so the other figures do not depend on whether it ran."""
+    from its own random stream, so the other figures do not depend on whether it ran.
+    A fusion model's own scores (``versions``) are not among the features."""
+    scores = without_derived(scores, versions)
     data = fusion_inputs(study_pairs, images, scores, scaled, design=design, human=human)
     return fusion.evaluate(data, samples=samples, rng=np.random.default_rng([seed, 3]))
 
@@ -634,7 +638,8 @@ def study_fusion_data(data: StudyData) -> fusion.FusionData:
     scaled = image_scores(
         study_pairs, data.images, intervals=False, samples=0, rng=np.random.default_rng(0)
     )
-    return fusion_inputs(study_pairs, data.images, data.scores, scaled, design=data.design)
+    scores = without_derived(data.scores, data.versions)
+    return fusion_inputs(study_pairs, data.images, scores, scaled, design=data.design)
 
 
 def labelled_study_pairs(pairs: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
@@ -730,6 +735,7 @@ def study_report(
             data.scores,
             scaled,
             design=data.design,
+            versions=data.versions,
             samples=samples,
             seed=seed,
             human=HUMAN_SCORE[model],

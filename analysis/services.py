@@ -394,21 +394,20 @@ def live_report(
                        INTERVAL_COLUMNS)  # fmt: skip
         comparisons = _carry(comparisons, previous.get("comparisons", []),
                              ["metric_a", "metric_b"], COMPARISON_INTERVALS)  # fmt: skip
-    # The fusion metric's nested cross-validation is redrawn with the intervals (it is
-    # the costliest figure), and carried between draws like them.
-    fused = (
-        study_fusion(
-            study_pairs,
-            data.images,
-            data.scores,
-            scaled,
-            design=data.design,
-            samples=SAMPLES,
-            seed=SEED,
-        )
-        if intervals
-        else (snapshot.report or {}).get("fusion", {})
-    )
+    # The fusion metric's nested cross-validation is redrawn with the intervals, but at
+    # most once per FUSION_COST_FACTOR times its last duration (at 100,000 pairs it takes
+    # seconds), and carried between draws like them.
+    previous = snapshot.report or {}
+    drawn = (previous.get("live") or {}).get("fusion") or {}
+    if intervals and _fusion_due(drawn):
+        started = time.perf_counter()
+        fused = study_fusion(
+            study_pairs, data.images, data.scores, scaled, design=data.design,
+            versions=data.versions, samples=SAMPLES, seed=SEED,
+        )  # fmt: skip
+        drawn = {"as_of": timezone.now().isoformat(), "seconds": time.perf_counter() - started}
+    else:
+        fused = previous.get("fusion", {})
     report = Report(
         slug=data.slug, design=data.design, rules=data.rules, deltas=data.deltas,
         samples=SAMPLES, seed=SEED, annotators=annotators, pairs=labels, image_scores=scaled,
@@ -416,7 +415,19 @@ def live_report(
         counts=report_counts(tally, study_pairs, scaled), fusion=fused,
     )  # fmt: skip
     return report, data, {"refitted_scenes": refitted, "fits": live.fits_dump(fits),
-                          "metric_kinds": kinds}  # fmt: skip
+                          "metric_kinds": kinds, "fusion": drawn}  # fmt: skip
+
+
+FUSION_COST_FACTOR = 10
+
+
+def _fusion_due(drawn: dict) -> bool:
+    """Whether the live refresh recomputes the fusion row: none computed live yet, or its
+    last computation is older than ``FUSION_COST_FACTOR`` times what it took."""
+    if not drawn.get("as_of"):
+        return True
+    age = (timezone.now() - datetime.fromisoformat(drawn["as_of"])).total_seconds()
+    return age >= FUSION_COST_FACTOR * float(drawn.get("seconds", 0.0))
 
 
 def _intervals_due(snapshot: AgreementSnapshot, answered: int) -> bool:
@@ -495,6 +506,7 @@ def agreement_snapshot_refresh(
                 }
                 if due
                 else drawn,
+                "fusion": extra["fusion"],
             }
             fits, kinds = extra["fits"], extra["metric_kinds"]
         body = report_dict(report)
@@ -657,11 +669,9 @@ def fusion_model_train(
         for metric, version in data.versions.items():
             versions.setdefault(metric, {})[study.slug] = version
     combined = parts[0] if len(parts) == 1 else fusion.data_concat(parts)
-    rng = np.random.default_rng([seed, 3])
-    evaluation = fusion.evaluate(combined, samples=samples, rng=rng)
-    if evaluation["status"] != "ok":
-        raise DomainError(f"no fusion model: {evaluation['message']}")
-    mixed = {m: v for m in evaluation["metrics"] if len(set((v := versions[m]).values())) > 1}
+    entering, _, _ = fusion.usable(combined)
+    names = [combined.metrics[j] for j in entering]
+    mixed = {m: v for m in names if len(set((v := versions[m]).values())) > 1}
     if mixed:
         detail = "; ".join(
             f"{m}: " + ", ".join(f"{version} in {slug}" for slug, version in v.items())
@@ -671,6 +681,10 @@ def fusion_model_train(
             f"metrics scored with different versions in these studies ({detail}): score "
             "them with the same version, or train on one study"
         )
+    rng = np.random.default_rng([seed, 3])
+    evaluation = fusion.evaluate(combined, samples=samples, rng=rng)
+    if evaluation["status"] != "ok":
+        raise DomainError(f"no fusion model: {evaluation['message']}")
     slugs = [study.slug for study in studies]
     model = fusion.model_file(
         combined, evaluation, name=name, kinds=kinds, studies=slugs,
@@ -692,8 +706,16 @@ def _cross_study(studies: list[Study], parts: list, *, samples: int, rng) -> lis
             rows += [{"trained_on": study_x.slug, "evaluated_on": s.slug,
                       "status": own["message"]} for s in studies]  # fmt: skip
             continue
-        model = fusion.model_file(part_x, own, name="cross", kinds={}, versions={},
-                                  studies=[study_x.slug])  # fmt: skip
+        names = [row["metric"] for row in own["coefficients"]]
+        # (only its weights and scales are applied: ``fusion.transfer``)
+        model = fusion.model_file(
+            part_x,
+            own,
+            name="cross",
+            kinds=dict.fromkeys(names, "FR"),
+            versions=dict.fromkeys(names, "-"),
+            studies=[study_x.slug],
+        )
         for y, (study_y, part_y) in enumerate(zip(studies, parts, strict=True)):
             if x == y:
                 figures = {"status": "ok", **own["rows"][0], "best_single": own["best_single"],

@@ -397,7 +397,8 @@ LOGGING = {
 # Scoring. Pretrained weights live in one folder (PyTorch's TORCH_HOME for the workers);
 # nothing is downloaded at run time.
 IQA_WEIGHTS_DIR = Path(os.environ.get("IQA_WEIGHTS_DIR", DATA_DIR / "weights"))
-# Plug-in metrics: dotted paths to objects with the registry's interface.
+# Plug-in metrics: dotted paths to objects with the registry's interface, or paths of
+# fusion model files (``manage.py fusion_train``, ending in .json).
 IQA_METRIC_PLUGINS = env_list("IQA_METRIC_PLUGINS", "")
 # The queue scoring tasks go to ("gpu" where GPU workers serve it); empty: the default queue.
 IQA_SCORING_QUEUE = os.environ.get("IQA_SCORING_QUEUE", "")

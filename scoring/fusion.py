@@ -14,41 +14,66 @@ failed fails with that component's error.
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 
 from scoring.errors import UnknownMetric
 
 FORMAT = "iqa-platform-fusion/1"
 COMPONENT_KEYS = ("metric", "version", "kind", "lower_better", "scale", "weight")
+# A fusion metric's name: what Score.metric holds, and a plain word on a command line.
+NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# A derived metric's version starts so (``plugin-`` + ``FusionMetric.version``): the
+# analysis leaves such scores out of a new fusion (they were fitted to labels).
+VERSION_PREFIX = "plugin-fusion-"
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def model_check(model: object, source: str = "the fusion model") -> dict:
-    """The model if it is a fusion model file's content, else UnknownMetric naming what
-    is wrong."""
+    """The model if it is a well-formed fusion model file's content, else UnknownMetric
+    naming what is wrong: the format, a name (letters, digits, ``_ . -``, at most 64)
+    that is not one of its components, and components with a metric and a version
+    (non-empty strings), a kind (FR or NR), ``lower_better`` (true or false), a scale
+    (a number above 0) and a weight (a finite number), each metric once."""
     if not isinstance(model, dict) or model.get("format") != FORMAT:
         raise UnknownMetric(f"{source} is not a fusion model (format {FORMAT!r})")
     name = model.get("name")
-    if not isinstance(name, str) or not name or len(name) > 64:
-        raise UnknownMetric(f"{source}: name must be a string of 1 to 64 characters")
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise UnknownMetric(
+            f"{source}: name must be 1 to 64 letters, digits, _ . or - (not {name!r})"
+        )
     components = model.get("components")
     if not isinstance(components, list) or not components:
         raise UnknownMetric(f"{source}: components must be a non-empty list")
-    for component in components:
-        missing = [
-            k for k in COMPONENT_KEYS if not isinstance(component, dict) or k not in component
-        ]
+    for n, component in enumerate(components):
+        if not isinstance(component, dict):
+            raise UnknownMetric(f"{source}: component {n} is not an object")
+        missing = [k for k in COMPONENT_KEYS if k not in component]
         if missing:
-            raise UnknownMetric(f"{source}: a component lacks {', '.join(missing)}")
+            raise UnknownMetric(f"{source}: component {n} lacks {', '.join(missing)}")
+        if not _text(component["metric"]) or not _text(component["version"]):
+            raise UnknownMetric(f"{source}: component {n}'s metric and version must be text")
+        label = f"{source}: {component['metric']}'s"
         if component["kind"] not in ("FR", "NR"):
-            raise UnknownMetric(f"{source}: {component['metric']}'s kind must be FR or NR")
-        for key in ("scale", "weight"):
-            value = component[key]
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise UnknownMetric(f"{source}: {component['metric']}'s {key} is not a number")
-            if not math.isfinite(value) or (key == "scale" and value <= 0):
-                raise UnknownMetric(f"{source}: {component['metric']}'s {key} is {value}")
-    if len({c["metric"] for c in components}) != len(components):
+            raise UnknownMetric(f"{label} kind must be FR or NR")
+        if not isinstance(component["lower_better"], bool):
+            raise UnknownMetric(f"{label} lower_better must be true or false")
+        if not _number(component["weight"]):
+            raise UnknownMetric(f"{label} weight is not a finite number")
+        if not _number(component["scale"]) or component["scale"] <= 0:
+            raise UnknownMetric(f"{label} scale must be a number above 0")
+    names = [c["metric"] for c in components]
+    if len(set(names)) != len(names):
         raise UnknownMetric(f"{source}: a component metric is named twice")
+    if name in names:
+        raise UnknownMetric(f"{source}: the name {name!r} is one of its components")
     return model
 
 
@@ -73,6 +98,10 @@ class FusionMetric:
         self.score_range = ""
         canonical = json.dumps(model, sort_keys=True).encode()
         self.version = "fusion-" + hashlib.sha256(canonical).hexdigest()[:16]
+
+    def reloaded(self) -> "FusionMetric":
+        """The file as it is now (a worker's registry keeps the one it read at start)."""
+        return FusionMetric(self.path)
 
     def combine(self, values: dict[str, float]) -> float:
         """The fused score of one item from its components' values (by metric name)."""

@@ -131,7 +131,13 @@ def plugin_specs() -> dict[str, MetricSpec]:
 
 @functools.cache
 def _registry(plugins: tuple[str, ...]) -> dict[str, MetricSpec]:
-    return {**pyiqa_specs(), **plugin_specs()}
+    own, added = pyiqa_specs(), plugin_specs()
+    for spec in added.values():
+        if spec.derived and spec.name in own:
+            # (a derived metric under a pyiqa name would take that metric's place in
+            # every study, and wait for its own scores)
+            raise UnknownMetric(f"plug-in {spec.source}: {spec.name!r} is a pyiqa metric's name")
+    return {**own, **added}
 
 
 def registry() -> dict[str, MetricSpec]:

@@ -4,6 +4,7 @@ What is left to score is always read from the database: an item is done once its
 row exists (value or error), for the metric's current version.
 """
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -171,6 +172,9 @@ def study_score(
     # Derived metrics (a fusion model) after their components: a worker takes batches in
     # the order they are sent.
     specs = sorted(specs, key=lambda spec: spec.derived)
+    _, refused = specs_for_study(specs, study)
+    if refused:
+        raise DomainError(refused[0])
     sizes = dict(Image.objects.filter(scene__study=study).values_list("pk", "width").order_by())
     # Versions first: they hash the weight files (gigabytes on a first call), which must
     # not happen while the transaction below holds its locks.
@@ -183,7 +187,7 @@ def study_score(
                     metric=spec.name,
                     version=version,
                     image__scene__study=study,
-                    error__regex=STORE_ERRORS,
+                    error__regex=STORE_ERRORS if not spec.derived else f"^{COMPONENT_FAILED} ",
                 ).delete()
             items = study_items(study, spec)
             done = _done_items(study, spec.name, version)
@@ -226,6 +230,24 @@ def study_score(
         for batch_id in sent:
             transaction.on_commit(lambda batch_id=batch_id: _publish(score_batch, batch_id))
     return plans
+
+
+def specs_for_study(specs: list[MetricSpec], study: Study) -> tuple[list[MetricSpec], list[str]]:
+    """(the metrics that may score the study, why the others may not): a derived metric
+    trained on the study's own labels (a fusion model) would be judged there on the
+    pairs it was fitted to."""
+    kept, refused = [], []
+    for spec in specs:
+        model = getattr(spec.plugin, "model", None) or {}
+        if spec.derived and study.slug in (model.get("training") or {}).get("studies", []):
+            refused.append(
+                f"{spec.name} was trained on {study.slug}'s labels: its scores there would "
+                "be judged on the pairs it was fitted to (agreement_report --fusion gives "
+                "its out-of-sample figures); score other studies with it"
+            )
+        else:
+            kept.append(spec)
+    return kept, refused
 
 
 def _publish(task, batch_id: int) -> None:
@@ -297,7 +319,8 @@ def batch_score(*, batch_id: int) -> int:
 
 def _store(batch: ScoreBatch, spec: MetricSpec, results: list[tuple], done: bool = True) -> int:
     """Insert the (image, reference, value, error, seconds) rows and, when ``done``, mark
-    the batch done, in one transaction; rows already there are left as they are."""
+    the batch done, in one transaction; rows already there are left as they are. A
+    metric's batch done wakes the study's derived batches that wait for components."""
     rows = [
         Score(
             metric=batch.metric,
@@ -317,16 +340,52 @@ def _store(batch: ScoreBatch, spec: MetricSpec, results: list[tuple], done: bool
             ScoreBatch.objects.filter(pk=batch.pk).update(
                 state=ScoreBatch.State.DONE, finished_at=timezone.now()
             )
+            if not spec.derived:
+                transaction.on_commit(lambda: _derived_wake(batch.study_id))
     return len(rows)
+
+
+# How a derived batch that waits for its components says so (its ``reason``).
+WAITING = "waits for its components' scores"
+
+
+def _derived_wake(study_id: int) -> int:
+    """Send again the study's derived batches that wait for components (a component's
+    batch just finished); how many. A broker that does not answer is logged: the sweep
+    sends pending batches again."""
+    from scoring.tasks import score_batch
+
+    waiting = ScoreBatch.objects.filter(
+        study_id=study_id, state=ScoreBatch.State.PENDING, reason__contains=WAITING
+    ).values_list("pk", flat=True)
+    sent = 0
+    for batch_id in waiting:
+        try:
+            _publish(score_batch, batch_id)
+        except BrokerUnavailable as exc:
+            logger.warning("derived batch %s not sent again: %s", batch_id, exc)
+            break
+        sent += 1
+    return sent
 
 
 def _derived_score(batch: ScoreBatch, spec: MetricSpec, todo: list) -> int:
     """A derived metric's items (``registry``: a fusion model) from its components'
     stored scores of the versions it names: FR components against the item's reference,
-    NR ones of the image alone. An item whose component failed fails with that error.
-    Items whose components are not all scored yet wait: the others are stored and
-    MetricUnavailable keeps the batch pending (the task retries it)."""
-    components = spec.plugin.components
+    NR ones of the image alone. An item whose component failed fails with that error
+    (``score_study --retry-failed`` computes it again). Items whose components are not
+    all scored yet wait: the others are stored, the batch stays pending with the reason
+    (``WAITING``) and is sent again when a batch of the study finishes (``_store``), or
+    by the sweep. The file is read again, so a worker never applies a replaced model: a
+    version other than the batch's raises MetricUnavailable."""
+    plugin = spec.plugin.reloaded() if hasattr(spec.plugin, "reloaded") else spec.plugin
+    current = metric_version(dataclasses.replace(spec, plugin=plugin))
+    if current != batch.version:
+        raise MetricUnavailable(
+            f"{spec.name} is now {current}, the batch was sent for {batch.version}: the "
+            "model file was replaced; score the study again"
+        )
+    components = plugin.components
     wanted = Q()
     for c in components:
         wanted |= Q(metric=c["metric"], version=c["version"])
@@ -346,13 +405,13 @@ def _derived_score(batch: ScoreBatch, spec: MetricSpec, todo: list) -> int:
                 break
             value, error = stored[key]
             if error:
-                failed = failed or f"component {c['metric']} failed: {error}"
+                failed = failed or f"{COMPONENT_FAILED} {c['metric']} failed: {error}"
             values[c["metric"]] = value
         else:
             if failed:
                 results.append((image, reference, None, failed, 0.0))
             else:
-                results.append((image, reference, spec.plugin.combine(values), "", 0.0))
+                results.append((image, reference, plugin.combine(values), "", 0.0))
     if not waiting:
         return _store(batch, spec, results)
     written = _store(batch, spec, results, done=False)
@@ -361,13 +420,14 @@ def _derived_score(batch: ScoreBatch, spec: MetricSpec, todo: list) -> int:
         for c in components
         if c["metric"] in waiting
     )
-    reason = f"{spec.name} waits for its components' scores: {names}; score them first"
     ScoreBatch.objects.filter(pk=batch.pk, state=ScoreBatch.State.PENDING).update(
-        reason=reason, enqueued_at=timezone.now()
+        reason=f"{spec.name} {WAITING}: {names}; score them first", enqueued_at=timezone.now()
     )
-    if written:
-        logger.info("%s: %d items stored, the rest wait for components", spec.name, written)
-    raise MetricUnavailable(reason)
+    return written
+
+
+# How a derived item whose component failed begins its error.
+COMPONENT_FAILED = "component"
 
 
 def batch_fail(*, batch_id: int, reason: str) -> bool:

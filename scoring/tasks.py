@@ -55,7 +55,8 @@ def study_score_plan(study_id: int, selection: str = "available") -> int:
     study = Study.objects.filter(pk=study_id).first()
     if study is None:
         return 0
-    plans = services.study_score(study=study, specs=services.metrics_select(selection))
+    specs, _ = services.specs_for_study(services.metrics_select(selection), study)
+    plans = services.study_score(study=study, specs=specs)
     return sum(plan.queued for plan in plans)
 
 

@@ -171,6 +171,12 @@ class AgreementLiveSerializer(serializers.Serializer):
         required=False, help_text="Scenes refitted by this live refresh (counts moved)."
     )
     intervals = AgreementIntervalsSerializer(allow_null=True)
+    fusion = serializers.DictField(
+        required=False,
+        help_text="When the live refresh last computed the fusion row (``as_of``) and in "
+        "how many ``seconds``: it is recomputed with the intervals, at most once per ten "
+        "times that.",
+    )
 
 
 class AgreementSnapshotSerializer(AgreementFreshnessSerializer):

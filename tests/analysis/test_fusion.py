@@ -99,6 +99,21 @@ def test_people_who_follow_one_metric_are_not_matched_better_than_by_that_metric
     assert unit_weights(result)["m0"] > 0.85
 
 
+def test_people_who_follow_no_metric_are_predicted_at_chance_out_of_sample():
+    """Labels independent of 31 noise metrics on 600 pairs: fitted on all pairs, the model
+    gets 63% of the clear pairs right (it fits the noise); judged out of sample, its 2AFC
+    interval holds 50%. A fold that leaked its test scenes would not."""
+    data = simulate([0.0], noise_metrics=30, scenes=40, sharpness=0.0, seed=3)
+    result = evaluate(data)
+    whole = result["rows"][0]
+    assert whole["ci_2afc_low"] <= 0.5 <= whole["ci_2afc_high"]
+    enter, _, rows = fusion.usable(data)
+    x = data.difference[np.ix_(rows, enter)]
+    fitted = fusion.fit(x, data.counts[rows], data.groups[rows])
+    in_sample = agreement.correct_2afc_codes(fitted["train_z"], data.label[rows])
+    assert np.nanmean(in_sample) > whole["ci_2afc_high"]  # what a leak would report
+
+
 def test_no_scene_is_in_both_a_training_part_and_its_test_part(monkeypatch):
     data = simulate([0.7, 0.3], scenes=40)
     fits, splits = [], []
@@ -188,18 +203,15 @@ def test_the_model_file_predicts_what_the_final_fit_predicts():
     result = evaluate(data)
     model = fusion.model_file(
         data, result, name="fusion_test", kinds={"m0": "FR", "m1": "NR", "m2": "NR"},
-        versions={"m0": "v0"}, studies=["s"],
+        versions={"m0": "v0", "m1": "v1", "m2": "v2"}, studies=["s"],
     )  # fmt: skip
     assert model["format"] == fusion.FORMAT
     assert model["kind"] == "FR"
     assert [c["metric"] for c in model["components"]] == ["m0", "m1", "m2"]
-    z = fusion.apply(model, data)
-    by_metric = {row["metric"]: row for row in result["coefficients"]}
-    expected = sum(
-        data.difference[:, j] * by_metric[m]["weight"] / by_metric[m]["scale"]
-        for j, m in enumerate(data.metrics)
-    )
-    np.testing.assert_allclose(z, expected)
+    # The file's prediction w . d for each pair is the final fit's, made on every pair.
+    _, _, rows = fusion.usable(data)
+    fitted = fusion.fit(data.difference[rows], data.counts[rows], data.groups[rows])
+    np.testing.assert_allclose(fusion.apply(model, data)[rows], fitted["train_z"], rtol=1e-9)
     # Judged on another simulated study of the same people: a transfer row.
     other = fusion.transfer(model, simulate([0.7, 0.3], seed=9, scenes=40), samples=200,
                             rng=np.random.default_rng(0))  # fmt: skip

@@ -3,7 +3,6 @@ fusion metric trained on studies' labels, written as a plug-in metric file."""
 
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from analysis.render import fusion_lines, json_ready
 from analysis.services import SAMPLES, SEED, fusion_model_train
 from core.errors import DomainError
+from scoring.fusion import NAME, model_check
 from scoring.selectors import studies_select
 
 
@@ -54,9 +54,9 @@ class Command(BaseCommand):
         except DomainError as exc:
             raise CommandError(str(exc)) from exc
         name = options["name"] or "fusion_" + "_".join(s.slug for s in studies)
-        name = name[:64]
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise CommandError(f"--name {name!r}: letters, digits, _ . - only")
+        if not NAME.fullmatch(name):
+            raise CommandError(f"--name {name!r}: 1 to 64 letters, digits, _ . or - (give "
+                               "--name when the studies' slugs make it longer)")  # fmt: skip
         try:
             model = fusion_model_train(
                 studies, name=name, samples=options["samples"], seed=options["seed"]
@@ -64,6 +64,10 @@ class Command(BaseCommand):
         except DomainError as exc:
             raise CommandError(str(exc)) from exc
         text = json.dumps(json_ready(model), indent=2, allow_nan=False)
+        try:  # what a worker will check when it reads the file
+            model_check(json.loads(text), f"the model for {out}")
+        except DomainError as exc:
+            raise CommandError(str(exc)) from exc
         _write(out, text + "\n")
         if options["json"]:
             self.stdout.write(text)
@@ -106,6 +110,11 @@ def _write(path: Path, text: str) -> None:
     try:
         with os.fdopen(handle, "w") as stream:
             stream.write(text)
+        # (mkstemp makes it 0600: the mode an ordinary file gets, so workers running as
+        # another user can read it)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -51,9 +51,14 @@ class Command(BaseCommand):
                 "`manage.py metrics_status` on a worker's machine for the weight files"
             )
         for study in studies:
+            chosen, refused = services.specs_for_study(specs, study)
+            if refused and options["metrics"] not in ("available", "all"):
+                raise CommandError(refused[0])  # named: say so rather than skip it
+            for reason in refused:
+                self.stdout.write(f"{study.slug}: not scored: {reason}")
             try:
                 plans = services.study_score(
-                    study=study, specs=specs, retry_failed=options["retry_failed"]
+                    study=study, specs=chosen, retry_failed=options["retry_failed"]
                 )
             except DomainError as exc:
                 raise CommandError(str(exc)) from exc

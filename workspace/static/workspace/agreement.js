@@ -221,9 +221,10 @@ function fusionRow(fusion, shown, withPreview, width) {
   for (const key of ["accuracy_2afc", "srcc", "krcc", "plcc"]) tr.append(cell("td", number(all[key]), { className: "num" }));
   tr.append(cell("td", integer.format(all.n_pairs || 0), { className: "num" }));
   const best = fusion.best_single || {};
-  const sign = best.difference >= 0 ? "+" : "−";
-  const p = best.p_value === null || best.p_value === undefined ? "–" : best.p_value < 0.001 ? "< 0.001" : number(best.p_value);
-  tr.append(cell("td", `vs ${best.metric}: ${sign}${number(Math.abs(best.difference))} [${number(best.ci_low, 2)}, ${number(best.ci_high, 2)}], p ${p}`, {
+  const known = (v) => v !== null && v !== undefined;
+  const difference = known(best.difference) ? `${best.difference >= 0 ? "+" : "−"}${number(Math.abs(best.difference))}` : "–";
+  const p = !known(best.p_value) ? "–" : best.p_value < 0.001 ? "< 0.001" : number(best.p_value);
+  tr.append(cell("td", `vs ${best.metric}: ${difference} [${number(best.ci_low, 2)}, ${number(best.ci_high, 2)}], p ${p}`, {
     className: "small",
     title: `Accuracy minus that of the best single metric on the same ${integer.format(best.n_pairs || 0)} pairs (paired bootstrap); weights: ${(fusion.coefficients || []).map((c) => `${c.metric} ${Math.round(c.share * 100)}%`).join(", ")}`,
   }));
