@@ -14,7 +14,7 @@ PORT ?= 8000
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run test services browser lint format
+.PHONY: install run test services browser lint format docs
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,3 +51,7 @@ test: install services browser lint
 
 run: install
 	@bash scripts/run.sh $(HOST) $(PORT)
+
+# The documentation site, built offline into site/ (strict: a broken link fails it).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site

@@ -1,4 +1,4 @@
-"""How well a metric agrees with people: DESIGN.md section 4, the A-FINE protocol.
+"""How well a metric agrees with people: docs/design.md ("Protocols"), the A-FINE protocol.
 
 Pure functions on arrays. A metric's prediction for a pair (a, b) is the difference of
 its oriented scores, positive when it prefers a: for FR metrics m(a, r) - m(b, r) with r

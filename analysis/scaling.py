@@ -1,6 +1,6 @@
 """Per-scene scaling of paired comparisons: Thurstone Case V and Bradley-Terry, by MAP.
 
-DESIGN.md section 4, as the A-FINE authors scale SRIQA-Bench: counts ``C[i, j]`` of "i
+docs/design.md ("Protocols"), as the A-FINE authors scale SRIQA-Bench: counts ``C[i, j]`` of "i
 preferred to j", a similar vote adding 1 to both ``C[i, j]`` and ``C[j, i]``; maximise
 
     sum_ij C[i, j] log F(S_i - S_j) - sum_i S_i^2 / 2
@@ -39,7 +39,7 @@ optimum: S_i +- 1.96 sd_i, the covariance the inverse of minus the log posterior
 (the tie parameter's uncertainty included), centred per scene like S. On SRIQA-Bench's
 scenes they cover the latent value about 95% of the time at 0 to 20% "similar"; a
 percentile bootstrap of the tie model (``bootstrap``, the A-FINE scale's method) covers
-only 92-93%, with or without ties (README, statistics; ``bench/tie_coverage.py``).
+only 92-93%, with or without ties (docs/statistics.md; ``bench/tie_coverage.py``).
 """
 
 from dataclasses import dataclass
@@ -571,7 +571,8 @@ def tie_intervals(
     (``tests/analysis/coverage_simulation.py``, 5 seeds) the tie model's covered the
     latent value 92.8-93.1% of the time on average at 0-20% "similar", short even
     without ties (a unanimous pair never varies in a resample). These cover 94.7-94.9%
-    on average at every rate, each of 20 seeds within 93.1-96.5% (README), with no refit.
+    on average at every rate, each of 20 seeds within 93.1-96.5% (docs/statistics.md), with
+    no refit.
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1, got {level}")

@@ -1,6 +1,6 @@
 """From raw votes to per-pair counts and labels. Pure functions on pandas/numpy data.
 
-Protocols of DESIGN.md section 4: one vote's outcome p(a better) is 1, 0.5 (similar)
+Protocols of docs/design.md: one vote's outcome p(a better) is 1, 0.5 (similar)
 or 0; the DiffIQA majority is the most frequent of a / similar / b, and no label
 ("none") when the top two tie (so three different answers give none).
 """

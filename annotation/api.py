@@ -1,4 +1,4 @@
-"""The annotator REST API (DESIGN.md section 5). Views only translate HTTP.
+"""The annotator REST API (docs/design.md, "Public interface"). Views only translate HTTP.
 
 The session token in the path is the annotator's only credential: these views use no
 Django authentication (and so no CSRF or cookies), and a token reaches its own session

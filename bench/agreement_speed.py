@@ -19,6 +19,7 @@ then the times and the ratio are printed. Target: at least 20x, and the full rep
 under 10 s on this machine.
 
     .venv/bin/python bench/agreement_speed.py
+    .venv/bin/python bench/agreement_speed.py --smoke   # seconds: what the suite runs
 """
 
 import argparse
@@ -211,7 +212,10 @@ def main() -> None:
     parser.add_argument("--metrics", type=int, default=30)
     parser.add_argument("--sample-scenes", type=int, default=100)
     parser.add_argument("--samples", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--smoke", action="store_true", help="20 scenes, 3 metrics: seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.scenes, args.metrics, args.sample_scenes, args.samples = 20, 3, 5, 50
 
     data, _ = synthetic_study(
         scenes=args.scenes, metrics=args.metrics, votes_per_pair=10, annotators=5000, seed=1

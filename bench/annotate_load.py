@@ -14,6 +14,7 @@ Simulated annotators open a session, then repeat next-trial -> vote. Two modes:
   touches the database.
 
     .venv/bin/python bench/annotate_load.py [--mode paced|saturation|both]
+    .venv/bin/python bench/annotate_load.py --smoke   # seconds: what the suite runs
 
 It needs PostgreSQL on 127.0.0.1:5432 (``make services``); it drops and recreates the
 scratch database ``iqa_bench`` (``--database``). The throttles are raised for the run
@@ -301,7 +302,13 @@ def main() -> None:
         default="uniform",
         help="saturation: the study's sampling policy; both: uniform then active, their ratio",
     )
+    parser.add_argument(
+        "--smoke", action="store_true", help="both modes, 2 s each, a few clients: seconds"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.mode, args.duration, args.annotators, args.concurrency = "both", 2.0, 4, 2
+        args.workers, args.threads, args.client_processes, args.scenes = 1, 2, 1, 3
     samplings = ("uniform", "active") if args.sampling == "both" else (args.sampling,)
 
     pairs = prepare_database(args.database, args.scenes, args.per_scene, args.votes, samplings)

@@ -13,6 +13,7 @@ one recomputation of the vote counts takes (what one request per refresh interva
 while votes come in). Target: p95 under 300 ms.
 
     .venv/bin/python bench/dashboard.py
+    .venv/bin/python bench/dashboard.py --smoke   # seconds: what the suite runs
 
 It needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (``make services``).
 """
@@ -83,7 +84,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--redis-db", type=int, default=8, help="the cache's Redis database")
     parser.add_argument("--reuse", action="store_true", help="keep the database of a last run")
+    parser.add_argument("--scenes", type=int, default=1818, help="scenes of 11 images")
+    parser.add_argument(
+        "--smoke", action="store_true", help="20 scenes, 5 requests per URL: seconds"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.scenes, args.requests, args.workers = 20, 5, 1
 
     os.environ["DATABASE_URL"] = database_url(args.database)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -94,7 +101,7 @@ def main() -> None:
     django.setup()
     started = time.perf_counter()
     if not args.reuse:
-        sizes = write_study(slug=SLUG, seed=1)
+        sizes = write_study(slug=SLUG, scenes=args.scenes, seed=1)
         print(
             f"study: {sizes['votes']:,} votes, {sizes['pairs']:,} pairs, {sizes['scenes']:,} "
             f"scenes, 5,000 sessions; written in {time.perf_counter() - started:.0f} s"

@@ -13,6 +13,7 @@ Needs PostgreSQL on 127.0.0.1; drops and recreates the scratch database
 
     .venv/bin/python bench/export_bundle.py [--scenes 1818] [--votes-per-pair 10]
         [--samples 1000]
+    .venv/bin/python bench/export_bundle.py --smoke   # seconds: what the suite runs
 
 ``--votes-per-pair 1`` gives the same pairs with 100,000 votes: memory that grows with
 the votes shows as the difference between the two runs.
@@ -112,7 +113,10 @@ def main() -> None:
     parser.add_argument("--votes-per-pair", type=int, default=10, help="votes on each pair")
     parser.add_argument("--samples", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--database", default="iqa_bench_export")
+    parser.add_argument("--smoke", action="store_true", help="10 scenes, 2 votes a pair")
     args = parser.parse_args()
+    if args.smoke:
+        args.scenes, args.votes_per_pair, args.samples = 10, 2, 20
     with tempfile.TemporaryDirectory() as scratch:
         csv_path = Path(scratch) / "votes.csv"
         env = prepare(args.database, args.scenes, args.votes_per_pair, csv_path)

@@ -11,7 +11,7 @@ C chosen from 6 values by 4 inner grouped folds, then the fit; then 1,000-resamp
 bootstrap intervals, the paired test against the best single metric, the final fit on
 every pair and the weights' spread over the folds. Goal: under 30 s on this machine.
 
-    .venv/bin/python bench/fusion_fit.py            # the figure in the README
+    .venv/bin/python bench/fusion_fit.py            # the figure in docs/benchmarks.md
     .venv/bin/python bench/fusion_fit.py --smoke    # seconds: what the suite runs
 """
 

@@ -24,6 +24,7 @@ Needs PostgreSQL and Redis on 127.0.0.1 (``make services``).
 
     .venv/bin/python bench/report_live.py [--votes 1000000] [--pairs 100000] [--metrics 30]
         [--duration 120] [--annotators 100]
+    .venv/bin/python bench/report_live.py --smoke   # seconds: what the suite runs
 """
 
 import argparse
@@ -382,7 +383,13 @@ def main() -> None:
     parser.add_argument("--database", default="iqa_bench_live")
     parser.add_argument("--redis-db", type=int, default=10, help="the broker's Redis database")
     parser.add_argument("--reuse", action="store_true", help="keep the database of a last run")
+    parser.add_argument(
+        "--smoke", action="store_true", help="5,500 votes, 3 metrics, 5 s of voting: seconds"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.votes, args.pairs, args.metrics, args.new_votes = 5500, 560, 3, 50
+        args.duration, args.annotators, args.workers = 5.0, 4, 1
     scenes = max(1, (args.pairs - 10) // 55)
     per_pair = max(1, round(args.votes / (scenes * 55 + 10)))
     os.environ["DATABASE_URL"] = database_url(args.database)

@@ -15,6 +15,7 @@ machine, 5x on a GPU. With a GPU (CUDA and ``nvidia-smi``), both run on it, and 
 utilisation, sampled by ``nvidia-smi`` every 200 ms, is printed for each.
 
     .venv/bin/python bench/score_throughput.py
+    .venv/bin/python bench/score_throughput.py --smoke   # seconds: what the suite runs
 
 It needs PostgreSQL and Redis on 127.0.0.1 (``make services``); it drops and recreates
 the scratch database ``iqa_bench_score``.
@@ -42,7 +43,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", default="iqa_bench_score")
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--metrics", default=",".join(METRICS), help="comma-separated")
+    parser.add_argument("--smoke", action="store_true", help="psnr only: seconds")
     args = parser.parse_args()
+    metrics = ["psnr"] if args.smoke else args.metrics.split(",")
     subprocess.run(
         ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", args.database], check=True
     )
@@ -64,7 +68,7 @@ def main() -> None:
         subprocess.run([*manage, "migrate", "-v0"], cwd=REPO, env=env, check=True)
         subprocess.run([*manage, "build_demo"], cwd=REPO, env=env, check=True, capture_output=True)
         pairs = _pairs(env)
-        print(f"{len(pairs)} pairs (demo and demo-pairwise), metrics: {', '.join(METRICS)}")
+        print(f"{len(pairs)} pairs (demo and demo-pairwise), metrics: {', '.join(metrics)}")
 
         gpu = _gpu()
         print(f"device: {gpu or 'cpu (no CUDA)'}")
@@ -79,7 +83,7 @@ def main() -> None:
         try:
             with platform_gpu:
                 subprocess.run(
-                    [*manage, "score_study", "demo*", "--metrics", ",".join(METRICS), "--wait"],
+                    [*manage, "score_study", "demo*", "--metrics", ",".join(metrics), "--wait"],
                     cwd=REPO, env=env, check=True, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
             platform = time.perf_counter() - started
@@ -89,10 +93,10 @@ def main() -> None:
 
         started = time.perf_counter()
         with GpuUtilisation(gpu) as loop_gpu:
-            loop_calls = _researcher_loop(pairs, "cuda" if gpu else "cpu")
+            loop_calls = _researcher_loop(pairs, metrics, "cuda" if gpu else "cpu")
         loop = time.perf_counter() - started
 
-    n = len(pairs) * len(METRICS)
+    n = len(pairs) * len(metrics)
     print(
         f"platform: {platform:7.1f} s  {n / platform:7.1f} pair-scores/s  (worker start included)"
     )
@@ -171,11 +175,11 @@ print(json.dumps(rows))
     return [tuple(row) for row in json.loads(out.stdout.strip().splitlines()[-1])]
 
 
-def _researcher_loop(pairs, device: str) -> int:
+def _researcher_loop(pairs, metrics: list[str], device: str) -> int:
     import pyiqa
 
     calls = 0
-    for name in METRICS:
+    for name in metrics:
         metric = pyiqa.create_metric(name, device=device)
         for a, b, reference in pairs:
             metric(a, reference)

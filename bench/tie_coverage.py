@@ -1,12 +1,13 @@
 """Coverage of the per-image 95% intervals with "similar" votes: the A-FINE-compatible
 Thurstone scale (a similar vote a win both ways) against the tie models, on SRIQA-Bench's
 100 scenes (latent = score / 100 x 3, all 55 pairs per scene, 10 votes per pair), over
-several seeds; prints the README's table. The in-suite version (one seed) is
+several seeds; prints the table of docs/statistics.md. The in-suite version (one seed) is
 ``tests/analysis/test_tie_coverage.py``; the simulation is
 ``tests/analysis/coverage_simulation.py``.
 
     .venv/bin/python bench/tie_coverage.py --seeds 20 [--generator threshold] [--samples 200]
         [--tie-bootstrap]
+    .venv/bin/python bench/tie_coverage.py --smoke   # seconds: what the suite runs
 
 The A-FINE scale's intervals are its percentile bootstrap, the tie model's the Laplace
 intervals the report gives it (``scaling.tie_intervals``); ``--tie-bootstrap`` adds the
@@ -39,7 +40,10 @@ def main() -> None:
         action="store_true",
         help="also the tie model's percentile bootstrap (slow: a refit per resample)",
     )
+    parser.add_argument("--smoke", action="store_true", help="one seed, 20 resamples: seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.seeds, args.samples, args.rates = 1, 20, "0,0.1"
     model = "davidson" if args.generator == "davidson" else "thurstone-ties"
     print(
         f"generator {args.generator}, fitted tie model {model}, seeds 0-{args.seeds - 1}, "

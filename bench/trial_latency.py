@@ -8,9 +8,10 @@ all its images decoded (a requestAnimationFrame callback, then a task after it).
 benchmark prints p50 and p95 (and max) over ``--trials`` answers, and how many of the
 next trials were already loaded when the answer came.
 
-Target: p95 under 50 ms on localhost.
+Target: p95 under one frame (16 ms) on localhost.
 
     .venv/bin/python bench/trial_latency.py [--trials 200]
+    .venv/bin/python bench/trial_latency.py --smoke   # seconds: what the suite runs
 
 It needs PostgreSQL on 127.0.0.1:5432 (``make services``) and /usr/bin/chromium; it drops
 and recreates the scratch database ``iqa_bench_page`` (``--database``). The demo's pairs
@@ -71,8 +72,23 @@ def run_sessions(url: str, trials: int, think_ms: int) -> tuple[list[float], int
             page.keyboard.press("Enter")
             answered = 0
             while len(latencies) + answered < trials:
-                page.wait_for_selector(f"{READY}, [data-screen=done]:not([hidden])")
-                if page.evaluate("iqaAnnotator.screen") != "trial":
+                try:
+                    page.wait_for_selector(
+                        f"{READY}, [data-screen=done]:not([hidden]), "
+                        "[data-screen=break]:not([hidden])"
+                    )
+                except Exception:
+                    state = page.evaluate(
+                        "() => [iqaAnnotator.screen, iqaAnnotator.paused,"
+                        " document.getElementById('stage-message').textContent,"
+                        " iqaAnnotator.pendingAnswers]"
+                    )
+                    sys.exit(f"the page is stuck after {answered} answers: {state}")
+                screen = page.evaluate("iqaAnnotator.screen")
+                if screen == "break":  # (the page records no latency across a break)
+                    page.keyboard.press("Enter")
+                    continue
+                if screen != "trial":
                     break
                 page.wait_for_timeout(think_ms)
                 queued = page.evaluate("iqaAnnotator.queued")
@@ -80,11 +96,14 @@ def run_sessions(url: str, trials: int, think_ms: int) -> tuple[list[float], int
                 shown = page.evaluate("iqaAnnotator.shown.length")
                 page.keyboard.press(str(1 + answered % 3))
                 answered += 1
+                # (a function and its argument: the page's CSP refuses an expression string,
+                # which Playwright would evaluate with eval)
                 page.wait_for_function(
-                    f"iqaAnnotator.shown.length > {shown} || iqaAnnotator.screen === 'done'"
+                    "shown => iqaAnnotator.shown.length > shown || iqaAnnotator.screen !== 'trial'",
+                    arg=shown,
                 )
             answers += answered
-            page.wait_for_function("iqaAnnotator.pendingAnswers === 0")
+            page.wait_for_function("() => iqaAnnotator.pendingAnswers === 0")
             # The last answer of a session ends it (no next trial, no latency).
             latencies += page.evaluate("iqaAnnotator.latencies")
             context.close()
@@ -100,7 +119,10 @@ def main() -> None:
     parser.add_argument("--think-ms", type=int, default=300, help="wait before each answer")
     parser.add_argument("--database", default="iqa_bench_page")
     parser.add_argument("--port", type=int, default=8772)
+    parser.add_argument("--smoke", action="store_true", help="10 trials: seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.trials = 10
     if not Path(CHROMIUM).exists():
         sys.exit(f"{CHROMIUM} is missing (apt-get install -y chromium)")
 
@@ -132,8 +154,8 @@ def main() -> None:
         f"p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms, "
         f"max {ms.max():.1f} ms"
     )
-    verdict = "met" if np.percentile(ms, 95) < 50 else "NOT met"
-    print(f"target p95 < 50 ms: {verdict}")
+    verdict = "met" if np.percentile(ms, 95) < 16 else "NOT met"
+    print(f"target p95 < 16 ms (one frame): {verdict}")
 
 
 if __name__ == "__main__":

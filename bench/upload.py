@@ -10,6 +10,7 @@ sampled from /proc every 50 ms, with the kernel's own high-water mark VmHWM). Th
 streams to disk, so the peak must not grow with the size of the zip.
 
     .venv/bin/python bench/upload.py [--images 10000] [--total-mib 1024]
+    .venv/bin/python bench/upload.py --smoke   # seconds: what the suite runs
 
 It needs PostgreSQL on 127.0.0.1:5432 and Redis (``CELERY_BROKER_URL``, default
 redis://127.0.0.1:6379/0; the run uses a queue of its own); it drops and recreates the
@@ -175,7 +176,10 @@ def main() -> None:
     parser.add_argument("--total-mib", type=float, default=1024)
     parser.add_argument("--database", default="iqa_bench_upload")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--smoke", action="store_true", help="40 images, 2 MiB: seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.images, args.total_mib = 40, 2
     broker = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
     queue = f"bench-upload-{os.getpid()}"
     with tempfile.TemporaryDirectory(prefix="iqa-bench-upload-") as tmp:
@@ -192,6 +196,8 @@ def main() -> None:
             "DATABASE_URL": database_url(args.database),
             "CELERY_BROKER_URL": broker,
             "CELERY_TASK_DEFAULT_QUEUE": queue,
+            # (imports have a queue of their own: the run's worker serves it too)
+            "IQA_IMPORT_QUEUE": queue,
             "IQA_DATA_DIR": str(tmp_path / "data"),
             "IQA_UPLOAD_MAX_BYTES": str(zip_bytes + 1024**2),
             "IQA_UPLOAD_MAX_UNCOMPRESSED": str(2 * zip_bytes),
@@ -227,7 +233,10 @@ def main() -> None:
             if status != 202:
                 sys.exit(f"upload refused: {status} {body}")
             url = base + body["import"]["url"]
+            deadline = time.monotonic() + max(300.0, args.images / 20)
             while (job := get_json(url, token))["status"] not in ("done", "failed"):
+                if time.monotonic() > deadline:
+                    sys.exit(f"the import did not finish: {job} (see {tmp_path}/worker.log)")
                 time.sleep(0.5)
             t_total = time.perf_counter() - t0
             if job["status"] != "done":

@@ -58,7 +58,7 @@ cat <<MSG
     Studies:     http://$HOST:$PORT/studies/
     Admin:       http://$HOST:$PORT/admin/
     Health:      http://$HOST:$PORT/healthz
-    API spec:    http://$HOST:$PORT/api/schema/
+    API spec:    http://$HOST:$PORT/api/schema/ (drawn at /api/docs/)
     Annotate:    http://$HOST:$PORT/annotate/demo/
                  http://$HOST:$PORT/annotate/demo-pairwise/
     Annotator API: POST http://$HOST:$PORT/api/v1/studies/demo/sessions

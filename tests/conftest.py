@@ -22,6 +22,25 @@ from config.celery import app as celery_app
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
+# The documentation's screenshots: written by the browser tests (docs_screenshot), so
+# they follow the pages.
+DOCS_SCREENS = REPO / "docs" / "screens"
+
+
+def docs_screenshot(page, name: str) -> Path:
+    """The page as the documentation shows it, ``docs/screens/<name>.png``, at 1280x800
+    (the viewport is set to it for the shot and put back)."""
+    size = page.viewport_size
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.wait_for_timeout(150)  # (the layout settles; the charts redraw to the width)
+    DOCS_SCREENS.mkdir(parents=True, exist_ok=True)
+    path = DOCS_SCREENS / f"{name}.png"
+    page.screenshot(path=path)
+    if size and size != {"width": 1280, "height": 800}:
+        page.set_viewport_size(size)
+    return path
+
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 

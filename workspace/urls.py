@@ -11,6 +11,7 @@ app_name = "workspace"
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="workspace:study-list"), name="home"),
     path("login/", views.LoginView.as_view(), name="login"),
+    path("api/docs/", views.api_docs, name="api-docs"),
     path("logout/", auth_views.LogoutView.as_view(next_page="workspace:login"), name="logout"),
     path("account/", views.account, name="account"),
     path(

@@ -107,6 +107,12 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     success_url = reverse_lazy("workspace:password-reset-complete")
 
 
+def api_docs(request: HttpRequest) -> HttpResponse:
+    """The API reference: the OpenAPI schema (public, as ``/api/schema/`` is) drawn by the
+    vendored Swagger UI."""
+    return render(request, "workspace/api_docs.html", {"nav": "api"})
+
+
 @login_required
 def study_list(request: HttpRequest) -> HttpResponse:
     """The caller's studies with their progress; ``?archived=1`` the archived ones."""

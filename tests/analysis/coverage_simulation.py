@@ -1,7 +1,7 @@
 """Coverage of the per-image 95% intervals on SRIQA-Bench's 100 scenes.
 
 Shared by ``tests/analysis/test_tie_coverage.py`` (one seed, in the suite) and
-``bench/tie_coverage.py`` (more seeds, the README's table). Each scene's 11 images are
+``bench/tie_coverage.py`` (more seeds, the table in docs/statistics.md). Each scene's 11 images are
 compared in all 55 pairs, ``votes`` votes per pair, by simulated annotators:
 
 - ``threshold`` (the Thurstone model with a tie threshold, as ``test_crowd.py``'s
@@ -29,7 +29,7 @@ from scipy.stats import norm
 
 from analysis import scaling
 
-# SRIQA-Bench's published per-image scores (a copy of ../shared/fixtures/sriqa_mos.txt).
+# SRIQA-Bench's published per-image scores (tests/data/README.md names their source).
 MOS = Path(__file__).resolve().parents[1] / "data" / "sriqa_mos.txt"
 LATENT_RANGE = 3.0
 GENERATORS = ("threshold", "mixed-threshold", "davidson")

@@ -20,7 +20,7 @@ from tests.images import write_manifest, write_png
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
-MOS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "sriqa_mos.txt"
+MOS = Path(__file__).resolve().parents[1] / "data" / "sriqa_mos.txt"  # tests/data/README.md
 SCENES = 30  # of the file's 100: 16,500 label votes through the API
 # SRIQA-Bench's scores are Thurstone scores scaled to 0..100 per scene; the simulation
 # maps them back to a latent scale of 3 units (the best image of a scene is preferred to

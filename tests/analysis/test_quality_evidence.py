@@ -65,7 +65,7 @@ def test_short_sessions_are_not_judged_and_never_excluded():
 def honest_and_spammers(rng: np.random.Generator) -> tuple[pd.DataFrame, set[str]]:
     """40 honest annotators (60 answers, a fifth gold, 90% right, 10% similar, sides at
     random, about 1.8 s) and the spammers, each on its least evidence that the tests at
-    Holm 5% can act on (see the README's table)."""
+    Holm 5% can act on (see the table in docs/statistics.md)."""
     rows = []
     pair = iter(range(10**6))
     for h in range(40):
@@ -188,7 +188,8 @@ def test_forty_annotators_answering_at_random_through_the_api_lose_nobody():
 
 @pytest.mark.django_db
 def test_configure_study_brings_back_the_older_rules():
-    """The README's recipe: four settings give the rules as they were before issue 18."""
+    """The documented recipe (docs/statistics.md): four settings give the rules as they
+    were before issue 18."""
     study = LiveStudyFactory()
     assert study_rules(study) == Rules()
     call_command(

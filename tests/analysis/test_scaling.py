@@ -1,4 +1,4 @@
-"""Thurstone Case V and Bradley-Terry MAP scaling (DESIGN.md section 4)."""
+"""Thurstone Case V and Bradley-Terry MAP scaling (docs/design.md, "Protocols")."""
 
 import numpy as np
 import pytest

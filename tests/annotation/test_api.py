@@ -1,4 +1,4 @@
-"""The annotator API over HTTP (DRF's APIClient): the contract of DESIGN.md section 5,
+"""The annotator API over HTTP (DRF's APIClient): the design's public interface (docs/design.md),
 every access rule, and a clear JSON error for every malformed request."""
 
 import uuid
@@ -150,7 +150,7 @@ def test_next_trial_ahead_also_issues_the_trial_after_it(api):
     assert queued["trial_id"] != first["trial_id"]
     assert queued["progress"] == {"done": 2, "total": 3}
     assert set(queued["images"]) == {"left", "right", "reference"}
-    # Without ``ahead`` the open trial alone (DESIGN.md's response).
+    # Without ``ahead`` the open trial alone (the design's response: docs/design.md).
     assert "next" not in next_trial(api, token).json()
     vote(api, token, {"trial_id": first["trial_id"], "choice": "left", "response_ms": 900})
     second = api.get(f"/api/v1/sessions/{token}/next-trial?ahead=1").json()

@@ -11,6 +11,7 @@ import pytest
 
 from annotation.models import AnnotatorSession, Design, Image, Trial, Vote
 from tests.browser import MIN_RESPONSE_MS, READY, wait_ready
+from tests.conftest import docs_screenshot
 from tests.frontend.conftest import media_pixels, screenshot, shot_pixels
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -71,6 +72,7 @@ def test_a_study_is_completed_with_the_keyboard_alone(site, open_page):
         trial_id = wait_ready(page)
         if not pressed:
             screenshot(page, "trial-ref-vs-test")
+            docs_screenshot(page, "trial-page-ref-vs-test")
         key = next(keys)
         pressed.append((trial_id, KEY_CHOICE[key], shown_urls(page)["left"]))
         page.keyboard.press(key)
@@ -120,6 +122,7 @@ def test_a_study_is_completed_with_the_mouse_and_returns_to_prolific(site, open_
         assert set(urls) == {"left", "reference", "right"}
         if not clicks:
             screenshot(page, "trial-pairwise-with-reference")
+            docs_screenshot(page, "trial-page")
             assert page.inner_text(".slot-reference figcaption") == "Reference"
         button = buttons[len(clicks) % 3]
         clicks.append((trial_id, page.get_attribute(button, "data-choice"), urls["left"]))

@@ -11,7 +11,8 @@ from django.test import override_settings
 from annotation.services import study_import
 
 REPO = Path(__file__).resolve().parents[2]
-CALIBRATION = REPO.parent / "shared" / "fixtures" / "calibration"
+# pyiqa's calibration set (tests/data/README.md names its source).
+CALIBRATION = REPO / "tests" / "data" / "calibration"
 
 
 @pytest.fixture

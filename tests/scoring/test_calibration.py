@@ -16,7 +16,7 @@ WEIGHT_FREE = [
     "cw_ssim", "entropy", "fsim", "gmsd", "mad", "ms_ssim", "nlpd", "piqe", "psnr", "psnry",
     "ssim", "ssimc", "vif", "vsi",
 ]  # fmt: skip
-# DESIGN.md section 8: within 1% of the original implementations (vsi and nlpd are not,
+# Within 1% of the original implementations (vsi and nlpd are not,
 # in pyiqa itself).
 WITHIN_1_PERCENT_OF_OFFICIAL = [
     "psnr", "ssim", "ms_ssim", "fsim", "gmsd", "vif", "cw_ssim", "mad", "piqe",

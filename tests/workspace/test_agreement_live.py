@@ -17,7 +17,13 @@ from django.contrib.auth import get_user_model
 
 from annotation.models import Image, Study
 from scoring.models import Score
-from tests.conftest import ARTIFACTS, start_web_server, stop_web_server, wait_until
+from tests.conftest import (
+    ARTIFACTS,
+    docs_screenshot,
+    start_web_server,
+    stop_web_server,
+    wait_until,
+)
 from tests.factories import LiveStudyFactory, make_pairs
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -25,7 +31,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 SCREENS = ARTIFACTS / "screens"
 POLL_SECONDS = 1
 DEBOUNCE_SECONDS = 0.5
-# The stated bound (README): a poll, the debounce and one computation (well under a
+# The stated bound (docs/live-report.md): a poll, the debounce and one computation (well under a
 # second for these studies), with room for a busy 2-core test machine.
 BOUND_SECONDS = 15
 
@@ -508,6 +514,7 @@ def test_the_fusion_row_shows_the_out_of_sample_figures_below_the_metrics(server
         assert cells.nth(6).text_content() == f"{whole['n_pairs']:,}"
         assert cells.nth(7).text_content().startswith(f"vs {fused['best_single']['metric']}: ")
         page.screenshot(path=SCREENS / "agreement-fusion-1280.png")
+        docs_screenshot(page, "agreement-report")
         with page.expect_download() as download:
             page.click("[data-download='csv']")
         table = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))

@@ -140,10 +140,16 @@ def test_every_page_runs_under_the_policy_without_a_violation(server, chromium, 
             page.wait_for_selector(f"#chart-{chart}[data-chart-ready] svg")
         visit("/account/", "main")
         visit("/account/password/", "#id_old_password")
+        # The API reference: the vendored Swagger UI draws every operation of the schema.
+        visit("/api/docs/", "#swagger-ui .opblock-tag-section")
+        page.click("#swagger-ui .opblock-tag-section h3 >> nth=0")
+        page.wait_for_selector("#swagger-ui .opblock-summary-path")
+        assert page.locator("#swagger-ui .opblock").count() > 20  # every operation listed
+        page.screenshot(path=SCREENS / "api-docs-1280.png")
         visit("/admin/", "#content")
         visit("/admin/annotation/study/", "#result_list")
         visit(f"/admin/annotation/study/{study.pk}/change/", "#study_form")
     finally:
         context.close()
-    assert len(visited) == 16, visited
+    assert len(visited) == 17, visited
     assert not refused, refused

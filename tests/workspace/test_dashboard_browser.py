@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 
 from annotation import services
 from tests.annotation.sessions import vote_after
-from tests.conftest import ARTIFACTS, start_web_server, stop_web_server
+from tests.conftest import ARTIFACTS, docs_screenshot, start_web_server, stop_web_server
 from tests.factories import LiveStudyFactory, make_gold_pair, make_pairs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -86,6 +86,7 @@ def test_the_dashboard_draws_its_chart_without_eval_copies_a_link_and_updates(se
         )
         SCREENS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=SCREENS / "study-dashboard-1280.png")
+        docs_screenshot(page, "study-dashboard")
         page.screenshot(path=SCREENS / "study-dashboard-1280-full.png", full_page=True)
 
         # Half-typed settings survive the live update.

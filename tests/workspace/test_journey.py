@@ -14,7 +14,13 @@ from django.contrib.auth import get_user_model
 
 from annotation.models import AnnotatorSession, ExclusionDecision, Study, Vote
 from tests.browser import READY, wait_ready
-from tests.conftest import start_web_server, start_worker, stop_web_server, stop_worker
+from tests.conftest import (
+    docs_screenshot,
+    start_web_server,
+    start_worker,
+    stop_web_server,
+    stop_worker,
+)
 from tests.frontend.conftest import SCREENS
 from tests.workspace.uploads import study_zip
 
@@ -100,9 +106,11 @@ def test_a_researcher_runs_a_study_from_the_browser_alone(stack, tmp_path, chrom
         # One annotator does the whole study: 2 scenes of 3 pairs, its quota.
         page.fill("#id_trials_per_session", "6")
         page.set_input_files("#id_file", str(archive))
+        docs_screenshot(page, "new-study")
         page.click("#create")
         page.wait_for_selector("table.summary", timeout=60_000)
         shoot(page, "import-done")
+        docs_screenshot(page, "import-done")
         study = Study.objects.get(slug="journey")
         pairs = study.pairs.filter(gold_answer="").count()
         assert pairs > 0

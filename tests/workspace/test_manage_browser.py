@@ -16,7 +16,7 @@ from annotation.models import Image, Role, StudyMember, Trial, Vote
 from scoring.models import Score
 from tests.annotation.sessions import open_session, vote_after
 from tests.browser import LOOK_MS, READY
-from tests.conftest import ARTIFACTS, start_web_server, stop_web_server
+from tests.conftest import ARTIFACTS, docs_screenshot, start_web_server, stop_web_server
 from tests.images import write_scene_folder
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -142,6 +142,7 @@ def test_a_researcher_previews_browses_and_manages_a_study(server, chromium, stu
         page.wait_for_url("**/data/")
         assert page.locator("table.browse-scenes tbody tr").count() == 2
         shoot(page, "data")
+        docs_screenshot(page, "data-browser")
         page.select_option("#sort", "disagreement")
         page.click("form.browse-controls button[type=submit]")
         page.wait_for_url("**sort=disagreement**")

@@ -385,6 +385,7 @@ function answer(choice, event) {
   if (config.break_every > 0 && done % config.break_every === 0 && more) {
     $("break-done").textContent = `${done} of ${head.trial.progress.total}`;
     app.displayed = null;
+    app.answerAt = null; // the trial after a break is not this answer's next (no latency)
     show("break");
     return;
   }
