@@ -132,6 +132,8 @@ TABLE: dict[str, list[Case]] = {
     # --- pages -----------------------------------------------------------------------------
     "workspace:home": [get("/", REDIRECT)],
     "workspace:login": [get("/login/", LOGIN_PAGE)],
+    # The API reference: public, as the schema it draws (/api/schema/) is.
+    "workspace:api-docs": [get("/api/docs/", PUBLIC)],
     "workspace:logout": [post("/logout/", REDIRECT), get("/logout/", GET_REFUSED)],
     "workspace:account": [get("/account/", SIGNED_IN_PAGE)],
     "workspace:password-change": [get("/account/password/", SIGNED_IN_PAGE)],
