@@ -22,6 +22,7 @@ from annotation.serializers import (
     SessionSerializer,
     TrialSerializer,
     VoteInput,
+    VoteNextSerializer,
     VoteSerializer,
 )
 from annotation.serializers import (
@@ -194,9 +195,29 @@ class VoteApi(AnnotatorApi):
 
     @extend_schema(
         request=VoteInput,
+        parameters=[
+            OpenApiParameter(
+                "next",
+                bool,
+                description="Also claim the session's next trial in the same transaction "
+                "and return it as `next_trial`: one request per trial. Counted against "
+                "the address's next-trial rate (IQA_TRIAL_RATE); over it, the vote is "
+                "still stored and `next_trial` is absent.",
+            ),
+            OpenApiParameter(
+                "ahead",
+                bool,
+                description="With `next=1`: the trial after that one too, as next-trial's "
+                "`ahead=1` gives it.",
+            ),
+        ],
         responses={
-            201: OpenApiResponse(VoteSerializer, description="The vote, stored."),
-            200: OpenApiResponse(VoteSerializer, description="A retry: the stored vote."),
+            201: OpenApiResponse(VoteNextSerializer, description="The vote, stored."),
+            200: OpenApiResponse(
+                VoteNextSerializer,
+                description="A retry: the stored vote (with `next=1`, the open trial: the "
+                "same one the first answer got, while it is unanswered).",
+            ),
             **_errors(
                 {
                     **BODY_ERRORS,
@@ -210,14 +231,26 @@ class VoteApi(AnnotatorApi):
     )
     def post(self, request: Request, token: str) -> Response:
         data = _valid(VoteInput, request.data)
-        result = services.vote_submit(
-            token=token,
-            trial_id=data["trial_id"],
-            choice=data["choice"],
-            response_ms=data["response_ms"],
-            client_info=dict(data.get("client", {})),
-        )
-        return Response(VoteSerializer.render(result), status=201 if result.created else 200)
+        vote = {
+            "token": token,
+            "trial_id": data["trial_id"],
+            "choice": data["choice"],
+            "response_ms": data["response_ms"],
+            "client_info": dict(data.get("client", {})),
+        }
+        if request.query_params.get("next") == "1" and self._trial_allowed(request):
+            result = services.vote_submit_next(
+                **vote, ahead=request.query_params.get("ahead") == "1"
+            )
+            status = 201 if result.vote.created else 200
+            return Response(VoteNextSerializer.render(result), status=status)
+        stored = services.vote_submit(**vote)
+        return Response(VoteSerializer.render(stored), status=201 if stored.created else 200)
+
+    def _trial_allowed(self, request: Request) -> bool:
+        """A claimed trial counts against the address's next-trial rate wherever it is
+        claimed; over it the vote is still taken, without its next trial."""
+        return NextTrialPerAddressThrottle().allow_request(request, self)
 
 
 class PingApi(AnnotatorApi):

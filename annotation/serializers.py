@@ -254,6 +254,28 @@ class VoteSerializer(OutputSerializer):
     progress = ProgressSerializer()
 
 
+class VoteNextSerializer(VoteSerializer):
+    """A stored vote and, with `next=1`, the session's next trial (one round trip per
+    trial)."""
+
+    next_trial = TrialSerializer(
+        required=False,
+        allow_null=True,
+        help_text="Only with `next=1`: the session's open trial after this vote, as "
+        "next-trial would answer (with `ahead=1` its `next` too), or null when nothing "
+        "is left (next-trial's 204: the session is completed). The key is absent when "
+        "no trial could be claimed at this instant or this address asked for trials too "
+        "often: then ask next-trial, which says why and when to try again.",
+    )
+
+    def to_representation(self, result) -> dict:
+        body = super().to_representation(result.vote)
+        if result.carried:
+            trial = result.next_trial
+            body["next_trial"] = None if trial is None else TrialSerializer.render(trial)
+        return body
+
+
 class PingSerializer(OutputSerializer):
     ok = serializers.BooleanField()
 

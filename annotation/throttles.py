@@ -18,7 +18,8 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import connection
 from django.utils import timezone
 from rest_framework.throttling import BaseThrottle
@@ -69,6 +70,8 @@ UPSERT = (
 def window_count(key: str, period: int) -> int:
     """Add one to ``key``'s count (a window's key) and return it; the count lives
     ``period`` seconds past now, in the shared store."""
+    if isinstance(caches["default"], RedisCache):
+        return _redis_window_count(key, period)
     if shared_cache():
         try:
             return cache.incr(key)
@@ -79,6 +82,23 @@ def window_count(key: str, period: int) -> int:
     with statement_scope(), connection.cursor() as cursor:
         cursor.execute(UPSERT, [key, timezone.now() + timedelta(seconds=period + 1)])
         return cursor.fetchone()[0]
+
+
+def _redis_window_count(key: str, period: int) -> int:
+    """``window_count`` in one Redis round trip: the window's key is created with its
+    expiry if absent (SET NX EX), then counted (INCR), pipelined. Django's
+    ``cache.incr`` takes two round trips (EXISTS, then INCRBY) and the first request of a
+    window a third; on the hottest requests of the API each round trip shows. Goes
+    through Django's Redis backend for the client and the key (its prefix and version),
+    so the count is the same key ``cache.get`` reads."""
+    redis_cache = caches["default"]
+    full_key = redis_cache.make_and_validate_key(key)
+    client = redis_cache._cache.get_client(full_key, write=True)  # its RedisCacheClient
+    with client.pipeline(transaction=False) as pipe:
+        pipe.set(full_key, 0, ex=period + 1, nx=True)
+        pipe.incr(full_key)
+        _, count = pipe.execute()
+    return int(count)
 
 
 def rate_windows_sweep() -> int:

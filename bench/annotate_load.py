@@ -1,25 +1,30 @@
-"""Annotator load on the production setup: gunicorn and PostgreSQL, over HTTP.
+"""Annotator load on the production setup: gunicorn, PostgreSQL and Redis, over HTTP.
 
-Simulated annotators open a session, then repeat next-trial -> vote. Two modes:
+Simulated annotators open a session, then answer trial after trial, in two flows measured
+side by side: "one", the page's, where each vote carries the next trial
+(``votes?next=1``; next-trial only when a vote brought none), and "two", next-trial then
+the vote (two requests per trial, the flow before). Two modes:
 
 - paced: 100 annotators, each answering 1 s after its trial arrives (three times faster
   than people), arriving spread over the first second. Prints trials per second and
-  p50/p95/p99 latency per endpoint.
+  p50/p95/p99 latency per endpoint, per flow.
   Target: p99 under 100 ms for both endpoints.
-- saturation: N annotators with no think time, then, in the same run and with the
-  same client, N clients on a trivial JSON endpoint of the same server (the stack's
-  ceiling). Prints trials per second, the ceiling's requests per second and their
-  ratio. Target: at least 30%. For context it also measures the same endpoint with one
-  ``SELECT 1`` per request (``/api/v1/ping?db=1``): the ceiling of any request that
-  touches the database.
+- saturation: N annotators with no think time (each flow), then, in the same run and
+  with the same client, N clients on a trivial JSON endpoint of the same server (the
+  stack's ceiling). Prints trials per second per flow, their ratio, the ceiling's
+  requests per second and the ratio of trials to it. Target: at least 30%. For context
+  it also measures the same endpoint with one ``SELECT 1`` per request
+  (``/api/v1/ping?db=1``): the ceiling of any request that touches the database.
 
     .venv/bin/python bench/annotate_load.py [--mode paced|saturation|both]
     .venv/bin/python bench/annotate_load.py --smoke   # seconds: what the suite runs
 
-It needs PostgreSQL on 127.0.0.1:5432 (``make services``); it drops and recreates the
-scratch database ``iqa_bench`` (``--database``). The throttles are raised for the run
-(simulated annotators answer far faster than people, all from one address); they still
-run on each request. ``bench/abuse.py`` runs with the real ones.
+It needs PostgreSQL and Redis on 127.0.0.1 (``make services``); it drops and recreates
+the scratch database ``iqa_bench`` (``--database``). The throttles count in Redis as
+deployed (``--cache-url``, default database 13; ``--cache-url ''`` counts them in
+PostgreSQL, as ``make run`` does). They are raised for the run (simulated annotators
+answer far faster than people, all from one address); they still run on each request.
+``bench/abuse.py`` runs with the real ones.
 """
 
 import argparse
@@ -116,6 +121,10 @@ def start_server(
 
 
 SLUGS = {"uniform": "load", "active": "load-active"}
+FLOWS = {
+    "two": "two requests per trial (next-trial, then the vote)",
+    "one": "one request per trial (votes?next=1 carries the next trial; the page's flow)",
+}
 
 
 def start_planner(name: str, data_dir: Path) -> subprocess.Popen:
@@ -171,8 +180,17 @@ class Client:
 
 
 def annotator(
-    port: int, stop_at: float, think: float, results: dict, lock: threading.Lock, slug: str
+    port: int,
+    stop_at: float,
+    think: float,
+    results: dict,
+    lock: threading.Lock,
+    slug: str,
+    flow: str = "one",
 ):
+    """One simulated annotator. ``flow`` "one": each vote carries the next trial
+    (``votes?next=1``), next-trial only when it does not (the page's flow); "two": a
+    next-trial request, then the vote (the flow before, two requests per trial)."""
     # People do not arrive in the same millisecond: paced annotators start spread over
     # one think time, so the run is not a series of synchronised bursts.
     time.sleep(random.uniform(0, think))
@@ -180,29 +198,40 @@ def annotator(
     status, session, _ = client.call("POST", f"/api/v1/studies/{slug}/sessions", {})
     assert status == 201, session
     token = session["token"]
+    vote_path = f"/api/v1/sessions/{token}/votes" + ("?next=1" if flow == "one" else "")
     next_times, vote_times, errors, held = [], [], 0, 0
+    trial = None  # the next trial, when the last vote carried it
     while time.monotonic() < stop_at:
         try:
-            status, trial, seconds = client.call("GET", f"/api/v1/sessions/{token}/next-trial")
-            if status == 204:
-                break
-            if status == 409:  # every pair left held, or busy for an instant: ask again
-                held += 1
-                time.sleep(0.05)
-                continue
-            if status != 200:
-                errors += 1
-                continue
-            next_times.append(seconds)
+            if trial is None:
+                status, trial, seconds = client.call("GET", f"/api/v1/sessions/{token}/next-trial")
+                if status == 204:
+                    break
+                if status == 409:  # every pair left held, or busy for an instant: ask again
+                    trial = None
+                    held += 1
+                    time.sleep(0.05)
+                    continue
+                if status != 200:
+                    trial = None
+                    errors += 1
+                    continue
+                next_times.append(seconds)
             if think:
                 time.sleep(think)
             body = {"trial_id": trial["trial_id"], "choice": "left", "response_ms": 1000}
-            status, _, seconds = client.call("POST", f"/api/v1/sessions/{token}/votes", body)
+            status, vote, seconds = client.call("POST", vote_path, body)
+            trial = None
             if status != 201:
                 errors += 1
                 continue
             vote_times.append(seconds)
+            if flow == "one" and "next_trial" in vote:
+                trial = vote["next_trial"]
+                if trial is None:  # nothing left: the session is completed
+                    break
         except (http.client.HTTPException, OSError):
+            trial = None
             errors += 1
     with lock:
         results["next"].extend(next_times)
@@ -237,9 +266,9 @@ def client_process(kind: str, port: int, n: int, start_at: float, duration: floa
     stop_at = start_at + duration
     if kind.startswith("/"):
         target, args = pinger, (port, stop_at, results, lock, kind)
-    else:  # "annotate" or "annotate:<slug>"
-        slug = kind.partition(":")[2] or "load"
-        target, args = annotator, (port, stop_at, think, results, lock, slug)
+    else:  # "annotate:<slug>:<flow>"
+        _, slug, flow = kind.split(":")
+        target, args = annotator, (port, stop_at, think, results, lock, slug, flow)
     threads = [threading.Thread(target=target, args=args) for _ in range(n)]
     for thread in threads:
         thread.start()
@@ -274,12 +303,15 @@ def drive(kind: str, port: int, clients: int, duration: float, think: float, pro
     return merged
 
 
-def latency_line(name: str, seconds: list[float]) -> str:
+def latency_line(name: str, seconds: list[float], indent: int = 2) -> str:
+    pad = " " * indent
     if not seconds:
-        return f"  {name:<11} no requests"
+        return f"{pad}{name:<11} no requests"
     ms = np.asarray(seconds) * 1000
     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-    return f"  {name:<11} n={len(ms):>7}  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  p99 {p99:6.1f} ms"
+    return (
+        f"{pad}{name:<11} n={len(ms):>7}  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  p99 {p99:6.1f} ms"
+    )
 
 
 def main() -> None:
@@ -303,6 +335,12 @@ def main() -> None:
         help="saturation: the study's sampling policy; both: uniform then active, their ratio",
     )
     parser.add_argument(
+        "--cache-url",
+        default="redis://127.0.0.1:6379/13",
+        help="IQA_CACHE_URL, where throttles count (Redis, as deployed); '' for the "
+        "database (the embedded default's store)",
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="both modes, 2 s each, a few clients: seconds"
     )
     args = parser.parse_args()
@@ -312,77 +350,88 @@ def main() -> None:
     samplings = ("uniform", "active") if args.sampling == "both" else (args.sampling,)
 
     pairs = prepare_database(args.database, args.scenes, args.per_scene, args.votes, samplings)
+    store = f"Redis ({args.cache_url})" if args.cache_url else "PostgreSQL (no IQA_CACHE_URL)"
     print(
         f"study: {pairs} pairs, {args.votes} votes each; gunicorn {args.workers} workers x "
-        f"{args.threads} threads; {os.cpu_count()} CPUs shared by server, database and client"
+        f"{args.threads} threads; throttles counted in {store}; {os.cpu_count()} CPUs "
+        "shared by server, database and client"
     )
+    settings = {**RAISED_THROTTLES, "IQA_CACHE_URL": args.cache_url}
     with tempfile.TemporaryDirectory(prefix="iqa-bench-") as tmp:
         port = 18000 + os.getpid() % 1000
-        server = start_server(args.database, port, args.workers, args.threads, Path(tmp))
+        server = start_server(
+            args.database, port, args.workers, args.threads, Path(tmp), settings=settings
+        )
         planner = start_planner(args.database, Path(tmp)) if "active" in samplings else None
+
+        def run(kind: str, clients: int, think: float) -> dict:
+            return drive(kind, port, clients, args.duration, think, args.client_processes)
+
         try:
             if args.mode in ("paced", "both"):
-                result = drive(
-                    "annotate", port, args.annotators, args.duration, args.think,
-                    args.client_processes,
-                )  # fmt: skip
                 print(
                     f"paced: {args.annotators} annotators, {args.think:.1f} s think time, "
-                    f"{args.duration:.0f} s"
+                    f"{args.duration:.0f} s per flow"
                 )
-                print(f"  trials/s    {len(result['vote']) / args.duration:.1f}")
-                print(latency_line("next-trial", result["next"]))
-                print(latency_line("vote", result["vote"]))
-                print(f"  errors      {result['errors']}")
+                for flow in FLOWS:
+                    result = run(f"annotate:load:{flow}", args.annotators, args.think)
+                    print(f"  {FLOWS[flow]}")
+                    print(f"    trials/s    {len(result['vote']) / args.duration:.1f}")
+                    print(latency_line("next-trial", result["next"], 4))
+                    print(latency_line("vote", result["vote"], 4))
+                    print(f"    errors      {result['errors']}")
             if args.mode in ("saturation", "both"):
                 rates = {}
                 for sampling in samplings[:-1]:
-                    before = drive(
-                        f"annotate:{SLUGS[sampling]}", port, args.concurrency, args.duration,
-                        0.0, args.client_processes,
-                    )  # fmt: skip
+                    before = run(f"annotate:{SLUGS[sampling]}:one", args.concurrency, 0.0)
                     rates[sampling] = len(before["vote"]) / args.duration
                     print(f"saturation, sampling={sampling}: {rates[sampling]:.1f} trials/s")
                     print(latency_line("next-trial", before["next"]))
                     print(latency_line("vote", before["vote"]))
                     print(f"  errors      {before['errors']} (409 asked again: {before['held']})")
                 last = samplings[-1]
-                trials = drive(
-                    f"annotate:{SLUGS[last]}", port, args.concurrency, args.duration, 0.0,
-                    args.client_processes,
-                )  # fmt: skip
-                ceiling = drive(
-                    "/api/v1/ping", port, args.concurrency, args.duration, 0.0,
-                    args.client_processes,
-                )  # fmt: skip
-                db_ceiling = drive(
-                    "/api/v1/ping?db=1", port, args.concurrency, args.duration, 0.0,
-                    args.client_processes,
-                )  # fmt: skip
-                trial_rate = len(trials["vote"]) / args.duration
+                flows = {flow: run(f"annotate:{SLUGS[last]}:{flow}", args.concurrency, 0.0)
+                         for flow in FLOWS}  # fmt: skip
+                ceiling = run("/api/v1/ping", args.concurrency, 0.0)
+                db_ceiling = run("/api/v1/ping?db=1", args.concurrency, 0.0)
                 ping_rate = len(ceiling["ping"]) / args.duration
                 db_rate = len(db_ceiling["ping"]) / args.duration
                 print(
                     f"saturation, sampling={last}: {args.concurrency} clients, no think time, "
-                    f"{args.duration:.0f} s"
+                    f"{args.duration:.0f} s per run"
                 )
-                print(f"  trials/s    {trial_rate:.1f}  (next-trial + vote)")
+                trial_rates = {}
+                for flow, trials in flows.items():
+                    trial_rates[flow] = len(trials["vote"]) / args.duration
+                    print(f"  {FLOWS[flow]}")
+                    print(f"    trials/s    {trial_rates[flow]:.1f}")
+                    print(latency_line("next-trial", trials["next"], 4))
+                    print(latency_line("vote", trials["vote"], 4))
+                    print(f"    errors      {trials['errors']} (409 asked again: {trials['held']})")
+                trial_rate = trial_rates["one"]
+                print(
+                    f"  one request / two requests per trial: "
+                    f"{trial_rate / max(trial_rates['two'], 1e-9):.2f}x"
+                )
                 if rates:
                     ratio = trial_rate / rates["uniform"]
                     print(f"  active / uniform trials/s: {ratio:.1%} (goal: within 10%)")
-                print(latency_line("next-trial", trials["next"]))
-                print(latency_line("vote", trials["vote"]))
                 print(f"  ceiling     {ping_rate:.1f} requests/s on /api/v1/ping")
                 print(latency_line("ping", ceiling["ping"]))
-                print(f"  ratio       {trial_rate / ping_rate:.1%} of the ceiling (target 30%)")
+                print(
+                    f"  ratio       {trial_rate / ping_rate:.1%} of the ceiling (target 30%; "
+                    f"two requests per trial: {trial_rates['two'] / ping_rate:.1%})"
+                )
                 print(
                     f"  db ceiling  {db_rate:.1f} requests/s on /api/v1/ping?db=1 "
                     "(one SELECT 1 per request)"
                 )
                 print(latency_line("ping?db=1", db_ceiling["ping"]))
                 print(f"  ratio       {trial_rate / db_rate:.1%} of the db ceiling")
-                errors = trials["errors"] + ceiling["errors"] + db_ceiling["errors"]
-                print(f"  errors      {errors} (409 asked again: {trials['held']})")
+                errors = sum(f["errors"] for f in flows.values())
+                errors += ceiling["errors"] + db_ceiling["errors"]
+                held = sum(f["held"] for f in flows.values())
+                print(f"  errors      {errors} (409 asked again: {held})")
         finally:
             server.terminate()
             server.wait(timeout=30)

@@ -314,7 +314,7 @@ IQA_DASHBOARD_HOLD_SECONDS = float(os.environ.get("IQA_DASHBOARD_HOLD_SECONDS", 
 if os.environ.get("IQA_CACHE_URL"):
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "config.cache.RedisCache",
             "LOCATION": os.environ["IQA_CACHE_URL"],
         }
     }

@@ -32,7 +32,7 @@ from annotation.services.studies import (
     study_writable,
 )
 from annotation.services.trials import IssuedTrial, ShownImage
-from annotation.services.votes import VoteResult, vote_submit
+from annotation.services.votes import VoteAndNext, VoteResult, vote_submit, vote_submit_next
 
 __all__ = [
     "ImportResult",
@@ -43,6 +43,7 @@ __all__ = [
     "SessionState",
     "ShownImage",
     "StudyDeleted",
+    "VoteAndNext",
     "VoteResult",
     "annotator_exclusion_decide",
     "counted_trials_required",
@@ -65,4 +66,5 @@ __all__ = [
     "study_writable",
     "trial_next",
     "vote_submit",
+    "vote_submit_next",
 ]

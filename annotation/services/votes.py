@@ -1,4 +1,5 @@
-"""Answers to trials: ``vote_submit``.
+"""Answers to trials: ``vote_submit``, and ``vote_submit_next`` which also claims the
+session's next trial in the same transaction (one round trip per trial).
 
 The rules a vote follows (sides undone, lateness, the recount of a released lease, one
 answer per trial, completion, the queued trial moving up, answers too fast to count) are
@@ -18,9 +19,12 @@ from django.db import transaction
 from django.db.models import F
 
 from annotation import clock
+from annotation.errors import TryAgain
 from annotation.models import AnnotatorSession, Pair, Trial, Vote
 from annotation.services import sampling, statements
+from annotation.services.assignment import trial_next
 from annotation.services.sessions import Progress, session_get, session_progress
+from annotation.services.trials import IssuedTrial
 from annotation.study_settings import Sampling
 from core.errors import Conflict, NotFound
 
@@ -99,6 +103,64 @@ def vote_submit(
     choice raises ``Conflict``; a trial that is not this session's raises ``NotFound``.
     An answer after the lease expired is kept and marked late.
     """
+    return _vote_store(
+        token=token, trial_id=trial_id, choice=choice, response_ms=response_ms,
+        client_info=client_info, savepoint=True,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class VoteAndNext:
+    """A vote and the session's next trial, claimed in the same transaction."""
+
+    vote: VoteResult
+    # Whether the next trial was claimed here. False when it could not be at this
+    # instant (every pair left held, or busy: next-trial says so, with Retry-After).
+    carried: bool
+    # With ``carried``: the open trial (``.next`` the queued one, with ``ahead``), or
+    # None when nothing is left (the session is completed, as next-trial's 204).
+    next_trial: IssuedTrial | None = None
+
+
+def vote_submit_next(
+    *,
+    token: str,
+    trial_id: uuid.UUID,
+    choice: str,
+    response_ms: int | None = None,
+    client_info: dict | None = None,
+    ahead: bool = False,
+) -> VoteAndNext:
+    """``vote_submit``, then ``trial_next`` in the same transaction: one round trip per
+    trial for a page. A retried vote gets the same next trial (the open one, until it is
+    answered: rule 2), never a second claim. The vote never fails for its next trial:
+    when no trial can be claimed at this instant (``TryAgain``), the vote is stored and
+    ``carried`` is false.
+    """
+    with transaction.atomic():
+        # First in its transaction: a failing vote statement fails it whole, no savepoint.
+        vote = _vote_store(
+            token=token, trial_id=trial_id, choice=choice, response_ms=response_ms,
+            client_info=client_info, savepoint=False,
+        )  # fmt: skip
+        if vote.completed:
+            return VoteAndNext(vote=vote, carried=True, next_trial=None)
+        try:
+            trial = trial_next(token=token, ahead=ahead)
+        except TryAgain:  # TrialsHeld too; their statements ran in savepoints
+            return VoteAndNext(vote=vote, carried=False)
+    return VoteAndNext(vote=vote, carried=True, next_trial=trial)
+
+
+def _vote_store(
+    *,
+    token: str,
+    trial_id: uuid.UUID,
+    choice: str,
+    response_ms: int | None,
+    client_info: dict | None,
+    savepoint: bool,
+) -> VoteResult:
     if choice not in CHOICES:
         raise ValueError(f"choice must be one of {CHOICES}")
     params = VoteParams(
@@ -110,10 +172,12 @@ def vote_submit(
         client_info=json.dumps(client_info or {}),
         now=clock.now(),
     )
-    row = VOTE.run(params) if statements.use_fast_path() else _vote_orm(params)
+    row = VOTE.run(params, savepoint=savepoint) if statements.use_fast_path() else _vote_orm(params)
     if row is not None:
         if row.counted and row.sampling == Sampling.ACTIVE:
-            sampling.vote_counted(scene_id=row.scene_id, every=row.sampling_every)
+            # After the commit: a plan queued now must see this vote.
+            scene_id, every = row.scene_id, row.sampling_every
+            transaction.on_commit(lambda: sampling.vote_counted(scene_id=scene_id, every=every))
         return VoteResult(
             vote_id=row.vote_id,
             created=True,

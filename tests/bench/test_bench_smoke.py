@@ -54,7 +54,10 @@ def test_tie_coverage():
 
 def test_annotate_load():
     out = ran(bench_run("annotate_load.py", "iqa_bench_smoke_load"))
-    assert number(r"paced: .*\n  trials/s\s+([\d.]+)", out) > 0
+    # Both flows, paced and saturated: trials answered, no request failed.
+    assert len(re.findall(r"^    trials/s\s+([1-9][\d.]*)", out, re.MULTILINE)) == 4, out
+    assert len(re.findall(r"^    errors\s+0\b", out, re.MULTILINE)) == 4, out
+    assert number(r"one request / two requests per trial: ([\d.]+)x", out) > 0
     assert number(r"ratio\s+([\d.]+)% of the ceiling", out) > 0
     assert re.search(r"^  errors\s+0\b", out, re.MULTILINE), out
 

@@ -79,7 +79,7 @@ def test_a_cache_url_shares_the_vote_throttle_through_redis(tmp_path):
     """Several web processes count votes per session in one place when IQA_CACHE_URL is set."""
     assert probe(tmp_path)["cache"].endswith("LocMemCache")
     found = probe(tmp_path, IQA_CACHE_URL="redis://127.0.0.1:6379/14")
-    assert found["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert found["cache"] == "config.cache.RedisCache"  # Django's, one client per pool
 
 
 def production_vars(**extra: str) -> dict[str, str]:

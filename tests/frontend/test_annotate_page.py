@@ -47,6 +47,8 @@ def expected_preferred(trial: Trial, choice: str, left_url: str) -> str:
 def test_a_study_is_completed_with_the_keyboard_alone(site, open_page):
     study = site.study(practice_trials=1, break_every=2, instructions="Look closely.")
     page = open_page(f"{site.url}/annotate/{study.slug}/")
+    api_calls = []  # one round trip per trial: each answer's response brings the next trial
+    page.on("request", lambda r: "/api/v1/" in r.url and api_calls.append((r.method, r.url)))
     page.wait_for_selector("[data-screen=consent]:not([hidden])")
     screenshot(page, "consent")
     page.keyboard.press("Enter")
@@ -92,6 +94,12 @@ def test_a_study_is_completed_with_the_keyboard_alone(site, open_page):
     assert Vote.objects.order_by("created_at").first().kind == "practice"
     session = AnnotatorSession.objects.get()
     assert session.completed_at is not None
+    asked = [url for method, url in api_calls if "/next-trial" in url]
+    sent = [url for method, url in api_calls if method == "POST" and "/votes" in url]
+    calls = [(m, u.rsplit("/", 1)[-1]) for m, u in api_calls]
+    assert len(asked) == 1, calls  # the first trial; every other came with an answer
+    assert len(sent) == 4, api_calls
+    assert all(url.endswith("/votes?next=1&ahead=1") for url in sent)
 
 
 def test_a_study_is_completed_with_the_mouse_and_returns_to_prolific(site, open_page):
@@ -269,7 +277,7 @@ def test_an_aborted_vote_is_retried_and_stored_once(site, open_page):
         else:
             route.continue_()
 
-    page.route("**/votes", flaky)
+    page.route("**/votes*", flaky)
     trial_id = start(page)
     page.keyboard.press("1")
     page.wait_for_function("() => iqaAnnotator.pendingAnswers === 0")
@@ -289,7 +297,7 @@ def test_an_answer_survives_a_reload_and_the_study_resumes(site, open_page):
     page.keyboard.press("2")
     second = wait_ready(page)
     # The network goes away: the answer waits in the browser.
-    page.route("**/votes", lambda route: route.abort())
+    page.route("**/votes*", lambda route: route.abort())
     page.keyboard.press("3")
     third = wait_ready(page)
     page.wait_for_selector("#save-status[data-state=offline]")
@@ -297,7 +305,7 @@ def test_an_answer_survives_a_reload_and_the_study_resumes(site, open_page):
     assert page.evaluate("iqaAnnotator.pendingAnswers") == 1
     assert not Vote.objects.filter(trial_id=second).exists()
 
-    page.unroute("**/votes")
+    page.unroute("**/votes*")
     page.reload()
     # Straight back to the trials, at the trial that was showing.
     assert wait_ready(page) == third

@@ -73,8 +73,11 @@ export class Api {
     return status === 204 ? null : data;
   }
 
+  // The vote and, as `next_trial`, the session's next trial with the one after it: one
+  // request per trial. The key is absent when the server could not claim one at that
+  // instant (then nextTrial says why); null when the session has nothing left.
   vote(token, vote) {
-    return this.request("POST", `sessions/${token}/votes`, vote);
+    return this.request("POST", `sessions/${token}/votes?next=1&ahead=1`, vote);
   }
 }
 
@@ -111,6 +114,15 @@ export class Outbox {
     this.flushing = null;
     this.acknowledged = new Set();
     this.lastResult = null;
+    this.carried = undefined; // the next trial the last acknowledged answer brought back
+  }
+
+  // The next trial the last answer sent brought back (null: nothing left), once; undefined
+  // when it brought none (or was refused): then ask for it.
+  takeCarried() {
+    const carried = this.carried;
+    this.carried = undefined;
+    return carried;
   }
 
   load() {
@@ -168,7 +180,9 @@ export class Outbox {
           (error) => this.onStatus(error ? "offline" : "saving"),
         );
         this.lastResult = data;
+        this.carried = data && "next_trial" in data ? data.next_trial : undefined;
       } catch (error) {
+        this.carried = undefined;
         // 409: the trial already holds another answer; 404: not this session's trial.
         // Either way the server will never take this one, so it leaves the outbox.
         console.warn("answer refused", vote.trial_id, error.message);

@@ -285,8 +285,10 @@ function startTrials() {
 
 // --- trials ----------------------------------------------------------------------------
 
-// Ask the server for the open trial and the one after it (after sending every stored
-// answer, so that it moves on). Trials already answered here are skipped; trials already
+// The open trial and the one after it, after sending every stored answer (so that the
+// server moves on): the last answer's response carries them (one request per trial);
+// only when it does not (none was sent, or the server could not claim one at that
+// instant) is the server asked. Trials already answered here are skipped; trials already
 // loading are kept, so their images are not fetched twice.
 function refill() {
   app.refillWanted = true;
@@ -295,7 +297,9 @@ function refill() {
     while (app.refillWanted) {
       app.refillWanted = false;
       await app.outbox.flush();
-      const data = await withRetry(() => api.nextTrial(app.token), networkStatus);
+      const carried = app.outbox.takeCarried();
+      const data =
+        carried !== undefined ? carried : await withRetry(() => api.nextTrial(app.token), networkStatus);
       const chain = data ? [data, data.next].filter(Boolean) : [];
       const known = new Map(app.queue.map((p) => [p.trial.trial_id, p]));
       app.queue = chain
@@ -318,7 +322,8 @@ async function presentNext() {
     }
     setAnswersEnabled(false);
     $("stage-message").textContent = "Loading the next trial…";
-    await refill();
+    // The refill under way (the answer's) brings it; a new one would ask the server again.
+    await (app.refilling || refill());
     return presentNext();
   }
   if (app.displayed === head) return;
