@@ -83,6 +83,11 @@ class AnnotatorApi(APIView):
                 self.throttled(request, throttle.wait())
 
 
+def _flag(request: Request, name: str) -> bool:
+    """A boolean query parameter: ``1`` or ``true`` (as generated clients send it)."""
+    return request.query_params.get(name, "").lower() in ("1", "true")
+
+
 # --- annotator views ----------------------------------------------------------------
 
 
@@ -184,7 +189,7 @@ class NextTrialApi(AnnotatorApi):
         },
     )
     def get(self, request: Request, token: str) -> Response:
-        trial = services.trial_next(token=token, ahead=request.query_params.get("ahead") == "1")
+        trial = services.trial_next(token=token, ahead=_flag(request, "ahead"))
         if trial is None:
             return Response(status=204)
         return Response(TrialSerializer.render(trial))
@@ -216,7 +221,7 @@ class VoteApi(AnnotatorApi):
             200: OpenApiResponse(
                 VoteNextSerializer,
                 description="A retry: the stored vote (with `next=1`, the open trial: the "
-                "same one the first answer got, while it is unanswered).",
+                "same one the first answer got, while it is unanswered and its lease holds).",
             ),
             **_errors(
                 {
@@ -238,10 +243,8 @@ class VoteApi(AnnotatorApi):
             "response_ms": data["response_ms"],
             "client_info": dict(data.get("client", {})),
         }
-        if request.query_params.get("next") == "1" and self._trial_allowed(request):
-            result = services.vote_submit_next(
-                **vote, ahead=request.query_params.get("ahead") == "1"
-            )
+        if _flag(request, "next") and self._trial_allowed(request):
+            result = services.vote_submit_next(**vote, ahead=_flag(request, "ahead"))
             status = 201 if result.vote.created else 200
             return Response(VoteNextSerializer.render(result), status=status)
         stored = services.vote_submit(**vote)

@@ -270,6 +270,7 @@ class VoteNextSerializer(VoteSerializer):
 
     def to_representation(self, result) -> dict:
         body = super().to_representation(result.vote)
+        body.pop("next_trial", None)  # absent unless carried (null means nothing is left)
         if result.carried:
             trial = result.next_trial
             body["next_trial"] = None if trial is None else TrialSerializer.render(trial)

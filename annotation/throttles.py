@@ -86,15 +86,17 @@ def window_count(key: str, period: int) -> int:
 
 def _redis_window_count(key: str, period: int) -> int:
     """``window_count`` in one Redis round trip: the window's key is created with its
-    expiry if absent (SET NX EX), then counted (INCR), pipelined. Django's
+    expiry if absent (SET NX EX), then counted (INCR), in one MULTI/EXEC (so the key can
+    never lapse between the two and be counted without an expiry). Django's
     ``cache.incr`` takes two round trips (EXISTS, then INCRBY) and the first request of a
     window a third; on the hottest requests of the API each round trip shows. Goes
     through Django's Redis backend for the client and the key (its prefix and version),
-    so the count is the same key ``cache.get`` reads."""
+    so the count is the same key ``cache.get`` reads (``_cache.get_client`` is that
+    backend's, not public API: ``config/cache.py`` subclasses the same class)."""
     redis_cache = caches["default"]
     full_key = redis_cache.make_and_validate_key(key)
     client = redis_cache._cache.get_client(full_key, write=True)  # its RedisCacheClient
-    with client.pipeline(transaction=False) as pipe:
+    with client.pipeline(transaction=True) as pipe:  # MULTI/EXEC: no INCR without its expiry
         pipe.set(full_key, 0, ex=period + 1, nx=True)
         pipe.incr(full_key)
         _, count = pipe.execute()

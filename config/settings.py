@@ -405,6 +405,12 @@ IQA_SCORING_QUEUE = os.environ.get("IQA_SCORING_QUEUE", "")
 # Items (images, or image/reference pairs) per scoring task, and per forward pass.
 IQA_SCORE_BATCH_ITEMS = int(os.environ.get("IQA_SCORE_BATCH_ITEMS", "64"))
 IQA_SCORE_FORWARD_BATCH = int(os.environ.get("IQA_SCORE_FORWARD_BATCH", "16"))
+# A forward pass holds at most this many MB more than the worker before it, and lasts
+# about this many seconds at most: the pass size follows from what the metric's first
+# pass of an item of that size measured on the worker (scoring.engine.pass_size). Each
+# pass's scores are stored when it ends, so progress moves at least that often.
+IQA_SCORE_PASS_MEMORY_MB = int(os.environ.get("IQA_SCORE_PASS_MEMORY_MB", "1024"))
+IQA_SCORE_PASS_SECONDS = float(os.environ.get("IQA_SCORE_PASS_SECONDS", "5"))
 # Metric models a worker process keeps loaded (least recently used ones are dropped).
 IQA_WORKER_MAX_MODELS = int(os.environ.get("IQA_WORKER_MAX_MODELS", "4"))
 # A batch whose metric a worker cannot run (missing weights, CUDA out of memory, a driver

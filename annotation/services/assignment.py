@@ -126,7 +126,8 @@ The rules, each pinned on both paths by the tests named under it (in tests/annot
 Two paths. On PostgreSQL next-trial, in the common case (the open trial, or a new
 counted trial), and a vote are one statement each (``sql/next_trial.sql``,
 ``sql/vote.sql``), with ``sql/sweep.sql`` for rule 5: a statement is atomic on its own,
-so there are no BEGIN/COMMIT round trips and row locks last one statement. Everything
+so there are no BEGIN/COMMIT round trips and row locks last one statement (a vote
+with its next trial, ``votes.vote_submit_next``, runs the two in one transaction). Everything
 else (a session's first trial, practice and gold trials, the queued trial, completion,
 rule 12's claim past leases that do not hold) and every step on other
 databases (SQLite serialises writers) run through the ORM in transactions. Both paths
@@ -251,7 +252,7 @@ def _sweep_if_due() -> None:
 # --- next trial ------------------------------------------------------------------------
 
 
-def trial_next(*, token: str, ahead: bool = False) -> IssuedTrial | None:
+def trial_next(*, token: str, ahead: bool = False, sweep: bool = True) -> IssuedTrial | None:
     """The session's open trial, or a new one; ``None`` when nothing is left (completed).
 
     A trial stays the session's open trial until it is answered (a reload shows the same
@@ -261,8 +262,12 @@ def trial_next(*, token: str, ahead: bool = False) -> IssuedTrial | None:
     returned) as ``.next``, so that a page can load its images while the annotator looks
     at the open one; answering the open trial makes the queued one open. None is queued
     when the open trial is the last one the quota allows or no pair is free.
+
+    ``sweep`` false skips the throttled sweep (a caller's transaction would hold the
+    released pairs' locks until it ends; rule 11's sweep still runs when nothing is free).
     """
-    _sweep_if_due()
+    if sweep:
+        _sweep_if_due()
     current = _trial_current(token)
     if current is None or not ahead:
         return current
@@ -535,7 +540,7 @@ def _issue_counted(
     Pairs other claims hold are skipped, or with ``wait_for_locks`` waited for, at most
     ``CLAIM_LOCK_TIMEOUT_MS`` (rule 11); a wait that times out claims nothing. SQLite
     serialises writers instead (``select_for_update`` is a no-op there). The lock timeout
-    lasts until the transaction ends: call outside one (as requests do). That last claim
+    is set back once the pair is locked (a caller's transaction goes on without it). That last claim
     of an open trial, finding no pair below its target, claims past the leases that do
     not hold (rule 12). A wait that times out raises ``TryAgain`` (rule 11).
     """
@@ -552,14 +557,17 @@ def _issue_counted(
         with transaction.atomic():
             _open_trial(params, pair_id, Trial.Kind.LABEL, released=True)
         return _pair_images(pair_id)
+    timeout_set = wait_for_locks and connection.vendor == "postgresql"
     try:
         with transaction.atomic():
-            if wait_for_locks and connection.vendor == "postgresql":
+            if timeout_set:
                 with connection.cursor() as cursor:
                     cursor.execute(
-                        "SELECT set_config('lock_timeout', %s, true)",
+                        "SELECT current_setting('lock_timeout'), "
+                        "set_config('lock_timeout', %s, true)",
                         [f"{CLAIM_LOCK_TIMEOUT_MS}ms"],
                     )
+                    (lock_timeout, _) = cursor.fetchone()
             pair_id = (
                 Pair.objects.select_for_update(skip_locked=not wait_for_locks)
                 .filter(
@@ -574,6 +582,11 @@ def _issue_counted(
             )
             if pair_id is None and wait_for_locks and params.slot is Slot.OPEN:
                 pair_id = _pair_past_unheld(params, unseen)
+            if timeout_set:
+                # Back to what it was: the claim's locks are taken, and in a caller's
+                # transaction (a vote with its next trial) the rest must not run under it.
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [lock_timeout])
             if pair_id is None:
                 return None
             Pair.objects.filter(pk=pair_id).update(

@@ -60,6 +60,10 @@ class Statement(Generic[P, R]):
                 raise ValueError(f"{name}.sql: {match.group(0)} is no field of {params.__name__}")
             return f"${names.index(match.group(1)) + 1}"
 
+        unused = [n for n in names if f"%({n})s" not in sql]
+        if unused:
+            # An unused field would be a $n of no known type, refused only when prepared.
+            raise ValueError(f"{name}.sql uses no placeholder for {', '.join(unused)}")
         if "%%" in sql:
             raise ValueError(f"{name}.sql: write % as such (the statement is not formatted)")
         raw_sql = re.sub(r"%\((\w+)\)s", placeholder, sql)

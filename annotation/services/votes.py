@@ -10,12 +10,13 @@ take a ``VoteParams`` and return a ``VoteRow``.
 """
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, get_args
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 
 from annotation import clock
@@ -27,6 +28,8 @@ from annotation.services.sessions import Progress, session_get, session_progress
 from annotation.services.trials import IssuedTrial
 from annotation.study_settings import Sampling
 from core.errors import Conflict, NotFound
+
+logger = logging.getLogger(__name__)
 
 Choice = Literal["left", "similar", "right"]
 CHOICES: tuple[str, ...] = get_args(Choice)
@@ -132,9 +135,10 @@ def vote_submit_next(
     ahead: bool = False,
 ) -> VoteAndNext:
     """``vote_submit``, then ``trial_next`` in the same transaction: one round trip per
-    trial for a page. A retried vote gets the same next trial (the open one, until it is
-    answered: rule 2), never a second claim. The vote never fails for its next trial:
-    when no trial can be claimed at this instant (``TryAgain``), the vote is stored and
+    trial for a page. A retried vote gets the session's open trial: the one the first
+    answer claimed while it is unanswered and its lease holds (rules 2 and 5), never a
+    second claim. The vote never fails for its next trial: when none can be claimed at
+    this instant (``TryAgain``) or the database refuses the claim, the vote is stored and
     ``carried`` is false.
     """
     with transaction.atomic():
@@ -146,8 +150,15 @@ def vote_submit_next(
         if vote.completed:
             return VoteAndNext(vote=vote, carried=True, next_trial=None)
         try:
-            trial = trial_next(token=token, ahead=ahead)
-        except TryAgain:  # TrialsHeld too; their statements ran in savepoints
+            # A savepoint: a claim the database refuses (a deadlock, a timeout) is undone
+            # alone and the vote commits. Without the throttled sweep, whose released
+            # pairs would stay locked until this transaction ends.
+            with transaction.atomic():
+                trial = trial_next(token=token, ahead=ahead, sweep=False)
+        except TryAgain:  # TrialsHeld too: next-trial tells the page why, and when
+            return VoteAndNext(vote=vote, carried=False)
+        except DatabaseError:
+            logger.warning("the next trial could not be claimed with the vote", exc_info=True)
             return VoteAndNext(vote=vote, carried=False)
     return VoteAndNext(vote=vote, carried=True, next_trial=trial)
 

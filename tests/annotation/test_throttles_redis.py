@@ -1,6 +1,8 @@
 """The throttles' counts in Redis (``IQA_CACHE_URL``, as deployed), against the real server
 on 127.0.0.1, and the cache backend that keeps one Redis client per pool."""
 
+import threading
+
 import pytest
 import redis
 from django.core.cache import caches
@@ -40,6 +42,16 @@ def test_one_redis_client_serves_every_cache_operation_of_a_thread(redis_cache):
     assert redis_cache.get("k") == 1
     assert redis_cache._cache.get_client("y", write=True) is client
     assert redis_cache._cache.get_client("y") is client  # one server: reads use its pool too
+    # Another thread has its own backend (Django's cache handler is per thread), so its
+    # own client and pool.
+    other = {}
+    thread = threading.Thread(
+        target=lambda: other.update(client=caches["default"]._cache.get_client("x", write=True))
+    )
+    thread.start()
+    thread.join()
+    assert other["client"] is not client
+    assert other["client"].connection_pool is not client.connection_pool
 
 
 @pytest.mark.django_db

@@ -7,12 +7,13 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from annotation import services
+from annotation.errors import TrialsHeld
 from annotation.models import AnnotatorSession, Trial, Vote
 from annotation.services import statements, votes
 from core.errors import NotFound
@@ -122,9 +123,32 @@ def test_a_refused_vote_claims_nothing(impl):
     assert not Vote.objects.exists()
 
 
+def test_a_claim_the_database_refuses_leaves_the_vote_standing(impl, monkeypatch):
+    """A deadlock or a timeout in the claim is undone alone (its savepoint): the vote is
+    stored, without a next trial, and next-trial then serves the session."""
+    study = LiveStudyFactory()
+    make_pairs(study, 3)
+    token = open_session(study)
+    trial = services.trial_next(token=token)
+
+    def refused(**kwargs):
+        Trial.objects.filter(session__token=token).update(released=True)  # undone with it
+        raise OperationalError("deadlock detected")
+
+    monkeypatch.setattr(votes, "trial_next", refused)
+    result = vote_next(token, trial)
+    assert result.vote.created
+    assert not result.carried
+    assert Vote.objects.count() == 1
+    assert not Trial.objects.filter(released=True).exists()
+    monkeypatch.undo()
+    assert services.trial_next(token=token) is not None
+
+
 def test_vote_and_claim_are_one_transaction(impl, monkeypatch):
-    """A claim that fails other than by "try again" (a lost database, say) takes the vote
-    with it: nothing is half-written, and the page's retry of the vote stores it then."""
+    """A claim that fails for a reason that is no refusal of the database's (a bug) takes
+    the vote with it: nothing is half-written, and the page's retry of the vote stores it
+    then."""
     study = LiveStudyFactory()
     make_pairs(study, 3)
     token = open_session(study)
@@ -146,7 +170,8 @@ def test_vote_and_claim_are_one_transaction(impl, monkeypatch):
 @pytest.mark.django_db(transaction=True)
 def test_a_vote_with_its_next_trial_is_two_statements(sweep_not_due):
     """On PostgreSQL: the vote statement, then next-trial's in a savepoint (so that a
-    claim refused by the database leaves the vote standing), in one transaction."""
+    claim refused by the database leaves the vote standing), in one transaction; no
+    throttled lease sweep inside it."""
     if not statements.use_fast_path():
         pytest.skip("PostgreSQL statements only")
     study = LiveStudyFactory(gold_rate=0)
@@ -158,7 +183,9 @@ def test_a_vote_with_its_next_trial_is_two_statements(sweep_not_due):
         result = vote_next(token, trial)
     statements_run = [q["sql"].split("\n", 1)[0] for q in queries.captured_queries]
     assert [s for s in statements_run if s.startswith("--")] == ["-- vote.sql", "-- next_trial.sql"]
-    assert sum(s.startswith("SAVEPOINT") for s in statements_run) == 1
+    # The claim's savepoint and its statement's (a refused statement falls back to the
+    # general path): the vote's statement needs none.
+    assert sum(s.startswith("SAVEPOINT") for s in statements_run) == 2
     assert result.carried
     assert result.next_trial is not None
 
@@ -197,6 +224,35 @@ def test_the_vote_response_carries_the_next_trial_as_next_trial_gives_it():
     assert api.get(f"/api/v1/sessions/{token}/next-trial").status_code == 204
 
 
+def test_a_vote_whose_next_trial_cannot_be_claimed_now_says_so_by_its_absence(monkeypatch):
+    """No ``next_trial`` key (never null, which means the session is completed): the page
+    then asks next-trial, which answers 409 with Retry-After."""
+    api = APIClient()
+    study = LiveStudyFactory()
+    make_pairs(study, 3)
+    token = api.post(f"/api/v1/studies/{study.slug}/sessions", {}, format="json").json()["token"]
+    trial_id = api.get(f"/api/v1/sessions/{token}/next-trial").json()["trial_id"]
+
+    def held(**kwargs):
+        raise TrialsHeld("every trial left is held", retry_after=5)
+
+    monkeypatch.setattr(votes, "trial_next", held)
+    response = api_vote(api, token, trial_id, "?next=true&ahead=true")
+    assert response.status_code == 201
+    assert "next_trial" not in response.json()
+    assert response.json()["completed"] is False
+
+
+def test_next_and_ahead_take_true_as_generated_clients_send_it():
+    api = APIClient()
+    study = LiveStudyFactory()
+    make_pairs(study, 4)
+    token = api.post(f"/api/v1/studies/{study.slug}/sessions", {}, format="json").json()["token"]
+    trial_id = api.get(f"/api/v1/sessions/{token}/next-trial").json()["trial_id"]
+    body = api_vote(api, token, trial_id, "?next=true&ahead=true").json()
+    assert "next" in body["next_trial"]
+
+
 @override_settings(IQA_TRIAL_RATE="2/min")
 def test_claims_through_votes_count_against_the_address_trial_rate():
     """A vote's next trial is a claim like next-trial's: over the address's rate the vote
@@ -221,7 +277,8 @@ def test_claims_through_votes_count_against_the_address_trial_rate():
 
 def test_statement_placeholders_become_positional_once_at_load():
     """Each ``%(name)s`` becomes ``$n`` of its field (repeats share one); a name that is no
-    field is refused at import, not at the first request."""
+    field, or a field the statement does not use, is refused at import, not at the first
+    request."""
     vote_sql = votes.VOTE.raw_sql
     assert "%(" not in vote_sql
     fields = [f.name for f in dataclasses.fields(votes.VoteParams)]
@@ -231,5 +288,12 @@ def test_statement_placeholders_become_positional_once_at_load():
     class Params:
         now: object
 
-    with pytest.raises(ValueError, match=r"%\(token\)s is no field of Params"):
+    with pytest.raises(ValueError, match=r"vote.sql: %\(\w+\)s is no field of Params"):
         statements.Statement.load("vote", Params, votes.VoteRow)
+
+    @dataclasses.dataclass(frozen=True)
+    class Extra(votes.VoteParams):
+        unused: int = 0
+
+    with pytest.raises(ValueError, match=r"vote\.sql uses no placeholder for unused"):
+        statements.Statement.load("vote", Extra, votes.VoteRow)
