@@ -10,6 +10,7 @@ catalog names for it is in the weights folder.
 """
 
 import functools
+import gc
 import io
 import time
 from collections import OrderedDict
@@ -147,11 +148,18 @@ def infrastructure_fault(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(m in str(exc) for m in FAULT_MARKERS)
 
 
-def score_items(spec: MetricSpec, items: Sequence[tuple[Path, Path | None]]) -> list[Outcome]:
+def score_items(
+    spec: MetricSpec,
+    items: Sequence[tuple[Path, Path | None]],
+    on_scored: Callable[[list[int], list["Outcome"]], None] | None = None,
+) -> list[Outcome]:
     """Score (image, reference) items (reference None for NR metrics), in order.
 
     Each file is decoded once; items whose image (and reference) sizes match go through
-    the model together, IQA_SCORE_FORWARD_BATCH at a time. A batch that fails is retried
+    the model together, as many per forward pass as :func:`pass_size` allows (memory and
+    time, measured: see there), IQA_SCORE_FORWARD_BATCH at most. ``on_scored(indices,
+    outcomes)`` gets each pass's results as soon as it is done (the worker stores them
+    then, so progress moves per pass). A pass that fails is retried
     item by item, so one bad item (too small for the network, say) fails alone, with its
     message. A metric that does not load (missing or wrong weights, a worker started
     without its environment, anything its loader raises) or a forward pass that fails
@@ -195,15 +203,116 @@ def score_items(spec: MetricSpec, items: Sequence[tuple[Path, Path | None]]) -> 
             tuple(decoded[reference].shape) if reference else None,
         )
         groups.setdefault(shape, []).append(index)
-    size = max(1, settings.IQA_SCORE_FORWARD_BATCH) if spec.batchable else 1
-    for indices in groups.values():
-        for start in range(0, len(indices), size):
-            chunk = indices[start : start + size]
-            for index, outcome in zip(
-                chunk, _forward(model, spec, items, decoded, chunk, where), strict=True
-            ):
+    for shape, indices in groups.items():
+        start = 0
+        while start < len(indices):
+            chunk = indices[start : start + pass_size(spec, shape, where)]
+            key = (spec.name, str(where), shape)
+            with PeakMemory(where, collect=key not in _costs) as peak:
+                started = time.perf_counter()
+                done = _forward(model, spec, items, decoded, chunk, where)
+                seconds = time.perf_counter() - started
+            if peak.grown is not None and all(not o.error for o in done):
+                _record_cost(key, peak.grown / len(chunk), seconds / len(chunk))
+            for index, outcome in zip(chunk, done, strict=True):
                 outcomes[index] = outcome
+            if on_scored is not None:
+                on_scored(chunk, done)
+            start += len(chunk)
     return outcomes  # type: ignore[return-value]
+
+
+# --- forward passes sized by measured memory and time ---------------------------------
+
+# (metric, device, item shape) -> (bytes a pass grows the process by per item, seconds per
+# item): the largest seen in this process. A (metric, shape) not measured yet runs one
+# item alone first, which measures it.
+_costs: dict[tuple, tuple[float, float]] = {}
+
+
+@dataclass(frozen=True)
+class Cost:
+    bytes_per_item: float
+    seconds_per_item: float
+
+
+def item_cost(spec: MetricSpec, shape: tuple, where: torch.device) -> Cost | None:
+    """What one item of ``shape`` cost this process's forward passes of the metric (the
+    most measured), or None before the first pass."""
+    cost = _costs.get((spec.name, str(where), shape))
+    return None if cost is None else Cost(*cost)
+
+
+def _record_cost(key: tuple, bytes_per_item: float, seconds_per_item: float) -> None:
+    known = _costs.get(key, (0.0, 0.0))
+    _costs[key] = (max(known[0], bytes_per_item), max(known[1], seconds_per_item))
+
+
+def pass_size(spec: MetricSpec, shape: tuple, where: torch.device) -> int:
+    """Items per forward pass: IQA_SCORE_FORWARD_BATCH at most (1 for a metric that does
+    not batch), no more than keep the pass's memory within IQA_SCORE_PASS_MEMORY_MB and
+    its time within IQA_SCORE_PASS_SECONDS (a worker stores each pass's scores, so
+    progress never waits longer than about that), both measured on this worker by the
+    metric's first pass of an item of that shape, which runs alone."""
+    cap = max(1, settings.IQA_SCORE_FORWARD_BATCH) if spec.batchable else 1
+    cost = item_cost(spec, shape, where)
+    if cost is None:
+        return 1
+    size = cap
+    if cost.bytes_per_item > 0:
+        size = min(size, int(settings.IQA_SCORE_PASS_MEMORY_MB * 2**20 // cost.bytes_per_item))
+    if cost.seconds_per_item > 0:
+        size = min(size, int(settings.IQA_SCORE_PASS_SECONDS // cost.seconds_per_item))
+    return max(1, size)
+
+
+class PeakMemory:
+    """How much a block grew the process's peak memory (``grown``, bytes; None where it
+    cannot be measured): on a GPU the allocator's peak, on Linux the resident set's high
+    water mark (VmHWM, reset through /proc/self/clear_refs before the block). Memory the
+    block frees and reuses is not counted, so a measure can come out low; ``collect``
+    first frees what the garbage collector would (the first, deciding pass does)."""
+
+    def __init__(self, where: torch.device, *, collect: bool = False) -> None:
+        self.where = where
+        self.collect = collect
+        self.grown: int | None = None
+        self._base: int | None = None
+
+    def __enter__(self) -> "PeakMemory":
+        if self.collect:
+            # Garbage freed during the block would hide what the block allocates (the
+            # peak is measured above the memory held when it starts): free it first.
+            gc.collect()
+        try:
+            if self.where.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.where)
+                self._base = torch.cuda.memory_allocated(self.where)
+            else:
+                Path("/proc/self/clear_refs").write_text("5")
+                self._base = _proc_status_bytes("VmRSS")
+        except (OSError, RuntimeError, ValueError):
+            self._base = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._base is None or exc[0] is not None:
+            return
+        try:
+            if self.where.type == "cuda":
+                peak = torch.cuda.max_memory_allocated(self.where)
+            else:
+                peak = _proc_status_bytes("VmHWM")
+        except (OSError, RuntimeError, ValueError):
+            return
+        self.grown = max(0, peak - self._base)
+
+
+def _proc_status_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError(f"no {field} in /proc/self/status")
 
 
 def _outcome(value: float, seconds: float) -> Outcome:

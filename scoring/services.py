@@ -304,17 +304,28 @@ def batch_score(*, batch_id: int) -> int:
         (root / files[image], root / files[reference] if reference else None)
         for image, reference in todo
     ]
+    written = 0
+
+    def store_pass(indices: list[int], outcomes: list) -> None:
+        # Each forward pass's scores as soon as it ends: progress moves per pass.
+        nonlocal written
+        rows = [
+            (*todo[i], o.value, o.error, o.seconds) for i, o in zip(indices, outcomes, strict=True)
+        ]
+        written += _store(batch, spec, rows, done=False)
+
     try:
-        outcomes = engine.score_items(spec, paths) if paths else []
+        if paths:
+            engine.score_items(spec, paths, on_scored=store_pass)
     except MetricUnavailable as exc:
-        # Not the items' fault: nothing is stored; the batch stays pending, with the
-        # reason, and counts as sent now (the task retries it; the sweep waits).
+        # Not the items' fault: what earlier passes scored stays (a retry skips it); the
+        # rest is not stored; the batch stays pending, with the reason, and counts as
+        # sent now (the task retries it; the sweep waits).
         ScoreBatch.objects.filter(pk=batch.pk, state=ScoreBatch.State.PENDING).update(
             reason=str(exc), enqueued_at=timezone.now()
         )
         raise
-    return _store(batch, spec, [(*item, o.value, o.error, o.seconds)
-                                for item, o in zip(todo, outcomes, strict=True)])  # fmt: skip
+    return written + _store(batch, spec, [])
 
 
 def _store(batch: ScoreBatch, spec: MetricSpec, results: list[tuple], done: bool = True) -> int:

@@ -90,6 +90,18 @@ def test_score_throughput():
     assert number(r"ratio:\s+([\d.]+)x", out) > 0
 
 
+def test_score_progress():
+    out = ran(
+        bench_run(
+            "score_progress.py", "iqa_bench_smoke_progress", "--broker", "redis://127.0.0.1:6379/10"
+        )
+    )
+    assert "metric psnr on the demo study" in out
+    assert number(r"(\d+) items scored", out) > 0
+    assert number(r"worker peak resident memory: (\d+) MB", out) > 0
+    assert number(r"longest progress stood still between scores: ([\d.]+) s", out) >= 0
+
+
 def test_upload():
     out = ran(bench_run("upload.py", "iqa_bench_smoke_upload", "--port", str(free_port())))
     assert number(r"total\s+[\d.]+ s\s+([\d,]+) images/s", out) > 0

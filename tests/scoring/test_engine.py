@@ -269,3 +269,78 @@ def test_clip_checkpoints_are_checked_against_the_loaders_own_urls():
         "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af"
     )
     assert {"RN50.pt", "ViT-L-14.pt"} <= urls.keys()
+
+
+# --- forward passes sized by measured memory and time (IQA_SCORE_PASS_*) ----------------
+
+
+class _Costly:
+    """A plug-in whose forward pass holds ``megabytes`` of memory per item (touched, so
+    resident) for ``seconds`` per item: a metric of known cost."""
+
+    name, kind, lower_better, version = "costly", "NR", False, "1"
+
+    def __init__(self, megabytes: int, seconds: float):
+        self.megabytes, self.seconds = megabytes, seconds
+
+    def load(self, device):
+        import time
+
+        def score(images, references):
+            held = np.ones((len(images), self.megabytes, 2**20), dtype=np.uint8)
+            time.sleep(self.seconds * len(images))
+            return images.mean(dim=(1, 2, 3)) + float(held[0, 0, 0]) - 1
+
+        return score
+
+
+def _gray_items(folder: Path, n: int) -> list[tuple[Path, None]]:
+    for i in range(n):
+        PIL.Image.new("RGB", (8, 8), (i, i, i)).save(folder / f"{i}.png")
+    return [(folder / f"{i}.png", None) for i in range(n)]
+
+
+def _pass_sizes(spec, items) -> tuple[list[int], list]:
+    from scoring import engine
+
+    sizes: list[int] = []
+    engine._models.clear()
+    engine._costs.clear()
+    outcomes = engine.score_items(spec, items, on_scored=lambda i, o: sizes.append(len(i)))
+    engine._models.clear()
+    return sizes, outcomes
+
+
+def test_a_forward_pass_holds_no_more_memory_than_the_setting_allows(tmp_path, settings):
+    """The first pass of an item size runs one item alone and measures it (the worker's
+    peak resident memory); the passes after it hold at most IQA_SCORE_PASS_MEMORY_MB."""
+    from scoring.registry import _plugin_spec
+
+    settings.IQA_SCORE_FORWARD_BATCH, settings.IQA_SCORE_PASS_SECONDS = 16, 1000
+    settings.IQA_SCORE_PASS_MEMORY_MB = 130  # 2 items of 50 MB; not 3
+    spec = _plugin_spec(_Costly(megabytes=50, seconds=0), "test")
+    sizes, outcomes = _pass_sizes(spec, _gray_items(tmp_path, 7))
+    # (Another thread's allocations during a pass add to its measure: a pass may come out
+    # smaller, not larger; the measuring pass frees the garbage first, which would hide
+    # what it allocates.)
+    assert sizes[0] == 1
+    assert max(sizes[1:]) == 2, sizes
+    assert sum(sizes) == 7
+    assert [o.value for o in outcomes] == pytest.approx([i / 255 for i in range(7)], abs=1e-6)
+    settings.IQA_SCORE_PASS_MEMORY_MB = 10_000  # then the batch setting caps the pass
+    settings.IQA_SCORE_FORWARD_BATCH = 4
+    sizes = _pass_sizes(spec, _gray_items(tmp_path, 7))[0]
+    assert sizes[:2] == [1, 4], sizes
+
+
+def test_a_forward_pass_lasts_about_the_seconds_the_setting_allows(tmp_path, settings):
+    """So a worker stores scores (and progress moves) at least that often."""
+    from scoring.registry import _plugin_spec
+
+    settings.IQA_SCORE_FORWARD_BATCH, settings.IQA_SCORE_PASS_MEMORY_MB = 16, 10_000
+    settings.IQA_SCORE_PASS_SECONDS = 0.35  # 3 items of 0.1 s
+    spec = _plugin_spec(_Costly(megabytes=1, seconds=0.1), "test")
+    sizes = _pass_sizes(spec, _gray_items(tmp_path, 8))[0]
+    assert sizes[0] == 1
+    assert 2 <= max(sizes[1:]) <= 3, sizes  # 3 unless the machine slows the first pass
+    assert sum(sizes) == 8

@@ -105,3 +105,36 @@ def test_a_worker_killed_mid_study_loses_and_duplicates_nothing(tmp_path, media_
     assert len(rows) == 12
     assert len(set(rows)) == 12
     assert not Score.objects.exclude(error="").exists()
+
+
+def test_progress_moves_pass_by_pass_within_one_batch(tmp_path, media_root, manage):
+    """A batch's scores are stored as each forward pass ends (IQA_SCORE_PASS_SECONDS long
+    at most), not when the whole batch is done: the progress a researcher watches (scores
+    stored) moves while one batch of 13 slow items runs."""
+    stems = ["reference", *(f"t{i}" for i in range(12))]
+    source = write_scene_folder(tmp_path / "src", {"s": stems}, size=(40, 30))
+    manage("import_study", str(source), "--slug", "pp", "--design", "ref-vs-test")
+    study = Study.objects.get(slug="pp")
+    env = {"IQA_METRIC_PLUGINS": PLUGINS, "IQA_SCORE_PASS_SECONDS": "1"}  # 0.4 s an item
+    worker = start_worker(
+        name="passes", broker_url=settings.CELERY_BROKER_URL, media=media_root, extra_env=env
+    )
+    seen: list[int] = []
+    try:
+        with override_settings(
+            IQA_METRIC_PLUGINS=PLUGINS.split(","), IQA_SCORING_QUEUE=worker.queue
+        ):
+            (plan,) = services.study_score(study=study, specs=[metric_get("slow_mean_difference")])
+            assert plan.queued == 13  # the reference against itself too
+            assert ScoreBatch.objects.count() == 1
+
+            def finished() -> bool:
+                seen.append(Score.objects.count())
+                return not ScoreBatch.objects.filter(state="pending").exists()
+
+            wait_until(finished, timeout=120, interval=0.1, what="the batch to finish")
+    finally:
+        stop_worker(worker)
+    assert Score.objects.count() == 13
+    # Passes of 1 item (the measuring one), then 2 (0.8 s), ...: counts in between seen.
+    assert len({n for n in seen if 0 < n < 13}) >= 3, seen
