@@ -37,6 +37,37 @@ def recreate(name: str) -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
 
 
+def demo_scoring(database: str, broker: str, data_dir: str, queue: str, **settings: str) -> dict:
+    """A scratch database with both demo studies (``build_demo``) and an emptied Redis
+    database for a broker; returns the environment that ``manage.py`` and a scoring
+    worker on them run with (tasks to ``queue``; ``settings``: more variables)."""
+    recreate(database)
+    number = broker.rsplit("/", 1)[1]
+    subprocess.run(["redis-cli", "-n", number, "flushdb"], check=True, capture_output=True)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(database),
+        "CELERY_BROKER_URL": broker,
+        "IQA_DATA_DIR": data_dir,
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        **settings,
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "build_demo"], cwd=REPO, env=env, check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return env
+
+
+def start_scoring_worker(env: dict, queue: str) -> subprocess.Popen:
+    """``python -m scoring.worker`` (solo pool) on ``queue``, as a deployment starts one."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "scoring.worker", "--pool", "solo", "--queues", queue,
+         "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
+        cwd=REPO, env=env,
+    )  # fmt: skip
+
+
 def copy_frame(cursor, table: str, frame: pd.DataFrame) -> None:
     """COPY ``frame`` (its columns named as the table's; None/NaN as NULL) into ``table``."""
     buffer = io.StringIO()

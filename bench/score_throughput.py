@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
-from annotate_load import database_url  # noqa: E402
+from _synthetic import demo_scoring, start_scoring_worker  # noqa: E402
 
 METRICS = ["psnr", "ssim", "ms_ssim", "fsim", "vsi", "gmsd", "vif"]
 
@@ -47,26 +47,9 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="psnr only: seconds")
     args = parser.parse_args()
     metrics = ["psnr"] if args.smoke else args.metrics.split(",")
-    subprocess.run(
-        ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", args.database], check=True
-    )
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", args.database], check=True)
-    subprocess.run(
-        ["redis-cli", "-n", args.broker.rsplit("/", 1)[1], "flushdb"],
-        check=True,
-        capture_output=True,
-    )
     with tempfile.TemporaryDirectory(prefix="iqa-bench-score-") as tmp:
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url(args.database),
-            "CELERY_BROKER_URL": args.broker,
-            "IQA_DATA_DIR": tmp,
-            "CELERY_TASK_DEFAULT_QUEUE": "bench-score",
-        }
+        env = demo_scoring(args.database, args.broker, tmp, "bench-score")
         manage = [sys.executable, "manage.py"]
-        subprocess.run([*manage, "migrate", "-v0"], cwd=REPO, env=env, check=True)
-        subprocess.run([*manage, "build_demo"], cwd=REPO, env=env, check=True, capture_output=True)
         pairs = _pairs(env)
         print(f"{len(pairs)} pairs (demo and demo-pairwise), metrics: {', '.join(metrics)}")
 
@@ -74,12 +57,7 @@ def main() -> None:
         print(f"device: {gpu or 'cpu (no CUDA)'}")
         started = time.perf_counter()
         platform_gpu = GpuUtilisation(gpu)
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "scoring.worker", "--pool", "solo",
-             "--queues", "bench-score", "--without-gossip", "--without-mingle",
-             "--loglevel", "WARNING"],
-            cwd=REPO, env=env,
-        )  # fmt: skip
+        worker = start_scoring_worker(env, "bench-score")
         try:
             with platform_gpu:
                 subprocess.run(

@@ -405,10 +405,10 @@ IQA_SCORING_QUEUE = os.environ.get("IQA_SCORING_QUEUE", "")
 # Items (images, or image/reference pairs) per scoring task, and per forward pass.
 IQA_SCORE_BATCH_ITEMS = int(os.environ.get("IQA_SCORE_BATCH_ITEMS", "64"))
 IQA_SCORE_FORWARD_BATCH = int(os.environ.get("IQA_SCORE_FORWARD_BATCH", "16"))
-# A forward pass holds at most this many MB more than the worker before it, and lasts
-# about this many seconds at most: the pass size follows from what the metric's first
-# pass of an item of that size measured on the worker (scoring.engine.pass_size). Each
-# pass's scores are stored when it ends, so progress moves at least that often.
+# The memory (MB) a forward pass may add to the worker and the seconds it may take: the
+# pass size follows from what the worker's passes of the metric on that image size
+# measured, the first one item alone (scoring.engine.pass_size; aims: one item that costs
+# more still runs). Each pass's scores are stored when it ends: progress moves that often.
 IQA_SCORE_PASS_MEMORY_MB = int(os.environ.get("IQA_SCORE_PASS_MEMORY_MB", "1024"))
 IQA_SCORE_PASS_SECONDS = float(os.environ.get("IQA_SCORE_PASS_SECONDS", "5"))
 # Metric models a worker process keeps loaded (least recently used ones are dropped).

@@ -203,17 +203,22 @@ def score_items(
             tuple(decoded[reference].shape) if reference else None,
         )
         groups.setdefault(shape, []).append(index)
+    undecodable = [i for i, outcome in enumerate(outcomes) if outcome is not None]
+    if undecodable and on_scored is not None:
+        on_scored(undecodable, [outcomes[i] for i in undecodable])
     for shape, indices in groups.items():
+        key = (spec.name, str(where), shape)
+        inputs = sum(decoded[p].nbytes for p in items[indices[0]] if p is not None)
         start = 0
         while start < len(indices):
             chunk = indices[start : start + pass_size(spec, shape, where)]
-            key = (spec.name, str(where), shape)
             with PeakMemory(where, collect=key not in _costs) as peak:
                 started = time.perf_counter()
                 done = _forward(model, spec, items, decoded, chunk, where)
                 seconds = time.perf_counter() - started
-            if peak.grown is not None and all(not o.error for o in done):
-                _record_cost(key, peak.grown / len(chunk), seconds / len(chunk))
+            if all(not o.error for o in done):  # a pass retried item by item says little
+                grown = peak.grown / len(chunk) if peak.grown is not None else None
+                _record_cost(key, grown, seconds / len(chunk), len(chunk), inputs)
             for index, outcome in zip(chunk, done, strict=True):
                 outcomes[index] = outcome
             if on_scored is not None:
@@ -224,41 +229,47 @@ def score_items(
 
 # --- forward passes sized by measured memory and time ---------------------------------
 
-# (metric, device, item shape) -> (bytes a pass grows the process by per item, seconds per
-# item): the largest seen in this process. A (metric, shape) not measured yet runs one
-# item alone first, which measures it.
-_costs: dict[tuple, tuple[float, float]] = {}
+# (metric, device, item shape) -> what its passes cost this process (``Cost``). A shape
+# not measured yet runs one item alone first, which measures it.
+_costs: dict[tuple, "Cost"] = {}
 
 
 @dataclass(frozen=True)
 class Cost:
+    # The most a pass raised the process's peak memory per item (never below the item's
+    # decoded inputs: a pass that reused freed memory measures low), or, where memory
+    # cannot be measured, the inputs alone.
     bytes_per_item: float
-    seconds_per_item: float
+    seconds_per_item: float  # the last pass's: the first carries one-off warm-up costs
+    largest_pass: int  # items in the largest pass run so far
 
 
 def item_cost(spec: MetricSpec, shape: tuple, where: torch.device) -> Cost | None:
-    """What one item of ``shape`` cost this process's forward passes of the metric (the
-    most measured), or None before the first pass."""
-    cost = _costs.get((spec.name, str(where), shape))
-    return None if cost is None else Cost(*cost)
+    """What one item of ``shape`` costs this process's forward passes of the metric, or
+    None before its first pass."""
+    return _costs.get((spec.name, str(where), shape))
 
 
-def _record_cost(key: tuple, bytes_per_item: float, seconds_per_item: float) -> None:
-    known = _costs.get(key, (0.0, 0.0))
-    _costs[key] = (max(known[0], bytes_per_item), max(known[1], seconds_per_item))
+def _record_cost(key: tuple, grown: float | None, seconds: float, size: int, inputs: float) -> None:
+    known = _costs.get(key)
+    memory = max(grown or 0.0, inputs, known.bytes_per_item if known else 0.0)
+    largest = max(size, known.largest_pass if known else 0)
+    _costs[key] = Cost(bytes_per_item=memory, seconds_per_item=seconds, largest_pass=largest)
 
 
 def pass_size(spec: MetricSpec, shape: tuple, where: torch.device) -> int:
     """Items per forward pass: IQA_SCORE_FORWARD_BATCH at most (1 for a metric that does
-    not batch), no more than keep the pass's memory within IQA_SCORE_PASS_MEMORY_MB and
-    its time within IQA_SCORE_PASS_SECONDS (a worker stores each pass's scores, so
-    progress never waits longer than about that), both measured on this worker by the
-    metric's first pass of an item of that shape, which runs alone."""
+    not batch), and no more than IQA_SCORE_PASS_MEMORY_MB and IQA_SCORE_PASS_SECONDS allow
+    by what this worker's passes of the metric on items of that shape measured. The first
+    pass runs one item alone (it measures); a pass is at most twice the largest before
+    it, so a measure that came out low is corrected on the way up. A worker stores each
+    pass's scores as it ends, so progress moves about that often; one item that costs
+    more than the bounds still runs alone."""
     cap = max(1, settings.IQA_SCORE_FORWARD_BATCH) if spec.batchable else 1
     cost = item_cost(spec, shape, where)
     if cost is None:
         return 1
-    size = cap
+    size = min(cap, 2 * cost.largest_pass)
     if cost.bytes_per_item > 0:
         size = min(size, int(settings.IQA_SCORE_PASS_MEMORY_MB * 2**20 // cost.bytes_per_item))
     if cost.seconds_per_item > 0:

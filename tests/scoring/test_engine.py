@@ -2,6 +2,7 @@
 checked before a metric is created, and an import that leaves the environment alone."""
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -311,36 +312,107 @@ def _pass_sizes(spec, items) -> tuple[list[int], list]:
     return sizes, outcomes
 
 
-def test_a_forward_pass_holds_no_more_memory_than_the_setting_allows(tmp_path, settings):
+MEASURED_PASSES = """
+import json, os, sys
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django.setup()
+from django.conf import settings
+from pathlib import Path
+sys.path.insert(0, os.getcwd())
+from scoring import engine
+from scoring.registry import _plugin_spec
+from tests.scoring.test_engine import _Costly, _gray_items
+folder = Path(sys.argv[1])
+spec = _plugin_spec(_Costly(megabytes=50, seconds=0), "test")
+runs = []
+for batch, memory, n in ((16, 130, 7), (4, 10_000, 11)):
+    settings.IQA_SCORE_FORWARD_BATCH, settings.IQA_SCORE_PASS_SECONDS = batch, 1000
+    settings.IQA_SCORE_PASS_MEMORY_MB = memory
+    engine._costs.clear()
+    sizes = []
+    outcomes = engine.score_items(
+        spec, _gray_items(folder, n), on_scored=lambda i, o: sizes.append(len(i))
+    )
+    runs.append({"sizes": sizes, "values": [o.value for o in outcomes]})
+print(json.dumps(runs))
+"""
+
+
+def test_a_forward_pass_holds_no_more_memory_than_the_setting_allows(tmp_path):
     """The first pass of an item size runs one item alone and measures it (the worker's
-    peak resident memory); the passes after it hold at most IQA_SCORE_PASS_MEMORY_MB."""
+    peak resident memory); the passes after it grow, doubling, and hold at most
+    IQA_SCORE_PASS_MEMORY_MB. (In a fresh interpreter, as a worker's: what earlier tests
+    left in this process's heap would be reused and hide what a pass allocates.)"""
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("the peak resident memory cannot be reset here")
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURED_PASSES, str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "IQA_METRIC_PLUGINS": ""},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    bounded, capped = json.loads(done.stdout.strip().splitlines()[-1])
+    # 130 MB: 2 items of 50 MB, not 3.
+    assert bounded["sizes"] == [1, 2, 2, 2], bounded
+    assert bounded["values"] == pytest.approx([i / 255 for i in range(7)], abs=1e-6)
+    # 10,000 MB: the batch setting caps the passes, reached by doubling.
+    assert capped["sizes"] == [1, 2, 4, 4], capped
+
+
+def test_pass_sizes_follow_the_measured_cost(settings):
+    """Time bounds a pass as memory does; a pass is at most twice the largest so far (a
+    low measure is corrected on the way up); one item runs even past the bounds."""
+    from scoring import engine
+    from scoring.registry import metric_get
+
+    spec, where, shape = metric_get("psnr"), engine.torch.device("cpu"), ((3, 8, 8), None)
+    key = (spec.name, str(where), shape)
+    settings.IQA_SCORE_FORWARD_BATCH, settings.IQA_SCORE_PASS_MEMORY_MB = 16, 1024
+    settings.IQA_SCORE_PASS_SECONDS = 0.35
+    try:
+        engine._costs.clear()
+        assert engine.pass_size(spec, shape, where) == 1  # not measured yet
+        engine._costs[key] = engine.Cost(2**20, 0.1, largest_pass=16)
+        assert engine.pass_size(spec, shape, where) == 3  # 3 x 0.1 s
+        settings.IQA_SCORE_PASS_SECONDS = 100
+        assert engine.pass_size(spec, shape, where) == 16  # the batch setting
+        engine._costs[key] = engine.Cost(2**20, 0.1, largest_pass=2)
+        assert engine.pass_size(spec, shape, where) == 4  # doubling
+        engine._costs[key] = engine.Cost(2**31, 60.0, largest_pass=1)
+        assert engine.pass_size(spec, shape, where) == 1  # past both bounds: alone
+    finally:
+        engine._costs.clear()
+
+
+def test_where_memory_cannot_be_measured_passes_grow_by_time_alone(tmp_path, settings, monkeypatch):
+    """(No /proc, say.) The decoded inputs stand for an item's memory."""
+    from scoring import engine
     from scoring.registry import _plugin_spec
 
-    settings.IQA_SCORE_FORWARD_BATCH, settings.IQA_SCORE_PASS_SECONDS = 16, 1000
-    settings.IQA_SCORE_PASS_MEMORY_MB = 130  # 2 items of 50 MB; not 3
-    spec = _plugin_spec(_Costly(megabytes=50, seconds=0), "test")
-    sizes, outcomes = _pass_sizes(spec, _gray_items(tmp_path, 7))
-    # (Another thread's allocations during a pass add to its measure: a pass may come out
-    # smaller, not larger; the measuring pass frees the garbage first, which would hide
-    # what it allocates.)
-    assert sizes[0] == 1
-    assert max(sizes[1:]) == 2, sizes
-    assert sum(sizes) == 7
-    assert [o.value for o in outcomes] == pytest.approx([i / 255 for i in range(7)], abs=1e-6)
-    settings.IQA_SCORE_PASS_MEMORY_MB = 10_000  # then the batch setting caps the pass
-    settings.IQA_SCORE_FORWARD_BATCH = 4
-    sizes = _pass_sizes(spec, _gray_items(tmp_path, 7))[0]
-    assert sizes[:2] == [1, 4], sizes
+    class Unmeasured(engine.PeakMemory):
+        def __exit__(self, *exc):
+            self.grown = None
+
+    monkeypatch.setattr(engine, "PeakMemory", Unmeasured)
+    settings.IQA_SCORE_FORWARD_BATCH, settings.IQA_SCORE_PASS_MEMORY_MB = 8, 1024
+    settings.IQA_SCORE_PASS_SECONDS = 1000
+    spec = _plugin_spec(_Costly(megabytes=1, seconds=0), "test")
+    assert _pass_sizes(spec, _gray_items(tmp_path, 15))[0] == [1, 2, 4, 8]
 
 
-def test_a_forward_pass_lasts_about_the_seconds_the_setting_allows(tmp_path, settings):
-    """So a worker stores scores (and progress moves) at least that often."""
-    from scoring.registry import _plugin_spec
+def test_an_undecodable_item_is_handed_back_for_storing_too(tmp_path):
+    from scoring import engine
 
-    settings.IQA_SCORE_FORWARD_BATCH, settings.IQA_SCORE_PASS_MEMORY_MB = 16, 10_000
-    settings.IQA_SCORE_PASS_SECONDS = 0.35  # 3 items of 0.1 s
-    spec = _plugin_spec(_Costly(megabytes=1, seconds=0.1), "test")
-    sizes = _pass_sizes(spec, _gray_items(tmp_path, 8))[0]
-    assert sizes[0] == 1
-    assert 2 <= max(sizes[1:]) <= 3, sizes  # 3 unless the machine slows the first pass
-    assert sum(sizes) == 8
+    reference = write_png(tmp_path / "r.png", size=(16, 16), seed=1)
+    image = write_png(tmp_path / "a.png", size=(16, 16), seed=2)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    handed: dict[int, object] = {}
+    outcomes = engine.score_items(
+        metric_get("psnr"),
+        [(image, reference), (broken, reference)],
+        on_scored=lambda indices, done: handed.update(zip(indices, done, strict=True)),
+    )
+    assert handed == dict(enumerate(outcomes))
+    assert handed[1].error.startswith("cannot decode the image")

@@ -177,3 +177,30 @@ def test_studies_are_selected_by_exact_slugs_or_quoted_globs():
     assert slugs("*-?") == ["pilot-2"]
     with pytest.raises(UnknownStudy, match="no study 'pilo', 'x\\*'"):
         selectors.studies_select(["pilot", "pilo", "x*"])
+
+
+@pytest.mark.usefixtures("worker_environment")
+def test_a_batch_stores_every_item_its_passes_scored_and_its_undecodable_ones(media_root, settings):
+    """In the worker's process: each pass is stored as it ends, and an item whose file is
+    no image is stored with its error, so the batch is done with a row for every item."""
+    from tests.images import write_png
+
+    settings.IQA_SCORE_FORWARD_BATCH = 2
+    study = StudyFactory(design="ref-vs-test")
+    scene = SceneFactory(study=study)
+    reference = ImageFactory(scene=scene, role="reference", width=16, height=16)
+    tests = [ImageFactory(scene=scene, width=16, height=16) for _ in range(4)]
+    for n, image in enumerate([reference, *tests]):
+        (media_root / image.file).parent.mkdir(parents=True, exist_ok=True)
+        write_png(media_root / image.file, size=(16, 16), seed=n)
+    (media_root / tests[-1].file).write_bytes(b"not an image")
+    psnr = metric_get("psnr")
+    services.study_score(study=study, specs=[psnr])
+    (batch,) = ScoreBatch.objects.filter(metric="psnr")
+    assert services.batch_score(batch_id=batch.pk) == 5  # 4 tests + the reference itself
+    batch.refresh_from_db()
+    assert batch.state == "done"
+    rows = {s.image_id: s for s in Score.objects.filter(metric="psnr")}
+    assert set(rows) == {reference.pk, *(t.pk for t in tests)}
+    assert rows[tests[-1].pk].error.startswith("cannot decode the image")
+    assert all(rows[t.pk].value is not None for t in tests[:-1])
