@@ -77,9 +77,11 @@ def run_sessions(url: str, trials: int, think_ms: int) -> tuple[list[float], int
             answered = 0
             while len(latencies) + answered < trials:
                 try:
+                    # "full": the session saw every pair without enough counted answers
+                    # (answers faster than min_response_ms count for nothing).
                     page.wait_for_selector(
                         f"{READY}, [data-screen=done]:not([hidden]), "
-                        "[data-screen=break]:not([hidden])"
+                        "[data-screen=break]:not([hidden]), [data-screen=full]:not([hidden])"
                     )
                 except Exception:
                     state = page.evaluate(
