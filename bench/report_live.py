@@ -367,6 +367,8 @@ def report_load(args, polls, acks, base_votes: int) -> None:
             f"of the last seconds not seen before the end); p95 "
             f"{np.percentile(behind, 95):.0f} votes behind (max {behind.max()})"
         )
+    else:  # a short run (--smoke): no poll came after a vote before the end
+        print(f"  staleness: no vote counted by a poll before the end ({len(acks)} votes)")
 
 
 def main() -> None:

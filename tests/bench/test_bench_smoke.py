@@ -77,7 +77,8 @@ def test_export_bundle():
 def test_report_live():
     out = ran(bench_run("report_live.py", "iqa_bench_smoke_live", "--redis-db", "12"))
     assert "votes in the database" in out
-    assert number(r"staleness: p95 ([\d.]+) s", out) >= 0
+    # (A smoke run's few seconds may end before a poll counts a vote.)
+    assert re.search(r"staleness: (p95 [\d.]+ s|no vote counted by a poll)", out), out
 
 
 def test_score_throughput():
