@@ -4,13 +4,13 @@ per session token). There is no limit per study: a few addresses could use one u
 everyone (what keeps scripts from a study's work is assignment rules 12 and 13).
 
 Every count is shared by all web processes, so a limit is what its setting says: in the
-Redis cache when ``IQA_CACHE_URL`` is set (``cache.incr``, atomic), otherwise in the
-database (``RateWindow``, one upsert per request), never in one process's memory. Each
-throttle counts in fixed windows (one key per window), not DRF's sliding log, whose list
-of timestamps would be read and written whole on every request at these rates. The client
-address is ``client_address``: an address a client writes into ``X-Forwarded-For`` itself
-is never the one counted. A store outage lets requests through (logged): throttling must
-not take the study down with it.
+Redis cache when ``IQA_CACHE_URL`` is set (``config.cache.cache_count``: one atomic round
+trip), otherwise in the database (``RateWindow``, one upsert per request), never in one
+process's memory. Each throttle counts in fixed windows (one key per window), not DRF's
+sliding log, whose list of timestamps would be read and written whole on every request at
+these rates. The client address is ``client_address``: an address a client writes into
+``X-Forwarded-For`` itself is never the one counted. A store outage lets requests through
+(logged): throttling must not take the study down with it.
 """
 
 import logging
@@ -18,14 +18,13 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.cache import cache, caches
-from django.core.cache.backends.redis import RedisCache
 from django.db import connection
 from django.utils import timezone
 from rest_framework.throttling import BaseThrottle
 
 from annotation.models import RateWindow
 from annotation.services.statements import statement_scope
+from config.cache import cache_count
 
 logger = logging.getLogger(__name__)
 
@@ -69,38 +68,15 @@ UPSERT = (
 
 def window_count(key: str, period: int) -> int:
     """Add one to ``key``'s count (a window's key) and return it; the count lives
-    ``period`` seconds past now, in the shared store."""
-    if isinstance(caches["default"], RedisCache):
-        return _redis_window_count(key, period)
+    ``period`` seconds past now, in the shared store: the cache when it is shared (with
+    Redis in one round trip, ``config.cache.cache_count``), else the database."""
     if shared_cache():
-        try:
-            return cache.incr(key)
-        except ValueError:  # the window's first request (or its key was evicted)
-            return 1 if cache.add(key, 1, timeout=period + 1) else cache.incr(key)
+        return cache_count(key, timeout=period + 1)
     # PostgreSQL and SQLite (3.35+) both take this upsert; one statement, atomic (in a
     # savepoint when a transaction is open, so that a failure leaves it usable).
     with statement_scope(), connection.cursor() as cursor:
         cursor.execute(UPSERT, [key, timezone.now() + timedelta(seconds=period + 1)])
         return cursor.fetchone()[0]
-
-
-def _redis_window_count(key: str, period: int) -> int:
-    """``window_count`` in one Redis round trip: the window's key is created with its
-    expiry if absent (SET NX EX), then counted (INCR), in one MULTI/EXEC (so the key can
-    never lapse between the two and be counted without an expiry). Django's
-    ``cache.incr`` takes two round trips (EXISTS, then INCRBY) and the first request of a
-    window a third; on the hottest requests of the API each round trip shows. Goes
-    through Django's Redis backend for the client and the key (its prefix and version),
-    so the count is the same key ``cache.get`` reads (``_cache.get_client`` is that
-    backend's, not public API: ``config/cache.py`` subclasses the same class)."""
-    redis_cache = caches["default"]
-    full_key = redis_cache.make_and_validate_key(key)
-    client = redis_cache._cache.get_client(full_key, write=True)  # its RedisCacheClient
-    with client.pipeline(transaction=True) as pipe:  # MULTI/EXEC: no INCR without its expiry
-        pipe.set(full_key, 0, ex=period + 1, nx=True)
-        pipe.incr(full_key)
-        _, count = pipe.execute()
-    return int(count)
 
 
 def rate_windows_sweep() -> int:

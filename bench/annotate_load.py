@@ -53,11 +53,16 @@ def database_url(name: str) -> str:
 
 
 def prepare_database(
-    name: str, scenes: int, per_scene: int, votes: int, samplings: tuple[str, ...] = ("uniform",)
+    name: str,
+    scenes: int,
+    per_scene: int,
+    votes: int,
+    samplings: tuple[str, ...] = ("uniform",),
+    quota: int = 100_000,
 ) -> str:
     """A fresh database with a live pairwise study of ``scenes`` x C(per_scene, 2) pairs
     per sampling policy: ``load`` (uniform) and ``load-active`` (active sampling, each
-    pair's target one until plans raise it)."""
+    pair's target one until plans raise it); sessions of ``quota`` trials."""
     subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", name], check=True)
     subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", name], check=True)
     env = {**os.environ, "DATABASE_URL": database_url(name)}
@@ -69,7 +74,7 @@ from annotation.models import Image, Pair, Scene, Study
 for sampling in {list(samplings)!r}:
     slug = "load" if sampling == "uniform" else "load-active"
     study = Study.objects.create(slug=slug, design="pairwise", votes_per_pair={votes},
-        status="live", practice_trials=0, trials_per_session=100000, min_response_ms=0,
+        status="live", practice_trials=0, trials_per_session={quota}, min_response_ms=0,
         sampling=sampling)
     for s in range({scenes}):
         scene = Scene.objects.create(study=study, name=f"scene-{{s}}")
@@ -121,9 +126,11 @@ def start_server(
 
 
 SLUGS = {"uniform": "load", "active": "load-active"}
+# The page's flow first: on a study compared with another (``--sampling both``) it is the
+# one measured against the other's, so it runs on a study as fresh as the other's.
 FLOWS = {
-    "two": "two requests per trial (next-trial, then the vote)",
     "one": "one request per trial (votes?next=1 carries the next trial; the page's flow)",
+    "two": "two requests per trial (next-trial, then the vote)",
 }
 
 
@@ -176,7 +183,9 @@ class Client:
         self.headers = {name.lower(): value for name, value in response.getheaders()}
         if response.getheader("Connection", "").lower() == "close":
             self.connection.close()
-        return response.status, (json.loads(raw) if raw else None), elapsed
+        if response.getheader("Content-Type", "").startswith("application/json"):
+            return response.status, json.loads(raw), elapsed
+        return response.status, raw.decode(errors="replace") or None, elapsed  # an error page
 
 
 def annotator(
@@ -195,18 +204,20 @@ def annotator(
     # one think time, so the run is not a series of synchronised bursts.
     time.sleep(random.uniform(0, think))
     client = Client(port)
-    status, session, _ = client.call("POST", f"/api/v1/studies/{slug}/sessions", {})
-    assert status == 201, session
-    token = session["token"]
-    vote_path = f"/api/v1/sessions/{token}/votes" + ("?next=1" if flow == "one" else "")
     next_times, vote_times, errors, held = [], [], 0, 0
-    trial = None  # the next trial, when the last vote carried it
+    token, trial = None, None  # the open session; the next trial, when a vote carried it
     while time.monotonic() < stop_at:
         try:
+            if token is None:  # a new person (the last one reached the quota)
+                status, session, _ = client.call("POST", f"/api/v1/studies/{slug}/sessions", {})
+                assert status == 201, session
+                token = session["token"]
+                vote_path = f"/api/v1/sessions/{token}/votes" + ("?next=1" if flow == "one" else "")
             if trial is None:
                 status, trial, seconds = client.call("GET", f"/api/v1/sessions/{token}/next-trial")
-                if status == 204:
-                    break
+                if status == 204:  # the session is completed
+                    token, trial = None, None
+                    continue
                 if status == 409:  # every pair left held, or busy for an instant: ask again
                     trial = None
                     held += 1
@@ -229,7 +240,7 @@ def annotator(
             if flow == "one" and "next_trial" in vote:
                 trial = vote["next_trial"]
                 if trial is None:  # nothing left: the session is completed
-                    break
+                    token = None
         except (http.client.HTTPException, OSError):
             trial = None
             errors += 1
@@ -329,6 +340,12 @@ def main() -> None:
     parser.add_argument("--per-scene", type=int, default=11, help="images per scene")
     parser.add_argument("--votes", type=int, default=10, help="target votes per pair")
     parser.add_argument(
+        "--quota",
+        type=int,
+        default=100_000,
+        help="trials per session; a client whose session ends opens a new one (a new person)",
+    )
+    parser.add_argument(
         "--sampling",
         choices=["uniform", "active", "both"],
         default="uniform",
@@ -349,12 +366,14 @@ def main() -> None:
         args.workers, args.threads, args.client_processes, args.scenes = 1, 2, 1, 3
     samplings = ("uniform", "active") if args.sampling == "both" else (args.sampling,)
 
-    pairs = prepare_database(args.database, args.scenes, args.per_scene, args.votes, samplings)
+    pairs = prepare_database(
+        args.database, args.scenes, args.per_scene, args.votes, samplings, args.quota
+    )
     store = f"Redis ({args.cache_url})" if args.cache_url else "PostgreSQL (no IQA_CACHE_URL)"
     print(
-        f"study: {pairs} pairs, {args.votes} votes each; gunicorn {args.workers} workers x "
-        f"{args.threads} threads; throttles counted in {store}; {os.cpu_count()} CPUs "
-        "shared by server, database and client"
+        f"study: {pairs} pairs, {args.votes} votes each, sessions of {args.quota} trials; "
+        f"gunicorn {args.workers} workers x {args.threads} threads; throttles counted in "
+        f"{store}; {os.cpu_count()} CPUs shared by server, database and client"
     )
     settings = {**RAISED_THROTTLES, "IQA_CACHE_URL": args.cache_url}
     with tempfile.TemporaryDirectory(prefix="iqa-bench-") as tmp:
@@ -438,6 +457,16 @@ def main() -> None:
             if planner is not None:
                 planner.terminate()
                 planner.wait(timeout=30)
+            failures = server_failures(Path(tmp) / "gunicorn.log")
+            if failures:
+                print(f"server errors logged (the last of {len(failures)}):\n{failures[-1]}")
+
+
+def server_failures(log: Path) -> list[str]:
+    """The tracebacks gunicorn's log holds (Django logs a request's unhandled exception
+    there): an error count without its cause explains nothing."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return ["Traceback" + part.split("\n[", 1)[0] for part in text.split("Traceback")[1:]]
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from kombu.exceptions import OperationalError
 from annotation.aggregation import decided
 from annotation.models import Pair, Scene, Study, Trial, Vote
 from annotation.study_settings import Sampling
+from config.cache import cache_count
 
 logger = logging.getLogger(__name__)
 
@@ -185,9 +186,8 @@ def vote_counted(*, scene_id: int, every: int) -> bool:
     the per-process default each process counts its own votes, so plans come up to
     processes x ``every`` votes apart (the beat plans in between). A cache that does not
     answer skips the count."""
-    key = COUNTER_KEY.format(scene_id=scene_id)
     try:
-        n = 1 if cache.add(key, 1, timeout=None) else cache.incr(key)
+        n = cache_count(COUNTER_KEY.format(scene_id=scene_id))
     except Exception:
         logger.warning("cache unreachable for the sampling count", exc_info=True)
         return False
