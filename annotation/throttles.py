@@ -5,12 +5,13 @@ everyone (what keeps scripts from a study's work is assignment rules 12 and 13).
 
 Every count is shared by all web processes, so a limit is what its setting says: in the
 Redis cache when ``IQA_CACHE_URL`` is set (``config.cache.cache_count``: one atomic round
-trip), otherwise in the database (``RateWindow``, one upsert per request), never in one
-process's memory. Each throttle counts in fixed windows (one key per window), not DRF's
-sliding log, whose list of timestamps would be read and written whole on every request at
-these rates. The client address is ``client_address``: an address a client writes into
-``X-Forwarded-For`` itself is never the one counted. A store outage lets requests through
-(logged): throttling must not take the study down with it.
+trip with the backend that setting configures), otherwise in the database
+(``RateWindow``, one upsert per request), never in one process's memory. Each throttle
+counts in fixed windows (one key per window), not DRF's sliding log, whose list of
+timestamps would be read and written whole on every request at these rates. The client
+address is ``client_address``: an address a client writes into ``X-Forwarded-For`` itself
+is never the one counted. A store outage lets requests through (logged): throttling must
+not take the study down with it.
 """
 
 import logging

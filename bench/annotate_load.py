@@ -33,6 +33,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -204,51 +205,68 @@ def annotator(
     # one think time, so the run is not a series of synchronised bursts.
     time.sleep(random.uniform(0, think))
     client = Client(port)
-    next_times, vote_times, errors, held = [], [], 0, 0
+    timings = {"next": [], "vote": [], "errors": 0, "held": 0, "sessions": 0, "full": 0}
+    try:
+        _annotate(client, stop_at, think, slug, flow, timings)
+    finally:  # whatever ended the loop, what it measured is reported
+        with lock:
+            for key, value in timings.items():
+                results[key] += value
+
+
+def _annotate(client, stop_at: float, think: float, slug: str, flow: str, timings: dict):
+    """``annotator``'s loop: sessions one after the other until ``stop_at``, or until a
+    new session finds the study full (counted in ``full``; the client stops there)."""
     token, trial = None, None  # the open session; the next trial, when a vote carried it
+    answered = 0  # by the open session
     while time.monotonic() < stop_at:
         try:
             if token is None:  # a new person (the last one reached the quota)
                 status, session, _ = client.call("POST", f"/api/v1/studies/{slug}/sessions", {})
-                assert status == 201, session
-                token = session["token"]
-                vote_path = f"/api/v1/sessions/{token}/votes" + ("?next=1" if flow == "one" else "")
+                if status != 201:
+                    timings["errors"] += 1
+                    time.sleep(0.05)
+                    continue
+                token, answered = session["token"], 0
+                timings["sessions"] += 1
             if trial is None:
                 status, trial, seconds = client.call("GET", f"/api/v1/sessions/{token}/next-trial")
                 if status == 204:  # the session is completed
+                    if answered == 0:  # a new session with nothing to do: the study is full
+                        timings["full"] += 1
+                        return
                     token, trial = None, None
                     continue
                 if status == 409:  # every pair left held, or busy for an instant: ask again
                     trial = None
-                    held += 1
+                    timings["held"] += 1
                     time.sleep(0.05)
                     continue
                 if status != 200:
                     trial = None
-                    errors += 1
+                    timings["errors"] += 1
                     continue
-                next_times.append(seconds)
+                timings["next"].append(seconds)
             if think:
                 time.sleep(think)
             body = {"trial_id": trial["trial_id"], "choice": "left", "response_ms": 1000}
-            status, vote, seconds = client.call("POST", vote_path, body)
+            next_flag = "?next=1" if flow == "one" else ""
+            status, vote, seconds = client.call(
+                "POST", f"/api/v1/sessions/{token}/votes{next_flag}", body
+            )
             trial = None
             if status != 201:
-                errors += 1
+                timings["errors"] += 1
                 continue
-            vote_times.append(seconds)
+            answered += 1
+            timings["vote"].append(seconds)
             if flow == "one" and "next_trial" in vote:
                 trial = vote["next_trial"]
                 if trial is None:  # nothing left: the session is completed
                     token = None
         except (http.client.HTTPException, OSError):
             trial = None
-            errors += 1
-    with lock:
-        results["next"].extend(next_times)
-        results["vote"].extend(vote_times)
-        results["errors"] += errors
-        results["held"] += held
+            timings["errors"] += 1
 
 
 def pinger(port: int, stop_at: float, results: dict, lock: threading.Lock, path: str):
@@ -270,7 +288,7 @@ def pinger(port: int, stop_at: float, results: dict, lock: threading.Lock, path:
 
 def client_process(kind: str, port: int, n: int, start_at: float, duration: float, think, queue):
     """Run ``n`` simulated clients in threads of this process; report their timings."""
-    results = {"next": [], "vote": [], "ping": [], "errors": 0, "held": 0}
+    results = {"next": [], "vote": [], "ping": [], "errors": 0, "held": 0, "sessions": 0, "full": 0}
     lock = threading.Lock()
     while time.monotonic() < start_at:
         time.sleep(0.01)
@@ -302,13 +320,13 @@ def drive(kind: str, port: int, clients: int, duration: float, think: float, pro
     ]
     for worker in workers:
         worker.start()
-    merged = {"next": [], "vote": [], "ping": [], "errors": 0, "held": 0}
+    merged = {"next": [], "vote": [], "ping": [], "errors": 0, "held": 0, "sessions": 0, "full": 0}
     for _ in workers:
         part = queue.get()
         for key in ("next", "vote", "ping"):
             merged[key].extend(part[key])
-        merged["errors"] += part["errors"]
-        merged["held"] += part["held"]
+        for key in ("errors", "held", "sessions", "full"):
+            merged[key] += part[key]
     for worker in workers:
         worker.join()
     return merged
@@ -323,6 +341,17 @@ def latency_line(name: str, seconds: list[float], indent: int = 2) -> str:
     return (
         f"{pad}{name:<11} n={len(ms):>7}  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  p99 {p99:6.1f} ms"
     )
+
+
+def sessions_line(result: dict, indent: int = 2) -> str:
+    """The sessions a run opened, and a warning when the study ran out of work."""
+    line = f"{' ' * indent}{'sessions':<11} {result['sessions']} opened"
+    if result["full"]:
+        line += (
+            f"; STUDY FULL for {result['full']} new sessions (those clients stopped: fewer "
+            "clients than asked at the end; use more --scenes)"
+        )
+    return line
 
 
 def main() -> None:
@@ -399,6 +428,7 @@ def main() -> None:
                     print(latency_line("next-trial", result["next"], 4))
                     print(latency_line("vote", result["vote"], 4))
                     print(f"    errors      {result['errors']}")
+                    print(sessions_line(result, 4))
             if args.mode in ("saturation", "both"):
                 rates = {}
                 for sampling in samplings[:-1]:
@@ -408,6 +438,7 @@ def main() -> None:
                     print(latency_line("next-trial", before["next"]))
                     print(latency_line("vote", before["vote"]))
                     print(f"  errors      {before['errors']} (409 asked again: {before['held']})")
+                    print(sessions_line(before))
                 last = samplings[-1]
                 flows = {flow: run(f"annotate:{SLUGS[last]}:{flow}", args.concurrency, 0.0)
                          for flow in FLOWS}  # fmt: skip
@@ -427,6 +458,7 @@ def main() -> None:
                     print(latency_line("next-trial", trials["next"], 4))
                     print(latency_line("vote", trials["vote"], 4))
                     print(f"    errors      {trials['errors']} (409 asked again: {trials['held']})")
+                    print(sessions_line(trials, 4))
                 trial_rate = trial_rates["one"]
                 print(
                     f"  one request / two requests per trial: "
@@ -459,14 +491,17 @@ def main() -> None:
                 planner.wait(timeout=30)
             failures = server_failures(Path(tmp) / "gunicorn.log")
             if failures:
-                print(f"server errors logged (the last of {len(failures)}):\n{failures[-1]}")
+                print(f"server errors logged: {len(failures)}; the last:\n{failures[-1]}")
 
 
 def server_failures(log: Path) -> list[str]:
-    """The tracebacks gunicorn's log holds (Django logs a request's unhandled exception
-    there): an error count without its cause explains nothing."""
+    """The requests that failed with a 500 in gunicorn's log: Django logs each as a record
+    that starts "Internal Server Error: PATH", its traceback after it (chained exceptions
+    included), up to the next record or gunicorn's own "[...]" lines. An error count
+    without its cause explains nothing."""
     text = log.read_text(errors="replace") if log.exists() else ""
-    return ["Traceback" + part.split("\n[", 1)[0] for part in text.split("Traceback")[1:]]
+    records = re.split(r"(?m)^(?=Internal Server Error: )", text)[1:]
+    return [re.split(r"(?m)^\[", record, maxsplit=1)[0].strip()[-4000:] for record in records]
 
 
 if __name__ == "__main__":

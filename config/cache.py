@@ -11,6 +11,7 @@ Django's cache handler already gives each thread its own backend instance.
 takes two (EXISTS, then INCRBY) and a counter's first use a third (``add``).
 """
 
+from django.core.cache import caches
 from django.core.cache.backends import redis
 
 
@@ -40,24 +41,29 @@ class RedisCache(redis.RedisCache):
         cache's (its prefix and version): ``get`` reads the count."""
         full_key = self.make_and_validate_key(key)
         client = self._cache.get_client(full_key, write=True)
+        timeout = self.get_backend_timeout(timeout)  # Django's rules: DEFAULT_TIMEOUT, None
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"a counter's timeout must be positive or None, not {timeout}")
         if timeout is None:
             return int(client.incr(full_key))
         with client.pipeline(transaction=True) as pipe:
-            pipe.set(full_key, 0, ex=timeout, nx=True)
+            pipe.set(full_key, 0, ex=max(1, int(timeout)), nx=True)
             pipe.incr(full_key)
             _, n = pipe.execute()
         return int(n)
 
 
 def cache_count(key: str, timeout: int | None = None) -> int:
-    """Add one to the default cache's counter ``key`` and return it (see
-    ``RedisCache.count``); on any other backend Django's ``add`` then ``incr``."""
-    from django.core.cache import cache, caches
-
+    """Add one to the default cache's counter ``key`` and return it; raises when the
+    cache does not answer. With this module's ``RedisCache`` (what ``IQA_CACHE_URL``
+    configures) one round trip (``RedisCache.count``). On any other backend Django's
+    ``add``, then ``incr``: two or three round trips, and the new counter's ``timeout``
+    holds on the backends whose ``incr`` keeps an expiry (locmem, memcached; Django's
+    database and file caches set the default one again)."""
     default = caches["default"]
     if isinstance(default, RedisCache):
         return default.count(key, timeout)
     try:
-        return cache.incr(key)
+        return default.incr(key)
     except ValueError:  # the counter's first use (or its key was evicted)
-        return 1 if cache.add(key, 1, timeout=timeout) else cache.incr(key)
+        return 1 if default.add(key, 1, timeout=timeout) else default.incr(key)

@@ -60,6 +60,8 @@ def test_annotate_load():
     assert number(r"one request / two requests per trial: ([\d.]+)x", out) > 0
     assert number(r"ratio\s+([\d.]+)% of the ceiling", out) > 0
     assert re.search(r"^  errors\s+0\b", out, re.MULTILINE), out
+    assert "server errors logged" not in out, out
+    assert "STUDY FULL" not in out, out
 
 
 def test_dashboard():
