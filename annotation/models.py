@@ -401,6 +401,14 @@ class Pair(models.Model):
                 condition=models.Q(gold_answer=""),
                 name="pair_assignment_order",
             ),
+            # The claim's walk (next_trial.sql, vote.sql's claim) over the pairs it may
+            # claim only: under active sampling or stopping when decided most pairs are at
+            # their target, and the full index above made each claim step over them.
+            models.Index(
+                fields=["study", "n_assigned", "rand_key"],
+                condition=models.Q(gold_answer="", n_assigned__lt=models.F("target_votes")),
+                name="pair_claimable_order",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -5,7 +5,9 @@
 -- general path must decide.
 --
 -- The pair to claim (CTEs level to candidate): the lowest level (n_assigned) first, at a
--- random place within it. Claims walk the assignment index; starting each walk at a random
+-- random place within it. Claims walk the claimable pairs' index (pair_claimable_order:
+-- only the pairs below their target; the claim's condition matches its predicate).
+-- Starting each walk at a random
 -- rand_key (rather than at the head) spreads the index entries that claims leave dead over
 -- the whole level, so a walk finds a live pair within a few entries instead of stepping
 -- over every pair claimed since the last vacuum. "wrap" covers the level from its start
