@@ -354,7 +354,9 @@ class Pair(models.Model):
         SIMILAR = "similar", "Similar"
         B = "b", "B is better"
 
-    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="pairs")
+    # No index of its own: (study, scene) below starts with it (every index on this table
+    # is written by each claim).
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="pairs", db_index=False)
     scene = models.ForeignKey(Scene, on_delete=models.CASCADE, related_name="pairs")
     image_a = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
     image_b = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
@@ -401,9 +403,10 @@ class Pair(models.Model):
                 condition=models.Q(gold_answer=""),
                 name="pair_assignment_order",
             ),
-            # The claim's walk (next_trial.sql, vote.sql's claim) over the pairs it may
-            # claim only: under active sampling or stopping when decided most pairs are at
-            # their target, and the full index above made each claim step over them.
+            # The claim's walk (next_trial.sql, and _issue_counted on the ORM path) over the
+            # pairs below their target only: under active sampling most pairs are at their
+            # target between plans, and with the index above a claim stepped over those
+            # that came first in its order. tests/annotation/test_claim_index.py.
             models.Index(
                 fields=["study", "n_assigned", "rand_key"],
                 condition=models.Q(gold_answer="", n_assigned__lt=models.F("target_votes")),

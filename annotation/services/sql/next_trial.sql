@@ -7,13 +7,12 @@
 -- The pair to claim (CTEs level to candidate): the lowest level (n_assigned) first, at a
 -- random place within it. Claims walk the claimable pairs' index (pair_claimable_order:
 -- only the pairs below their target; the claim's condition matches its predicate).
--- Starting each walk at a random
--- rand_key (rather than at the head) spreads the index entries that claims leave dead over
--- the whole level, so a walk finds a live pair within a few entries instead of stepping
--- over every pair claimed since the last vacuum. "wrap" covers the level from its start
--- (and the levels above) when nothing is free after the random point. Scalar subqueries on
--- "eligible", not joins, keep the index walk ordered and short. SKIP LOCKED: concurrent
--- annotators never wait on each other's pair.
+-- Starting each walk at a random rand_key (rather than at the head) spreads the index
+-- entries that claims leave dead over the whole level, so a walk finds a live pair within
+-- a few entries instead of stepping over every pair claimed since the last vacuum. "wrap"
+-- covers the level from its start (and the levels above) when nothing is free after the
+-- random point. Scalar subqueries on "eligible", not joins, keep the index walk ordered
+-- and short. SKIP LOCKED: concurrent annotators never wait on each other's pair.
 -- Params: NextParams. Row: NextRow.
 WITH s AS (
     SELECT s.id, s.study_id, s.completed_at, s.n_issued, s.n_done, s.n_practice_done,
