@@ -416,3 +416,22 @@ def pytest_collection_modifyitems(config, items) -> None:
     if not has_cuda:
         for item in gpu_items:
             item.add_marker(pytest.mark.skip(reason="needs CUDA"))
+
+
+CACHE_REDIS_URL = "redis://127.0.0.1:6379/9"  # a database of its own (14 is the broker's)
+
+
+@pytest.fixture
+def redis_cache():
+    """The default cache on the real Redis, as ``IQA_CACHE_URL`` configures it
+    (``config.cache.RedisCache``), its database emptied before and after."""
+    import redis
+    from django.core.cache import caches
+
+    with override_settings(
+        CACHES={"default": {"BACKEND": "config.cache.RedisCache", "LOCATION": CACHE_REDIS_URL}}
+    ):
+        server = redis.Redis.from_url(CACHE_REDIS_URL)
+        server.flushdb()
+        yield caches["default"]
+        server.flushdb()

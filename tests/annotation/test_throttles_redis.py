@@ -10,20 +10,8 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from annotation.throttles import window_count
+from tests.conftest import CACHE_REDIS_URL as REDIS_URL
 from tests.factories import LiveStudyFactory, make_pairs
-
-REDIS_URL = "redis://127.0.0.1:6379/9"  # a database of its own (14 is the tests' broker)
-
-
-@pytest.fixture
-def redis_cache():
-    with override_settings(
-        CACHES={"default": {"BACKEND": "config.cache.RedisCache", "LOCATION": REDIS_URL}}
-    ):
-        server = redis.Redis.from_url(REDIS_URL)
-        server.flushdb()
-        yield caches["default"]
-        server.flushdb()
 
 
 def test_a_window_counts_up_and_expires_one_second_after_its_period(redis_cache):

@@ -7,8 +7,7 @@ from django.core.cache import caches
 from django.test import override_settings
 
 from config.cache import cache_count
-
-REDIS_URL = "redis://127.0.0.1:6379/9"  # a database of its own (14 is the tests' broker)
+from tests.conftest import CACHE_REDIS_URL
 
 
 @pytest.fixture(params=["redis", "locmem"])
@@ -16,7 +15,7 @@ def backend(request):
     if request.param == "locmem":
         config = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     else:
-        config = {"BACKEND": "config.cache.RedisCache", "LOCATION": REDIS_URL}
+        config = {"BACKEND": "config.cache.RedisCache", "LOCATION": CACHE_REDIS_URL}
     with override_settings(CACHES={"default": config}):
         caches["default"].clear()
         yield request.param
@@ -30,14 +29,8 @@ def test_a_counter_starts_at_one_and_counts_up_in_the_key_get_reads(backend):
 
 
 @pytest.fixture
-def server():
-    with override_settings(
-        CACHES={"default": {"BACKEND": "config.cache.RedisCache", "LOCATION": REDIS_URL}}
-    ):
-        server = redis.Redis.from_url(REDIS_URL)
-        server.flushdb()
-        yield server
-        server.flushdb()
+def server(redis_cache):
+    return redis.Redis.from_url(CACHE_REDIS_URL)
 
 
 def test_a_counter_without_timeout_never_expires_and_one_with_lives_that_long(server):
