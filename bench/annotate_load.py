@@ -189,6 +189,12 @@ class Client:
         return response.status, raw.decode(errors="replace") or None, elapsed  # an error page
 
 
+def empty_results() -> dict:
+    """What a run measures: latencies per request kind (lists, extended when merged) and
+    counts (added)."""
+    return {"next": [], "vote": [], "ping": [], "errors": 0, "held": 0, "sessions": 0, "full": 0}
+
+
 def annotator(
     port: int,
     stop_at: float,
@@ -205,7 +211,7 @@ def annotator(
     # one think time, so the run is not a series of synchronised bursts.
     time.sleep(random.uniform(0, think))
     client = Client(port)
-    timings = {"next": [], "vote": [], "errors": 0, "held": 0, "sessions": 0, "full": 0}
+    timings = empty_results()
     try:
         _annotate(client, stop_at, think, slug, flow, timings)
     finally:  # whatever ended the loop, what it measured is reported
@@ -288,7 +294,7 @@ def pinger(port: int, stop_at: float, results: dict, lock: threading.Lock, path:
 
 def client_process(kind: str, port: int, n: int, start_at: float, duration: float, think, queue):
     """Run ``n`` simulated clients in threads of this process; report their timings."""
-    results = {"next": [], "vote": [], "ping": [], "errors": 0, "held": 0, "sessions": 0, "full": 0}
+    results = empty_results()
     lock = threading.Lock()
     while time.monotonic() < start_at:
         time.sleep(0.01)
@@ -320,13 +326,11 @@ def drive(kind: str, port: int, clients: int, duration: float, think: float, pro
     ]
     for worker in workers:
         worker.start()
-    merged = {"next": [], "vote": [], "ping": [], "errors": 0, "held": 0, "sessions": 0, "full": 0}
+    merged = empty_results()
     for _ in workers:
         part = queue.get()
-        for key in ("next", "vote", "ping"):
-            merged[key].extend(part[key])
-        for key in ("errors", "held", "sessions", "full"):
-            merged[key] += part[key]
+        for key, value in part.items():
+            merged[key] += value
     for worker in workers:
         worker.join()
     return merged
