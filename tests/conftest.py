@@ -400,9 +400,29 @@ def chromium():
             browser.close()
 
 
+def xdist_group(item) -> str | None:
+    """The group of tests that one ``pytest -n`` worker runs together (``--dist loadgroup``):
+    the benches' smoke runs share databases and Redis databases of their own, so they run
+    one after another; a module whose tests share a module-scoped fixture (a web server, a
+    worker, a study built once) stays on one worker so the fixture is built once. Every
+    other test goes to whichever worker is free."""
+    path = Path(str(item.path)).relative_to(REPO)
+    if path.parts[:2] == ("tests", "bench"):
+        return "bench"
+    definitions = item._fixtureinfo.name2fixturedefs.values()
+    if any(defs[-1].scope == "module" for defs in definitions if defs):
+        return path.as_posix()
+    return None
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    """``gpu`` tests run where CUDA is (the device machine); elsewhere they are skipped.
-    The check imports nothing heavy unless a gpu test was collected."""
+    """Groups for ``pytest -n`` (``xdist_group`` above), and ``gpu`` tests run where CUDA is
+    (the device machine); elsewhere they are skipped. The check imports nothing heavy unless
+    a gpu test was collected."""
+    for item in items:
+        group = xdist_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
     gpu_items = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu_items:
         return
@@ -418,7 +438,12 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(pytest.mark.skip(reason="needs CUDA"))
 
 
-CACHE_REDIS_URL = "redis://127.0.0.1:6379/9"  # a database of its own (14 is the broker's)
+# A Redis database of its own for each ``pytest -n`` worker (gw0 9, gw1 8, ...): the
+# benches use 10 to 13, the broker 14 and 15.
+XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+if XDIST_WORKER > 8:
+    raise RuntimeError("at most 9 pytest -n workers: each needs a Redis database of its own")
+CACHE_REDIS_URL = f"redis://127.0.0.1:6379/{9 - XDIST_WORKER}"
 
 
 @pytest.fixture
