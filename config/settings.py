@@ -13,6 +13,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from config.storage import default_storage_from_env
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -241,8 +243,10 @@ MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("IQA_MEDIA_ROOT", DATA_DIR / "media"))
 # The web process serves the image store at MEDIA_URL (set 0 behind a proxy that does).
 IQA_SERVE_MEDIA = env_bool("IQA_SERVE_MEDIA", True)
+# The files' store: the file system under MEDIA_ROOT, or an S3-compatible bucket with
+# IQA_STORAGE_URL=s3://BUCKET/PREFIX (config/storage.py names the variables).
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": default_storage_from_env(os.environ),
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 

