@@ -52,8 +52,10 @@ format: install
 
 test: install services browser lint
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
-		$(PY) -m pytest $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup) \
-		$(PYTEST_ARGS)
+		$(PY) -m pytest $(if $(filter 1,$(TEST_WORKERS)),$(PYTEST_ARGS),\
+		-n $(TEST_WORKERS) --dist loadgroup -m "not serial" $(PYTEST_ARGS)) \
+		$(if $(filter 1,$(TEST_WORKERS)),,&& DATABASE_URL=$(TEST_DATABASE_URL) \
+		CELERY_BROKER_URL=$(TEST_BROKER_URL) $(PY) -m pytest -m serial $(PYTEST_ARGS))
 
 run: install
 	@bash scripts/run.sh $(HOST) $(PORT)

@@ -1,5 +1,6 @@
-"""System checks of the services the settings name (``manage.py check`` runs them, as
-does every command that runs the checks); registered when the annotation app is ready."""
+"""System checks of the services the settings name; registered when the annotation app
+is ready. ``manage.py check`` (and every command that runs the checks) runs those that
+make no request; ``check --deploy`` also reaches the bucket."""
 
 from django.core import checks
 
@@ -7,9 +8,26 @@ from config.storage import describe, uses_object_storage
 
 
 @checks.register("storage")
-def check_storage(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    """With a bucket configured, that it answers: one HEAD request to the bucket. It then
-    warns that the platform's files do not go there yet (only the check uses it)."""
+def check_storage_in_use(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """A bucket configured is not used yet: say so on every command (no request made)."""
+    if not uses_object_storage():
+        return []
+    return [
+        checks.Warning(
+            f"IQA_STORAGE_URL names {describe()}, but the image store, uploads and exports "
+            "are still written under MEDIA_ROOT and IQA_DATA_DIR: object storage is not "
+            "complete yet (the bucket is only checked, by check --deploy)",
+            hint="leave IQA_STORAGE_URL unset until the release notes say the files move",
+            id="iqa.W002",
+        )
+    ]
+
+
+@checks.register("storage", deploy=True)
+def check_storage_reachable(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """With a bucket configured, that it answers a HEAD request (boto3 retries once).
+    A deployment check (``check --deploy``): ``migrate`` and the other commands do not
+    wait on the bucket."""
     if not uses_object_storage():
         return []
     from django.core.files.storage import default_storage
@@ -25,12 +43,4 @@ def check_storage(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 id="iqa.E001",
             )
         ]
-    return [
-        checks.Warning(
-            f"IQA_STORAGE_URL names {describe()}, but the image store, uploads and exports "
-            "are still written under MEDIA_ROOT and IQA_DATA_DIR: object storage is not "
-            "complete yet (the bucket is only checked)",
-            hint="leave IQA_STORAGE_URL unset until the release notes say the files move",
-            id="iqa.W002",
-        )
-    ]
+    return []

@@ -417,6 +417,10 @@ IQA_SCORE_PASS_MEMORY_MB = int(os.environ.get("IQA_SCORE_PASS_MEMORY_MB", "1024"
 IQA_SCORE_PASS_SECONDS = float(os.environ.get("IQA_SCORE_PASS_SECONDS", "5"))
 # Metric models a worker process keeps loaded (least recently used ones are dropped).
 IQA_WORKER_MAX_MODELS = int(os.environ.get("IQA_WORKER_MAX_MODELS", "4"))
+# A worker's images from a bucket are kept in a local cache of at most this many MB,
+# least recently used evicted (scoring/image_cache.py); the file system needs none.
+IQA_WORKER_CACHE_DIR = Path(os.environ.get("IQA_WORKER_CACHE_DIR", IQA_SCRATCH_DIR / "images"))
+IQA_WORKER_CACHE_MB = int(os.environ.get("IQA_WORKER_CACHE_MB", "2048"))
 # A batch whose metric a worker cannot run (missing weights, CUDA out of memory, a driver
 # error) is retried this many times, waiting BACKOFF, 2 x BACKOFF, ... seconds (at most
 # BACKOFF_MAX, with jitter), then marked failed to run (score_study --retry-failed).

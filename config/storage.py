@@ -8,6 +8,8 @@ S3 interface, MinIO, SeaweedFS, Ceph), chosen by the environment:
   ``us-east-1``; R2 takes ``auto``).
 - ``IQA_S3_ACCESS_KEY_ID`` and ``IQA_S3_SECRET_ACCESS_KEY``; unset, boto3 finds them as
   it does (``AWS_ACCESS_KEY_ID``, a profile, an instance role).
+- ``IQA_S3_PROXY``: an HTTP proxy to the bucket (unset: none; the environment's
+  ``HTTP_PROXY`` is not used).
 - ``IQA_S3_ADDRESSING_STYLE``: ``path`` (``ENDPOINT/BUCKET/KEY``) or ``virtual``
   (``BUCKET.ENDPOINT/KEY``); by default ``path`` with an endpoint (a lab's own server
   seldom has a name per bucket) and boto3's choice without one.
@@ -17,6 +19,7 @@ boto3); ``config.checks.check_storage`` (``manage.py check``, and every command 
 runs the checks) says when the bucket cannot be reached, naming it and the endpoint.
 """
 
+import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -33,30 +36,46 @@ class StorageUrlError(ValueError):
     """The storage variables do not name a storage the platform can use."""
 
 
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3's rule
+
+
 def default_storage_from_env(environ: Mapping[str, str]) -> dict:
     """``STORAGES["default"]`` for the environment's storage variables."""
     url = environ.get("IQA_STORAGE_URL", "").strip()
     if url in ("", "file://"):
         return {"BACKEND": FILE_SYSTEM}
-    parts = urlsplit(url)
-    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
-        raise StorageUrlError(
-            f"IQA_STORAGE_URL={url!r} is not understood: give s3://BUCKET or "
-            "s3://BUCKET/PREFIX for a bucket, or leave it unset for the file system"
-        )
+    bucket, prefix = _bucket_and_prefix(url)
     endpoint = environ.get("IQA_S3_ENDPOINT_URL", "").strip() or None
+    if endpoint is not None:
+        parts = urlsplit(endpoint)
+        if "@" in parts.netloc:
+            raise StorageUrlError(
+                "IQA_S3_ENDPOINT_URL carries credentials: give them in IQA_S3_ACCESS_KEY_ID "
+                "and IQA_S3_SECRET_ACCESS_KEY"
+            )
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise StorageUrlError(
+                f"IQA_S3_ENDPOINT_URL={endpoint!r} is not an http:// or https:// address"
+            )
     style = environ.get("IQA_S3_ADDRESSING_STYLE", "").strip() or ("path" if endpoint else None)
     if style is not None and style not in ADDRESSING_STYLES:
         raise StorageUrlError(
             f"IQA_S3_ADDRESSING_STYLE={style!r} is not one of {', '.join(ADDRESSING_STYLES)}"
         )
+    access_key = environ.get("IQA_S3_ACCESS_KEY_ID") or None
+    secret_key = environ.get("IQA_S3_SECRET_ACCESS_KEY") or None
+    if (access_key is None) != (secret_key is None):
+        raise StorageUrlError(
+            "give both IQA_S3_ACCESS_KEY_ID and IQA_S3_SECRET_ACCESS_KEY, or neither "
+            "(boto3 then finds credentials itself)"
+        )
     options = {
-        "bucket_name": parts.netloc,
-        "location": parts.path.strip("/"),
+        "bucket_name": bucket,
+        "location": prefix,
         "endpoint_url": endpoint,
         "region_name": environ.get("IQA_S3_REGION", "").strip() or "us-east-1",
-        "access_key": environ.get("IQA_S3_ACCESS_KEY_ID") or None,
-        "secret_key": environ.get("IQA_S3_SECRET_ACCESS_KEY") or None,
+        "access_key": access_key,
+        "secret_key": secret_key,
         "addressing_style": style,
         "signature_version": "s3v4",
         # Objects are private; the browser gets presigned URLs.
@@ -64,18 +83,47 @@ def default_storage_from_env(environ: Mapping[str, str]) -> dict:
         "querystring_auth": True,
         # Keys are content addresses: writing one again writes the same bytes.
         "file_overwrite": True,
-        "client_config": _client_config(),
+        "client_config": _client_config(environ.get("IQA_S3_PROXY", "").strip()),
     }
     return {"BACKEND": S3, "OPTIONS": options}
 
 
-def _client_config():
+def _bucket_and_prefix(url: str) -> tuple[str, str]:
+    """``s3://BUCKET/PREFIX``'s parts; an error names what is wrong, never echoing a
+    secret given in the URL."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise StorageUrlError(
+            "IQA_STORAGE_URL carries credentials: give them in IQA_S3_ACCESS_KEY_ID and "
+            "IQA_S3_SECRET_ACCESS_KEY, not in the URL"
+        )
+    usage = "give s3://BUCKET or s3://BUCKET/PREFIX, or leave it unset for the file system"
+    if parts.scheme != "s3" or parts.query or parts.fragment:
+        raise StorageUrlError(f"IQA_STORAGE_URL={url!r} is not understood: {usage}")
+    if not BUCKET_NAME.match(parts.netloc):
+        raise StorageUrlError(
+            f"IQA_STORAGE_URL={url!r} does not name a bucket (3 to 63 lowercase letters, "
+            f"digits, dots and hyphens): {usage}"
+        )
+    prefix = parts.path.strip("/")
+    if prefix and any(segment in ("", ".", "..") for segment in prefix.split("/")):
+        raise StorageUrlError(
+            f"IQA_STORAGE_URL={url!r}: the prefix may not hold empty, '.' or '..' parts"
+        )
+    return parts.netloc, prefix
+
+
+def _client_config(proxy: str):
+    """Timeouts, retries, and the proxy: ``IQA_S3_PROXY`` or none. Never the
+    environment's ``HTTP(S)_PROXY``, which a scoring worker points at a closed port so
+    that a metric's loader cannot download (``scoring.weights.worker_environment``)."""
     from botocore.config import Config
 
     return Config(
         connect_timeout=CONNECT_TIMEOUT,
         read_timeout=READ_TIMEOUT,
         retries={"max_attempts": 2, "mode": "standard"},
+        proxies={"http": proxy, "https": proxy} if proxy else {},
     )
 
 

@@ -23,7 +23,7 @@ import PIL.Image
 import torch
 from django.conf import settings
 
-from scoring import weights
+from scoring import image_cache, weights
 from scoring.errors import MetricUnavailable
 from scoring.registry import MetricSpec
 
@@ -91,11 +91,14 @@ def scorer(spec: MetricSpec) -> Scorer:
     return loaded
 
 
-def read(path: Path) -> bytes:
-    """The stored file's bytes. An error here is the store's (a volume not mounted, a
-    network file system's hiccup, a file removed): :func:`score_items` retries the batch
-    rather than blame the item."""
-    return path.read_bytes()
+def read(source: Path | str) -> bytes:
+    """The file's bytes: a local path as it is, a name in the platform's storage through
+    the worker's image cache (``scoring.image_cache``). An error here is the store's (a
+    volume not mounted, a bucket that does not answer, a file removed): :func:`score_items`
+    retries the batch rather than blame the item."""
+    if isinstance(source, Path):
+        return source.read_bytes()
+    return image_cache.read_bytes(source)
 
 
 def decode(data: bytes) -> torch.Tensor:
@@ -150,10 +153,11 @@ def infrastructure_fault(exc: BaseException) -> bool:
 
 def score_items(
     spec: MetricSpec,
-    items: Sequence[tuple[Path, Path | None]],
+    items: Sequence[tuple[Path | str, Path | str | None]],
     on_scored: Callable[[list[int], list["Outcome"]], None] | None = None,
 ) -> list[Outcome]:
-    """Score (image, reference) items (reference None for NR metrics), in order.
+    """Score (image, reference) items (reference None for NR metrics), in order: local
+    paths, or names in the platform's storage (what the worker scores; see :func:`read`).
 
     Each file is decoded once; items whose image (and reference) sizes match go through
     the model together, as many per forward pass as :func:`pass_size` allows (memory and
@@ -172,7 +176,7 @@ def score_items(
     except Exception as exc:
         _release(where)
         raise MetricUnavailable(f"{spec.name} cannot be loaded: {_message(exc)}") from exc
-    decoded: dict[Path, torch.Tensor | Exception] = {}
+    decoded: dict[Path | str, torch.Tensor | Exception] = {}
     for image, reference in items:
         for path in (image, reference):
             if path is not None and path not in decoded:

@@ -9,7 +9,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import islice
-from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -17,7 +16,6 @@ from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from annotation import storage
 from annotation.errors import BrokerUnavailable
 from annotation.models import Image, Study
 from core.errors import DomainError
@@ -299,11 +297,8 @@ def batch_score(*, batch_id: int) -> int:
             pk__in={i for item in todo for i in item if i is not None}
         ).values_list("pk", "file")
     )
-    root = Path(storage.media_root())
-    paths = [
-        (root / files[image], root / files[reference] if reference else None)
-        for image, reference in todo
-    ]
+    # Names in the platform's storage: the worker reads them through its image cache.
+    paths = [(files[image], files[reference] if reference else None) for image, reference in todo]
     written = 0
 
     def store_pass(indices: list[int], outcomes: list) -> None:

@@ -55,6 +55,9 @@ CONFIG_VARIABLES = {
     "IQA_MEDIA_ROOT", "DJANGO_DEBUG", "DJANGO_ADMIN_PASSWORD", "IQA_CACHE_URL", "IQA_VOTE_RATE",
     "IQA_SESSION_RATE", "IQA_TRIAL_RATE", "IQA_TRUSTED_PROXY_COUNT", "IQA_LOGIN_FAILURES",
     "IQA_SHIELDS_PER_ADDRESS", "DB_PREPARED_STATEMENTS", "IQA_IMPORT_QUEUE", "IQA_SCRATCH_DIR",
+    "IQA_STORAGE_URL", "IQA_S3_ENDPOINT_URL", "IQA_S3_REGION", "IQA_S3_ACCESS_KEY_ID",
+    "IQA_S3_SECRET_ACCESS_KEY", "IQA_S3_ADDRESSING_STYLE", "IQA_S3_PROXY", "IQA_WORKER_CACHE_DIR",
+    "IQA_WORKER_CACHE_MB",
 }  # fmt: skip
 
 
@@ -482,7 +485,10 @@ class S3Server:
         }
 
     def client(self):
+        """A boto3 client of the server, never through a proxy (the scoring tests'
+        environment points HTTP_PROXY at a closed port)."""
         import boto3
+        from botocore.config import Config
 
         return boto3.client(
             "s3",
@@ -490,6 +496,7 @@ class S3Server:
             region_name="us-east-1",
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
+            config=Config(proxies={}),
         )
 
 
@@ -514,7 +521,7 @@ def start_s3_server(data_dir: Path, bucket: str = "iqa") -> S3Server:
     """SeaweedFS (master, volume, filer and S3 gateway in one process), bound to
     127.0.0.1 only on free ports, its data in ``data_dir``, one access key, ``bucket``
     created."""
-    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
     log = ARTIFACTS / f"seaweedfs-{uuid.uuid4().hex[:8]}.log"
     ARTIFACTS.mkdir(exist_ok=True)
@@ -523,7 +530,9 @@ def start_s3_server(data_dir: Path, bucket: str = "iqa") -> S3Server:
     command = [
         str(WEED), "server", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         f"-master.port={master}", f"-volume.port={volume}", "-filer", f"-filer.port={filer}",
-        "-s3", f"-s3.port={s3}",
+        "-s3", f"-s3.port={s3}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        "-master.telemetry=false", f"-filer.localSocket={data_dir / 'filer.sock'}",
+        f"-s3.localSocket={data_dir / 's3.sock'}",
     ]  # fmt: skip
     env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
     with open(log, "wb") as handle:
@@ -531,18 +540,19 @@ def start_s3_server(data_dir: Path, bucket: str = "iqa") -> S3Server:
     server = S3Server(f"http://127.0.0.1:{s3}", bucket, access_key, secret_key, process, log)
     client = server.client()
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            client.create_bucket(Bucket=bucket)
-            return server
-        except boto3.exceptions.botocore.exceptions.BotoCoreError:
-            pass
-        except boto3.exceptions.botocore.exceptions.ClientError:
-            pass  # the gateway answers before the filer under it is ready
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_process(process, grace=2)
-            raise RuntimeError(f"SeaweedFS did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
+    try:
+        while True:
+            try:
+                client.create_bucket(Bucket=bucket)
+                return server
+            except (BotoCoreError, ClientError):
+                pass  # not listening yet, or the gateway answers before its filer is ready
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"SeaweedFS did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+    except BaseException:  # a timeout or Ctrl-C too: never leave the server running
+        stop_process(process, grace=2)
+        raise
 
 
 @pytest.fixture(scope="session")

@@ -168,6 +168,7 @@ def restart_postgresql() -> None:
         wait_until(lambda: subprocess.run(ready).returncode == 0, timeout=30, what="PostgreSQL")
 
 
+@pytest.mark.serial  # it cuts every connection: never beside other tests (make test -n)
 def test_postgresql_restarted_while_fifty_annotators_vote(media_root):
     """PostgreSQL restarts (fast shutdown: every connection is cut) while 50 annotators
     vote through gunicorn: requests in flight fail and are sent again, every acknowledged
