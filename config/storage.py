@@ -15,8 +15,8 @@ S3 interface, MinIO, SeaweedFS, Ceph), chosen by the environment:
   seldom has a name per bucket) and boto3's choice without one.
 
 Django's ``STORAGES["default"]`` is built from them (django-storages' S3 backend on
-boto3); ``config.checks.check_storage`` (``manage.py check``, and every command that
-runs the checks) says when the bucket cannot be reached, naming it and the endpoint.
+boto3); ``config.checks.check_storage_reachable`` (``manage.py check --deploy``) says
+when the bucket cannot be reached, naming it and the endpoint.
 """
 
 import re
