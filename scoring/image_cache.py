@@ -21,7 +21,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.storage import default_storage
 
-CHUNK = 1 << 20
+from annotation.storage import CHUNK
+
 SHA256_NAME = re.compile(r"^[0-9a-f]{64}$")
 
 

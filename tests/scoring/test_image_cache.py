@@ -5,9 +5,11 @@ local cache keyed by sha256, least recently used evicted, a corrupt download ref
 import hashlib
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.files.storage import default_storage
 from django.test import override_settings
 
+from annotation.storage import relative_path_for
 from config.storage import default_storage_from_env
 from scoring import image_cache
 from scoring.registry import metric_get
@@ -17,9 +19,13 @@ pytestmark = pytest.mark.usefixtures("worker_environment")
 
 
 def content_name(data: bytes) -> str:
-    """The store's name for these bytes (annotation.storage.relative_path_for's rule)."""
-    sha = hashlib.sha256(data).hexdigest()
-    return f"images/{sha[:2]}/{sha[2:4]}/{sha}.png"
+    """The store's name for these bytes, as a PNG."""
+    return relative_path_for(hashlib.sha256(data).hexdigest(), "PNG")
+
+
+def in_bucket(env: dict[str, str]) -> dict:
+    """The settings' STORAGES with the default storage in the bucket ``env`` names."""
+    return {**django_settings.STORAGES, "default": default_storage_from_env(env)}
 
 
 @pytest.fixture
@@ -27,10 +33,7 @@ def bucket(s3_server, tmp_path):
     """The platform's storage in the test server's bucket (a prefix of this test's own),
     and the worker's cache in a folder of this test's own."""
     prefix = f"t-{tmp_path.name}"
-    storages = {
-        "default": default_storage_from_env(s3_server.env(prefix)),
-        "staticfiles": {"BACKEND": "django.core.files.storage.StaticFilesStorage"},
-    }
+    storages = in_bucket(s3_server.env(prefix))
     with override_settings(STORAGES=storages, IQA_WORKER_CACHE_DIR=tmp_path / "cache"):
         yield s3_server, prefix
 
@@ -82,12 +85,8 @@ def test_a_missing_object_or_a_bucket_that_does_not_answer_is_the_stores_fault(
     with pytest.raises(OSError, match=missing):
         image_cache.read_bytes(missing)
     down = {**s3_server.env(), "IQA_S3_ENDPOINT_URL": "http://127.0.0.1:1"}
-    storages = {
-        "default": default_storage_from_env(down),
-        "staticfiles": {"BACKEND": "django.core.files.storage.StaticFilesStorage"},
-    }
     with (
-        override_settings(STORAGES=storages),
+        override_settings(STORAGES=in_bucket(down)),
         pytest.raises(image_cache.StoreUnreadable, match="EndpointConnectionError"),
     ):
         image_cache.read_bytes(missing)
